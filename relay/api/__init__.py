@@ -1,0 +1,1 @@
+"""The Starlette ingress: authenticates, validates, records, enqueues, answers fast."""

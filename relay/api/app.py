@@ -1,0 +1,100 @@
+"""The ingress application factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from relay.api import events_routes, health, runs, subscriptions, watches
+from relay.api.auth import KeyRing
+from relay.api.errors import EXCEPTION_HANDLERS
+from relay.api.openapi import Op, document
+from relay.api.schemas import (
+    Recover,
+    Redeliver,
+    RunCreate,
+    SubscriptionCreate,
+    SubscriptionPatch,
+    WatchCreate,
+)
+from relay.config import Settings
+from relay.logging import register_secrets
+from relay.providers.registry import build_providers
+from relay.redis_conn import connect
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+PAGING = (("limit", "integer"), ("cursor", "string"))
+TABLE: list[tuple[Op, Endpoint]] = [
+    (Op("GET", "/healthz", "Liveness", public=True), health.healthz),
+    (Op("GET", "/readyz", "Readiness: Redis reachable", public=True), health.readyz),
+    (Op("GET", "/openapi.json", "This document", public=True), health.openapi),
+    (Op("POST", "/v1/runs", "Start or track a vendor run", 202, RunCreate), runs.create),
+    (Op("GET", "/v1/runs", "List runs", query=(*PAGING, ("provider", "string"),
+                                              ("status", "string"))), runs.list_all),
+    (Op("GET", "/v1/runs/{run_id}", "One run with its events and deliveries"), runs.get_one),
+    (Op("POST", "/v1/runs/{run_id}/refresh", "Poll now", 202), runs.refresh),
+    (Op("DELETE", "/v1/runs/{run_id}", "Stop tracking", 204), runs.stop),
+    (Op("POST", "/v1/watches", "Follow an Autoposting agent", 201, WatchCreate), watches.create),
+    (Op("GET", "/v1/watches", "List watches"), watches.list_all),
+    (Op("GET", "/v1/watches/{watch_id}", "One watch"), watches.get_one),
+    (Op("DELETE", "/v1/watches/{watch_id}", "Stop following", 204), watches.delete),
+    (Op("POST", "/v1/subscriptions", "Subscribe a URL", 201, SubscriptionCreate),
+     subscriptions.create),
+    (Op("GET", "/v1/subscriptions", "List subscriptions"), subscriptions.list_all),
+    (Op("GET", "/v1/subscriptions/{sub_id}", "One subscription"), subscriptions.get_one),
+    (Op("PATCH", "/v1/subscriptions/{sub_id}", "Change url, filter, enabled", 200,
+        SubscriptionPatch), subscriptions.patch),
+    (Op("DELETE", "/v1/subscriptions/{sub_id}", "Remove", 204), subscriptions.delete),
+    (Op("POST", "/v1/subscriptions/{sub_id}/rotate-secret", "New secret; the old one keeps "
+        "signing for the grace period"), subscriptions.rotate_secret),
+    (Op("POST", "/v1/subscriptions/{sub_id}/test", "Send a ping event", 202),
+     subscriptions.send_test),
+    (Op("GET", "/v1/subscriptions/{sub_id}/deliveries", "The attempt log, newest first",
+        query=(*PAGING, ("event_id", "string"))), subscriptions.deliveries),
+    (Op("POST", "/v1/subscriptions/{sub_id}/recover", "Replay dead-lettered deliveries since a "
+        "time", 202, Recover), subscriptions.recover),
+    (Op("POST", "/v1/events/{event_id}/redeliver", "Send one event again", 202, Redeliver,
+        body_required=False), events_routes.redeliver),
+    (Op("POST", "/v1/callback-secret", "Reveal (once) or rotate the secret that signs "
+        "callback_url deliveries", query=(("rotate", "string"),)), events_routes.callback_secret),
+]
+
+
+def _version() -> str:
+    try:
+        return version("run-relay")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
+    routes = [Route(op.path, endpoint, methods=[op.method]) for op, endpoint in TABLE]
+    keys_by_value = settings.api_keys()
+    register_secrets(settings.citedy_api_key, settings.autoposting_api_key, *keys_by_value)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = redis is None
+        app.state.redis = redis or connect(settings.redis_url or "redis://127.0.0.1:6379")
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.redis.aclose()
+
+    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(keys_by_value)
+    app.state.providers = build_providers(settings)
+    app.state.openapi = document([op for op, _ in TABLE], _version())
+    if redis is not None:
+        app.state.redis = redis
+    return app

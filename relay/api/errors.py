@@ -1,0 +1,87 @@
+"""Every error the API returns has the body `{"error": code, "message": text}` (plus `field` when
+one field is at fault), whatever raised it: our checks, routing, JSON parsing or a fault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = structlog.get_logger("relay.api")
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+def error_response(status: int, error: str, message: str, field: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": error, "message": message}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no such {what}")
+
+
+def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
+    field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    return ApiError(400, "invalid_request", f"{field}: {message}" if field else message, field)
+
+
+async def api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.error, exc.message, exc.field, exc.headers)
+
+
+async def http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404:
+        detail = "no such route"
+    return error_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def store_unavailable(_: Request, exc: Exception) -> Response:
+    log.warning("redis_unavailable", error=type(exc).__name__)
+    return error_response(503, "unavailable", "the relay's store is unreachable; try again",
+                          headers={"retry-after": "2"})
+
+
+async def internal_error(_: Request, exc: Exception) -> Response:
+    log.exception("internal_error", error=type(exc).__name__)
+    return error_response(500, "internal_error", "the relay hit an internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: api_error,
+    HTTPException: http_error,
+    RedisConnectionError: store_unavailable,
+    RedisTimeoutError: store_unavailable,
+    Exception: internal_error,
+}

@@ -1,0 +1,26 @@
+"""The per-credential vendor request budget, shared by every worker through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio as aioredis
+
+from relay import keys
+from relay.store.client import bind
+
+MAX_WAIT = 1.0
+
+
+async def acquire(r: aioredis.Redis, credential: str, rate: float) -> float:
+    """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
+    seconds to come back after (no slot was taken, so nothing is wasted by leaving)."""
+    wait = float(
+        await bind(r).reserve_slot(keys=[keys.budget(credential)], args=[rate, time.time(), MAX_WAIT])
+    )
+    if wait < 0:
+        return -wait
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return 0.0

@@ -1,0 +1,166 @@
+"""Settings read from the environment, validated once at start.
+
+Every variable named in DESIGN.md lives here so the Helm values, the README table and the code
+cannot drift apart. A bad value stops the process with one line naming the variable, because a
+traceback at boot is what a platform team least wants to read in a CrashLoopBackOff.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the message names the variable and never echoes a secret."""
+
+
+def _parse_float_list(raw: object, name: str) -> tuple[float, ...]:
+    if isinstance(raw, list | tuple):
+        items = [str(x) for x in raw]
+    else:
+        items = [p.strip() for p in str(raw).split(",") if p.strip()]
+    if not items:
+        raise ValueError(f"{name} must list at least one number of seconds")
+    out = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"{name} has {item!r}, which is not a number of seconds") from None
+        if value < 0:
+            raise ValueError(f"{name} has a negative delay")
+        out.append(value)
+    return tuple(out)
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`tenant:key,tenant:key` → {key: tenant}. Error messages name positions, never keys."""
+    keys: dict[str, str] = {}
+    for index, pair in enumerate(p.strip() for p in raw.replace("\n", ",").split(",")):
+        if not pair:
+            continue
+        tenant, sep, key = pair.partition(":")
+        tenant, key = tenant.strip(), key.strip()
+        if not sep or not tenant or not key:
+            raise ValueError(f"entry {index + 1} is not of the form tenant:key")
+        if not tenant.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"entry {index + 1} has a tenant name outside [A-Za-z0-9_-]")
+        if len(key) < 16:
+            raise ValueError(f"entry {index + 1} has a key shorter than 16 characters")
+        keys[key] = tenant
+    return keys
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    relay_api_keys: str = Field(default="", alias="RELAY_API_KEYS", repr=False)
+    relay_api_keys_file: Path | None = Field(default=None, alias="RELAY_API_KEYS_FILE")
+    relay_encryption_key: str | None = Field(default=None, alias="RELAY_ENCRYPTION_KEY", repr=False)
+
+    citedy_base_url: str = Field(default="https://www.citedy.com", alias="CITEDY_BASE_URL")
+    citedy_api_key: str | None = Field(default=None, alias="CITEDY_API_KEY", repr=False)
+    autoposting_base_url: str = Field(
+        default="https://app.autoposting.ai/api-proxy", alias="AUTOPOSTING_BASE_URL"
+    )
+    autoposting_api_key: str | None = Field(default=None, alias="AUTOPOSTING_API_KEY", repr=False)
+
+    allow_private_urls: bool = Field(default=False, alias="RELAY_ALLOW_PRIVATE_URLS")
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=DEFAULT_RETRY_SCHEDULE, alias="RELAY_RETRY_SCHEDULE"
+    )
+    retry_after_max: float = Field(default=3600.0, alias="RELAY_RETRY_AFTER_MAX", gt=0)
+    delivery_timeout: float = Field(default=15.0, alias="RELAY_DELIVERY_TIMEOUT", gt=0)
+    delivery_concurrency: int = Field(default=64, alias="RELAY_DELIVERY_CONCURRENCY", ge=1)
+    delivery_per_subscription: int = Field(default=16, alias="RELAY_DELIVERY_PER_SUBSCRIPTION", ge=1)
+    disable_after: float = Field(default=5 * 86400.0, alias="RELAY_DISABLE_AFTER", gt=0)
+    secret_grace: float = Field(default=86400.0, alias="RELAY_SECRET_GRACE", ge=0)
+    attempt_retention: int = Field(default=1000, alias="RELAY_ATTEMPT_RETENTION", ge=10)
+
+    poll_min_interval: float = Field(default=2.0, alias="RELAY_POLL_MIN_INTERVAL", gt=0)
+    poll_max_interval: float = Field(default=60.0, alias="RELAY_POLL_MAX_INTERVAL", gt=0)
+    poll_concurrency: int = Field(default=256, alias="RELAY_POLL_CONCURRENCY", ge=1)
+    tracking_window: float = Field(default=7 * 86400.0, alias="RELAY_TRACKING_WINDOW", gt=0)
+    vendor_rate: float = Field(default=20.0, alias="RELAY_VENDOR_RATE", gt=0)
+    vendor_timeout: float = Field(default=15.0, alias="RELAY_VENDOR_TIMEOUT", gt=0)
+    not_found_limit: int = Field(default=3, alias="RELAY_NOT_FOUND_LIMIT", ge=1)
+    autoposting_terminal: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("completed", "failed", "succeeded", "partial", "cancelled", "canceled"),
+        alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
+    )
+    lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
+    watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
+
+    log_format: str = Field(default="json", alias="RELAY_LOG_FORMAT", pattern="^(json|console)$")
+    log_level: str = Field(default="info", alias="RELAY_LOG_LEVEL")
+    max_body_bytes: int = Field(default=64 * 1024, alias="RELAY_MAX_BODY_BYTES", ge=1024)
+    data_dir: Path = Field(default=Path(".relay-data"), alias="RELAY_DATA_DIR")
+    metrics_port: int = Field(default=9108, alias="RELAY_WORKER_METRICS_PORT", ge=0)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, raw: object) -> tuple[float, ...]:
+        return _parse_float_list(raw, "RELAY_RETRY_SCHEDULE")
+
+    @field_validator("autoposting_terminal", mode="before")
+    @classmethod
+    def _terminal(cls, raw: object) -> tuple[str, ...]:
+        items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+        return tuple(str(s).strip() for s in items if str(s).strip())
+
+    @field_validator("relay_api_keys")
+    @classmethod
+    def _keys(cls, raw: str) -> str:
+        parse_api_keys(raw)
+        return raw
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Settings:
+        if self.poll_max_interval < self.poll_min_interval:
+            raise ValueError("RELAY_POLL_MAX_INTERVAL must be >= RELAY_POLL_MIN_INTERVAL")
+        return self
+
+    def api_keys(self) -> dict[str, str]:
+        """Key → tenant, merging the inline list and the file (a mounted Kubernetes Secret)."""
+        keys = parse_api_keys(self.relay_api_keys)
+        if self.relay_api_keys_file is not None:
+            keys.update(parse_api_keys(self.relay_api_keys_file.read_text()))
+        return keys
+
+
+def _describe(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    info = Settings.model_fields.get(field)
+    name = (info.alias if info and info.alias else field.upper()) or "configuration"
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"invalid {name}: {message}"
+
+
+def load_settings() -> Settings:
+    try:
+        settings = Settings()
+        if settings.relay_api_keys_file is not None:
+            try:
+                settings.api_keys()
+            except OSError as exc:
+                raise ConfigError(f"invalid RELAY_API_KEYS_FILE: {exc.strerror}") from None
+            except ValueError as exc:
+                raise ConfigError(f"invalid RELAY_API_KEYS_FILE: {exc}") from None
+        return settings
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,88 @@
+"""Every Redis key the relay uses, in one place, so a reader can see the whole data model."""
+
+from __future__ import annotations
+
+P = "relay:"
+
+DUE_START = P + "due:start"
+DUE_POLL = P + "due:poll"
+DUE_DELIVER = P + "due:deliver"
+DUE_WATCH = P + "due:watch"
+WORKER_HEARTBEATS = P + "workers"
+
+
+def run(run_id: str) -> str:
+    return f"{P}run:{run_id}"
+
+
+def run_events(run_id: str) -> str:
+    return f"{P}run:{run_id}:events"
+
+
+def tenant_runs(tenant: str) -> str:
+    return f"{P}tenant:{tenant}:runs"
+
+
+def tenant_subs(tenant: str) -> str:
+    return f"{P}tenant:{tenant}:subs"
+
+
+def tenant_watches(tenant: str) -> str:
+    return f"{P}tenant:{tenant}:watches"
+
+
+def tenant_callback_secret(tenant: str) -> str:
+    return f"{P}tenant:{tenant}:callback-secret"
+
+
+def tenant_notices(tenant: str) -> str:
+    return f"{P}tenant:{tenant}:notices"
+
+
+def idempotency(tenant: str, key: str) -> str:
+    return f"{P}idem:{tenant}:{key}"
+
+
+def upstream(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
+    return f"{P}upstream:{tenant}:{provider}:{agent_id}:{upstream_run_id}"
+
+
+def event(event_id: str) -> str:
+    return f"{P}event:{event_id}"
+
+
+def subscription(sub_id: str) -> str:
+    return f"{P}sub:{sub_id}"
+
+
+def sub_attempts(sub_id: str) -> str:
+    return f"{P}sub:{sub_id}:attempts"
+
+
+def sub_dead(sub_id: str) -> str:
+    return f"{P}sub:{sub_id}:dead"
+
+
+def sub_pairs(sub_id: str) -> str:
+    return f"{P}sub:{sub_id}:pairs"
+
+
+def pair(sub_id: str, run_id: str) -> str:
+    """Member of DUE_DELIVER: one ordered lane per (subscription, run)."""
+    return f"{sub_id}|{run_id}"
+
+
+def lane(sub_id: str, run_id: str) -> str:
+    return f"{P}lane:{sub_id}:{run_id}"
+
+
+def delivery(event_id: str, sub_id: str) -> str:
+    return f"{P}dlv:{event_id}:{sub_id}"
+
+
+def watch(watch_id: str) -> str:
+    return f"{P}watch:{watch_id}"
+
+
+def budget(provider: str) -> str:
+    return f"{P}budget:{provider}"

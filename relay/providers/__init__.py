@@ -1,0 +1,1 @@
+"""Upstream vendor clients and the vendor request models they share with ingress."""

@@ -1,0 +1,86 @@
+"""Recording what was observed: one event per (provider, upstream run, status), atomically with
+the run's new state and a queued delivery for every matching subscriber."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from relay import events, keys
+from relay.ids import event_id
+from relay.store.client import bind, dumps
+from relay.store.runs import get_run
+from relay.store.subscriptions import matching_subs
+
+
+class RunGone(Exception):
+    """The run was deleted while a worker held it."""
+
+
+async def record(
+    r: aioredis.Redis,
+    run: dict[str, str],
+    *,
+    event_type: str,
+    status_key: str,
+    now: float,
+    terminal: bool,
+    run_fields: dict[str, str],
+    data_extra: dict[str, Any] | None = None,
+    snapshot: Any = None,
+    status: str | None = None,
+) -> tuple[str, str]:
+    """Returns (outcome, event id): outcome 'ok' for a new event, 'dup' if it already existed.
+
+    `status_key` is the third value the event id derives from: the vendor status for a status
+    change, or the failure type. The sequence is checked and set inside the script, so racing
+    workers serialise: the loser re-reads the run and either finds its event recorded or records
+    after the winner with the next sequence.
+    """
+    upstream = run.get("upstream_run_id") or run["id"]
+    evt = event_id(run["tenant"], run["provider"], upstream, status_key)
+    for _ in range(8):
+        sequence = int(run.get("sequence") or 0) + 1
+        previous = run.get("status") or None
+        data: dict[str, Any] = {
+            "run": events.run_part(
+                run,
+                status=status if status is not None else previous,
+                previous=previous if status is not None else None,
+                terminal=terminal,
+                sequence=sequence,
+            )
+        }
+        if event_type == events.STATUS_CHANGED:
+            data["upstream"] = snapshot
+        if data_extra:
+            data.update(data_extra)
+        body = events.body(event_type, now, data)
+        subs = await matching_subs(r, run, event_type, status)
+        fields = {**run_fields}
+        if status is not None:
+            fields.update(status=status, previous_status=previous or "")
+        fields["terminal"] = "1" if terminal else "0"
+        pairs: list[str] = []
+        for name, value in fields.items():
+            pairs += [name, value]
+        outcome = await bind(r).record_event(
+            keys=[keys.run(run["id"]), keys.event(evt), keys.run_events(run["id"]),
+                  keys.DUE_DELIVER],
+            args=[evt, sequence, repr(now), body, event_type, status_key, len(fields), len(subs),
+                  *pairs, *subs],
+        )
+        if outcome == "gone":
+            raise RunGone(run["id"])
+        if outcome != "stale":
+            return str(outcome), evt
+        fresh = await get_run(r, run["id"])
+        if fresh is None:
+            raise RunGone(run["id"])
+        run = fresh
+    raise RuntimeError("could not record the transition: the run kept changing")
+
+
+def snapshot_field(snapshot: Any) -> str:
+    return dumps(snapshot)

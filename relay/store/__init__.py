@@ -1,0 +1,1 @@
+"""Redis state: the atomic scripts and the typed accessors built on them."""

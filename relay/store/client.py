@@ -1,0 +1,53 @@
+"""The scripts bound to one Redis client, registered once (EVALSHA thereafter)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from relay.store import scripts
+
+
+@dataclass(frozen=True)
+class Scripts:
+    create_run: AsyncScript
+    claim: AsyncScript
+    record_event: AsyncScript
+    enqueue_lane: AsyncScript
+    finish_head: AsyncScript
+    retry_head: AsyncScript
+    settle_lane: AsyncScript
+    park_lane: AsyncScript
+    reserve_slot: AsyncScript
+
+
+def bind(r: aioredis.Redis) -> Scripts:
+    cached: Scripts | None = getattr(r, "_relay_scripts", None)
+    if cached is None:
+        cached = Scripts(
+            create_run=r.register_script(scripts.CREATE_RUN),
+            claim=r.register_script(scripts.CLAIM),
+            record_event=r.register_script(scripts.RECORD_EVENT),
+            enqueue_lane=r.register_script(scripts.ENQUEUE_LANE),
+            finish_head=r.register_script(scripts.FINISH_HEAD),
+            retry_head=r.register_script(scripts.RETRY_HEAD),
+            settle_lane=r.register_script(scripts.SETTLE_LANE),
+            park_lane=r.register_script(scripts.PARK_LANE),
+            reserve_slot=r.register_script(scripts.RESERVE_SLOT),
+        )
+        r._relay_scripts = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(raw: str | None, default: Any = None) -> Any:
+    if not raw:
+        return default
+    return json.loads(raw)

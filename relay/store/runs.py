@@ -1,0 +1,142 @@
+"""Runs in Redis: creation (with idempotency and tracking de-duplication), reads and paging."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from relay import keys
+from relay.store.client import bind, dumps, loads
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+# The relay's own lifecycle of a run, beside the vendor's status.
+STARTING, TRACKING, COMPLETED = "starting", "tracking", "completed"
+START_FAILED, TRACKING_FAILED, STOPPED = "start_failed", "tracking_failed", "stopped"
+ACTIVE_STATES = frozenset({STARTING, TRACKING})
+
+
+@dataclass(frozen=True)
+class Created:
+    outcome: str  # created | existing | conflict | tracked
+    run_id: str
+
+
+def body_hash(body: Any) -> str:
+    return hashlib.sha256(dumps(body).encode()).hexdigest()
+
+
+async def create_run(
+    r: aioredis.Redis,
+    *,
+    run: dict[str, str],
+    due_key: str,
+    due_at: float,
+    idempotency_key: str | None,
+    request_hash: str,
+    upstream_key: str | None,
+) -> Created:
+    fields: list[str] = []
+    for name, value in run.items():
+        fields += [name, value]
+    result = await bind(r).create_run(
+        keys=[
+            keys.run(run["id"]),
+            keys.tenant_runs(run["tenant"]),
+            due_key,
+            keys.idempotency(run["tenant"], idempotency_key) if idempotency_key else "",
+            upstream_key or "",
+        ],
+        args=[run["id"], run["created_at"], due_at, request_hash, IDEMPOTENCY_TTL, *fields],
+    )
+    return Created(outcome=str(result[0]), run_id=str(result[1]))
+
+
+async def get_run(r: aioredis.Redis, run_id: str) -> dict[str, str] | None:
+    data: dict[str, str] = await r.hgetall(keys.run(run_id))
+    return data or None
+
+
+async def get_tenant_run(r: aioredis.Redis, tenant: str, run_id: str) -> dict[str, str] | None:
+    run = await get_run(r, run_id)
+    if run is None or run.get("tenant") != tenant:
+        return None
+    return run
+
+
+def public_run(run: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": run["id"],
+        "provider": run["provider"],
+        "agent_id": run.get("agent_id") or None,
+        "upstream_run_id": run.get("upstream_run_id") or None,
+        "state": run.get("state"),
+        "status": run.get("status") or None,
+        "previous_status": run.get("previous_status") or None,
+        "terminal": run.get("terminal") == "1",
+        "sequence": int(run.get("sequence") or 0),
+        "metadata": loads(run.get("metadata"), {}),
+        "callback_url": run.get("callback_url") or None,
+        "error": loads(run.get("error")),
+        "polls": int(run.get("polls") or 0),
+        "created_at": float(run["created_at"]),
+        "updated_at": float(run.get("updated_at") or run["created_at"]),
+        "upstream": loads(run.get("snapshot")),
+    }
+
+
+async def list_runs(
+    r: aioredis.Redis,
+    tenant: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    provider: str | None,
+    status: str | None,
+) -> tuple[list[dict[str, str]], str | None]:
+    """Newest first. The cursor is the last (score, id) seen, so paging is stable while runs are
+    added; filters are applied while scanning, in pages of the index."""
+    max_score = "+inf"
+    after_id: str | None = None
+    if cursor:
+        score_s, _, after_id = cursor.partition(":")
+        max_score = score_s
+    out: list[dict[str, str]] = []
+    index = keys.tenant_runs(tenant)
+    offset = 0
+    while len(out) < limit:
+        batch = await r.zrevrangebyscore(
+            index, max_score, "-inf", start=offset, num=200, withscores=True
+        )
+        if not batch:
+            return out, None
+        offset += len(batch)
+        pipe = r.pipeline(transaction=False)
+        for run_id, _ in batch:
+            pipe.hgetall(keys.run(run_id))
+        runs = await pipe.execute()
+        for (run_id, score), run in zip(batch, runs, strict=True):
+            # Equal scores come in reverse member order, so "after the cursor" is a smaller id.
+            if after_id is not None and float(score) == float(max_score) and run_id >= after_id:
+                continue
+            if not run:
+                continue
+            if provider and run.get("provider") != provider:
+                continue
+            if status and status not in (run.get("status"), run.get("state")):
+                continue
+            out.append(run)
+            if len(out) == limit:
+                return out, f"{score!r}:{run_id}"
+    return out, None
+
+
+def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
+    return keys.upstream(tenant, provider, agent_id, upstream_run_id)
+
+
+def now_str(now: float) -> str:
+    return repr(now)

@@ -1,0 +1,156 @@
+"""Lua scripts for every state change that must be atomic.
+
+Each script is the whole of one decision, so a SIGKILL lands either before it or after it, never
+in the middle: that is how "nothing lost" and "one event per transition" hold without locks.
+Keys outside KEYS are built from the `relay:` prefix inside the scripts, which is fine on a single
+Redis/Valkey or Sentinel primary (the supported deployments) and not meant for Redis Cluster.
+"""
+
+from __future__ import annotations
+
+# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip)
+# ARGV: run_id, now, due_at, body_hash, idem_ttl, field, value, field, value, ...
+CREATE_RUN = """
+if KEYS[4] ~= '' then
+  local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
+  if seen[2] then
+    if seen[1] == ARGV[4] then return {'existing', seen[2]} end
+    return {'conflict', seen[2]}
+  end
+end
+if KEYS[5] ~= '' then
+  local known = redis.call('GET', KEYS[5])
+  if known and redis.call('EXISTS', 'relay:run:' .. known) == 1 then
+    return {'tracked', known}
+  end
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if KEYS[4] ~= '' then
+  redis.call('HSET', KEYS[4], 'body_hash', ARGV[4], 'run_id', ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
+return {'created', ARGV[1]}
+"""
+
+# Claim due members by pushing their score to a lease deadline; an unfinished claim (its worker
+# died) becomes due again when the lease passes. KEYS: due. ARGV: now, lease_until, limit.
+CLAIM = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(items) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
+return items
+"""
+
+# Record a transition and all of its delivery work in one step.
+# KEYS: run, event, run_events, due_deliver
+# ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
+#       run field/value pairs..., sub ids...
+# Returns 'dup' (already recorded), 'gone' (run deleted), 'stale' (sequence moved; re-read and retry) or 'ok'.
+RECORD_EVENT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+local seq = tonumber(redis.call('HGET', KEYS[1], 'sequence') or '0')
+if seq + 1 ~= tonumber(ARGV[2]) then return 'stale' end
+local run_id = redis.call('HGET', KEYS[1], 'id')
+local nf = tonumber(ARGV[7])
+local ns = tonumber(ARGV[8])
+local subs = {}
+for i = 9 + 2 * nf, 8 + 2 * nf + ns do subs[#subs + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],
+  'created_at', ARGV[3], 'body', ARGV[4], 'type', ARGV[5], 'status', ARGV[6],
+  'subs', table.concat(subs, ','))
+redis.call('RPUSH', KEYS[3], ARGV[1])
+local fields = {'sequence', ARGV[2], 'updated_at', ARGV[3]}
+for i = 9, 8 + 2 * nf do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+for _, sub in ipairs(subs) do
+  redis.call('RPUSH', 'relay:lane:' .. sub .. ':' .. run_id, ARGV[1])
+  redis.call('HSET', 'relay:dlv:' .. ARGV[1] .. ':' .. sub, 'state', 'pending', 'attempts', 0,
+    'updated_at', ARGV[3])
+  redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id)
+end
+return 'ok'
+"""
+
+# Append one event to a lane again (redeliver, recover, ping). KEYS: lane, dlv, due_deliver, pairs
+# ARGV: event_id, now, pair, run_id
+ENQUEUE_LANE = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'state', 'pending', 'updated_at', ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[4])
+redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
+return 1
+"""
+
+# Finish the head of a lane: succeeded or dead-lettered. Only pops if the head is still this
+# event, so a late finisher whose lease was taken over cannot pop someone else's event.
+# KEYS: lane, dlv, due_deliver, pairs, dead_index
+# ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0')
+FINISH_HEAD = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('HSET', KEYS[2], 'state', ARGV[5], 'attempts', ARGV[6], 'last_code', ARGV[7],
+  'last_error', ARGV[8], 'updated_at', ARGV[2], 'next_at', '')
+if ARGV[9] == '1' then
+  redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1] .. '|' .. ARGV[4])
+end
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+else
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('SREM', KEYS[4], ARGV[4])
+end
+return 1
+"""
+
+# Retry the head later. KEYS: lane, dlv, due_deliver
+# ARGV: event_id, now, pair, attempts, code, error, next_at
+RETRY_HEAD = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code', ARGV[5],
+  'last_error', ARGV[6], 'updated_at', ARGV[2], 'next_at', ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[7], ARGV[3])
+return 1
+"""
+
+# Drop a lane from the schedule if it is empty (no lost wake-up: the check and the removal are one
+# step, and RECORD_EVENT adds with NX). KEYS: lane, due_deliver, pairs. ARGV: pair, run_id
+SETTLE_LANE = """
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Park a lane of a disabled subscription, unless it was re-enabled meanwhile.
+# KEYS: sub, due_deliver. ARGV: pair
+PARK_LANE = """
+if redis.call('HGET', KEYS[1], 'enabled') ~= '1' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# Shared vendor request budget (GCRA): each caller reserves the next free send slot, spaced
+# 1/rate apart, so no 1-second window ever holds more than rate + 1 requests across all workers.
+# A slot further ahead than max_wait is not taken; the caller is told how long to stay away.
+# KEYS: budget. ARGV: rate (requests/s), now, max_wait. Returns seconds: >= 0 reserved (sleep
+# that long, then send), < 0 not reserved (retry after -value).
+RESERVE_SLOT = """
+local interval = 1 / tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+local free = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(free, now)
+local wait = slot - now
+if wait > tonumber(ARGV[3]) then return tostring(-wait) end
+redis.call('SET', KEYS[1], tostring(slot + interval), 'EX', 3600)
+return tostring(wait)
+"""

@@ -1,0 +1,151 @@
+"""Subscriptions in Redis: who receives what, with which secrets."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from relay import keys
+from relay.store.client import dumps, loads
+
+CALLBACK = "callback"
+
+
+def public_sub(sub: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": sub["id"],
+        "url": sub["url"],
+        "description": sub.get("description") or "",
+        "filter": loads(sub.get("filter"), {}),
+        "enabled": sub.get("enabled") == "1",
+        "disabled_reason": sub.get("disabled_reason") or None,
+        "disabled_at": float(sub["disabled_at"]) if sub.get("disabled_at") else None,
+        "failing_since": float(sub["failing_since"]) if sub.get("failing_since") else None,
+        "kind": sub.get("kind") or "subscription",
+        "run_id": sub.get("run_id") or None,
+        "created_at": float(sub["created_at"]),
+        "updated_at": float(sub.get("updated_at") or sub["created_at"]),
+    }
+
+
+def new_sub_fields(
+    *,
+    sub_id: str,
+    tenant: str,
+    url: str,
+    filter_: dict[str, Any],
+    description: str,
+    sealed_secret: str | None,
+    now: float,
+    run_id: str | None = None,
+) -> dict[str, str]:
+    fields = {
+        "id": sub_id,
+        "tenant": tenant,
+        "url": url,
+        "filter": dumps(filter_),
+        "description": description,
+        "enabled": "1",
+        "created_at": repr(now),
+        "updated_at": repr(now),
+    }
+    if sealed_secret is not None:
+        fields["secrets"] = dumps([{"s": sealed_secret, "exp": None}])
+    if run_id is not None:
+        fields["kind"] = CALLBACK
+        fields["run_id"] = run_id
+    return fields
+
+
+async def get_sub(r: aioredis.Redis, sub_id: str) -> dict[str, str] | None:
+    data: dict[str, str] = await r.hgetall(keys.subscription(sub_id))
+    return data or None
+
+
+async def get_tenant_sub(r: aioredis.Redis, tenant: str, sub_id: str) -> dict[str, str] | None:
+    sub = await get_sub(r, sub_id)
+    if sub is None or sub.get("tenant") != tenant:
+        return None
+    return sub
+
+
+async def tenant_subs(r: aioredis.Redis, tenant: str) -> list[dict[str, str]]:
+    ids = sorted(await r.smembers(keys.tenant_subs(tenant)))
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for sub_id in ids:
+        pipe.hgetall(keys.subscription(sub_id))
+    return [s for s in await pipe.execute() if s]
+
+
+def matches(sub: dict[str, str], provider: str, event_type: str, status: str | None) -> bool:
+    if sub.get("enabled") != "1":
+        return False
+    flt = loads(sub.get("filter"), {})
+    providers = flt.get("providers") or []
+    statuses = flt.get("statuses") or []
+    types = flt.get("event_types") or []
+    if providers and provider not in providers:
+        return False
+    if types and event_type not in types:
+        return False
+    return not (statuses and event_type == "run.status_changed" and status not in statuses)
+
+
+async def matching_subs(
+    r: aioredis.Redis, run: dict[str, str], event_type: str, status: str | None
+) -> list[str]:
+    ids = [
+        s["id"]
+        for s in await tenant_subs(r, run["tenant"])
+        if matches(s, run["provider"], event_type, status)
+    ]
+    callback = run.get("callback_sub")
+    if callback:
+        sub = await get_sub(r, callback)
+        if sub and sub.get("enabled") == "1":
+            ids.append(callback)
+    return ids
+
+
+def active_secrets(sub: dict[str, str], now: float | None = None) -> list[str]:
+    """Sealed secrets that still sign: the newest first, then any in its rotation grace."""
+    now = time.time() if now is None else now
+    return [
+        item["s"]
+        for item in loads(sub.get("secrets"), [])
+        if item.get("exp") is None or float(item["exp"]) > now
+    ]
+
+
+def rotated_secrets(sub: dict[str, str], sealed_new: str, now: float, grace: float) -> str:
+    kept = [
+        {"s": item["s"], "exp": item["exp"] if item.get("exp") is not None else now + grace}
+        for item in loads(sub.get("secrets"), [])
+        if item.get("exp") is None or float(item["exp"]) > now
+    ]
+    return dumps([{"s": sealed_new, "exp": None}, *kept][:3])
+
+
+async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
+    """Remove a subscription and its queued lanes; the attempt log expires with it."""
+    runs = await r.smembers(keys.sub_pairs(sub["id"]))
+    pipe = r.pipeline(transaction=True)
+    for run_id in runs:
+        pipe.zrem(keys.DUE_DELIVER, keys.pair(sub["id"], run_id))
+        pipe.delete(keys.lane(sub["id"], run_id))
+    pipe.delete(keys.subscription(sub["id"]), keys.sub_pairs(sub["id"]), keys.sub_dead(sub["id"]))
+    pipe.expire(keys.sub_attempts(sub["id"]), 7 * 86400)
+    pipe.srem(keys.tenant_subs(sub["tenant"]), sub["id"])
+    await pipe.execute()
+
+
+async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:
+    """Re-schedule every non-empty lane of a (re-)enabled subscription."""
+    runs = await r.smembers(keys.sub_pairs(sub_id))
+    if runs:
+        await r.zadd(keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs})
+    return len(runs)

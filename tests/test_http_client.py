@@ -1,0 +1,279 @@
+"""The outbound client against a real uvicorn receiver on 127.0.0.1.
+
+The receiver counts every request it sees, so "refused" is proven by nothing arriving, not only
+by an exception being raised."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from relay.http_client import BlockedDestination, make_client, post_capped
+from tests.support.servers import free_port, serve_in_thread
+
+BIG = 5 * 1024 * 1024
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.paths: list[str] = []
+
+
+COUNTER = Counter()
+
+
+async def ok(request: Request) -> Response:
+    await request.body()
+    return Response(status_code=204)
+
+
+async def redirect(request: Request) -> Response:
+    return RedirectResponse("/ok", status_code=302)
+
+
+async def big(request: Request) -> Response:
+    return Response(b"x" * BIG, media_type="application/octet-stream")
+
+
+async def small(request: Request) -> Response:
+    return PlainTextResponse("accepted")
+
+
+async def hang(request: Request) -> Response:
+    # Answer only once the client has gone, so the server thread can stop promptly.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    return Response(status_code=204)
+
+
+async def set_cookie(request: Request) -> Response:
+    response = Response(status_code=204)
+    response.set_cookie("session", "abc", path="/")
+    return response
+
+
+async def echo(request: Request) -> Response:
+    return JSONResponse({"cookie": request.headers.get("cookie")})
+
+
+def build_app() -> Any:
+    app = Starlette(
+        routes=[
+            Route("/ok", ok, methods=["POST", "GET"]),
+            Route("/redirect", redirect, methods=["POST"]),
+            Route("/big", big, methods=["POST"]),
+            Route("/small", small, methods=["POST"]),
+            Route("/hang", hang, methods=["POST"]),
+            Route("/cookie", set_cookie, methods=["POST"]),
+            Route("/echo", echo, methods=["POST"]),
+        ]
+    )
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            COUNTER.count += 1
+            COUNTER.paths.append(scope["path"])
+        await app(scope, receive, send)
+
+    return counting
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve_in_thread(build_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def port(base_url: str) -> int:
+    return int(base_url.rsplit(":", 1)[1])
+
+
+class FakeResolver(AbstractResolver):
+    """Answers like DNS would for made-up names, so the send-time check is exercised on the
+    resolver path without any real lookup."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.calls += 1
+        return [
+            ResolveResult(
+                hostname=host,
+                host=addr,
+                port=port,
+                family=socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for addr in self.answers[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["127.0.0.1", "localhost", "LOCALHOST.", "[::ffff:127.0.0.1]", "0x7f.1"],
+)
+async def test_guard_refuses_loopback_and_sends_nothing(port: int, host: str) -> None:
+    before = COUNTER.count
+    async with make_client(timeout=5, allow_private=False) as client:
+        with pytest.raises(BlockedDestination) as info:
+            await client.post(f"http://{host}:{port}/ok", content=b"{}")
+        assert info.value.request.url.port == port
+        with pytest.raises(BlockedDestination):
+            await post_capped(client, f"http://{host}:{port}/ok", b"{}", {})
+    assert COUNTER.count == before
+
+
+async def test_guard_refuses_ipv6_loopback_literal() -> None:
+    async with make_client(timeout=5, allow_private=False) as client:
+        with pytest.raises(BlockedDestination):
+            await client.post("http://[::1]:9/ok", content=b"{}")
+        with pytest.raises(BlockedDestination):
+            await client.post("http://169.254.169.254/latest/meta-data/", content=b"{}")
+
+
+async def test_guard_checks_what_the_resolver_answers(port: int) -> None:
+    """The rebinding case: a harmless-looking name whose DNS answer is loopback."""
+    before = COUNTER.count
+    resolver = FakeResolver(
+        {"rebind.test": ["127.0.0.1"], "mixed.test": ["93.184.216.34", "10.0.0.1"]}
+    )
+    async with make_client(timeout=5, allow_private=False, resolver=resolver) as client:
+        for name in ("rebind.test", "mixed.test"):
+            with pytest.raises(BlockedDestination, match="private"):
+                await client.post(f"http://{name}:{port}/ok", content=b"{}")
+    assert resolver.calls == 2
+    assert COUNTER.count == before
+
+    # With private addresses allowed the same answer is used for the connection itself.
+    async with make_client(timeout=5, allow_private=True, resolver=resolver) as client:
+        response = await client.post(f"http://rebind.test:{port}/ok", content=b"{}")
+    assert response.status_code == 204
+    assert COUNTER.count == before + 1
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_allow_private_delivers(port: int, host: str) -> None:
+    before = COUNTER.count
+    async with make_client(timeout=5, allow_private=True) as client:
+        response = await client.post(f"http://{host}:{port}/ok", content=b'{"a": 1}')
+        status, excerpt, headers = await post_capped(
+            client, f"http://{host}:{port}/small", b"{}", {"content-type": "application/json"}
+        )
+    assert response.status_code == 204
+    assert (status, excerpt) == (200, b"accepted")
+    assert headers["content-length"] == "8"
+    assert COUNTER.count == before + 2
+
+
+async def test_vendor_client_without_guard_reaches_loopback(base_url: str) -> None:
+    async with make_client(timeout=5, allow_private=False, guard=False) as client:
+        response = await client.get(f"{base_url}/ok")
+    assert response.status_code == 204
+
+
+async def test_redirects_are_not_followed(base_url: str) -> None:
+    before = COUNTER.count
+    async with make_client(timeout=5, allow_private=True) as client:
+        response = await client.post(f"{base_url}/redirect", content=b"{}")
+        assert response.status_code == 302
+        assert response.headers["location"] == "/ok"
+        status, _, headers = await post_capped(client, f"{base_url}/redirect", b"{}", {})
+        assert status == 302
+        assert headers["location"] == "/ok"
+    assert COUNTER.paths[before:] == ["/redirect", "/redirect"]
+
+
+async def test_post_capped_reads_at_most_limit(base_url: str) -> None:
+    async with make_client(timeout=10, allow_private=True) as client:
+        started = time.monotonic()
+        status, excerpt, headers = await post_capped(
+            client, f"{base_url}/big", b"{}", {}, limit=4096
+        )
+        assert status == 200
+        assert excerpt == b"x" * 4096
+        assert headers["content-length"] == str(BIG)
+        _, tiny, _ = await post_capped(client, f"{base_url}/big", b"{}", {}, limit=10)
+        assert tiny == b"x" * 10
+        # The abandoned connection must not poison the pool for the next delivery.
+        again = await client.post(f"{base_url}/ok", content=b"{}")
+        assert again.status_code == 204
+        assert time.monotonic() - started < 5
+
+
+async def test_hanging_receiver_times_out(base_url: str) -> None:
+    async with make_client(timeout=1.0, allow_private=True) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            await client.post(f"{base_url}/hang", content=b"{}")
+        assert time.monotonic() - started < 2.5
+
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            await post_capped(client, f"{base_url}/hang", b"{}", {}, total_timeout=0.5)
+        assert time.monotonic() - started < 1.5
+
+
+async def test_refused_connection_is_a_connect_error_not_a_timeout() -> None:
+    closed_port = free_port()
+    async with make_client(timeout=5, allow_private=True) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.post(f"http://127.0.0.1:{closed_port}/", content=b"{}")
+
+
+async def test_cookies_do_not_carry_over(base_url: str) -> None:
+    async with make_client(timeout=5, allow_private=True) as client:
+        await client.post(f"{base_url}/cookie", content=b"{}")
+        response = await client.post(f"{base_url}/echo", content=b"{}")
+        assert response.json() == {"cookie": None}
+        assert len(client.cookies) == 0
+
+
+async def test_receiver_hanging_up_is_a_protocol_error_not_a_timeout() -> None:
+    """A receiver that drops the connection without answering is reported as such."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        async with make_client(timeout=5, allow_private=True) as client:
+            with pytest.raises(httpx.TransportError) as info:
+                await client.post(f"http://127.0.0.1:{port}/", content=b"{}")
+        assert isinstance(info.value, httpx.RemoteProtocolError | httpx.ReadError)
+        assert not isinstance(info.value, httpx.TimeoutException)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()

@@ -1,0 +1,44 @@
+"""What every job needs, built once per worker process and passed explicitly."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import redis.asyncio as aioredis
+
+from relay.config import Settings
+from relay.http_client import make_client
+from relay.providers.base import Provider
+from relay.providers.registry import build_providers
+
+
+@dataclass
+class Context:
+    redis: aioredis.Redis
+    settings: Settings
+    providers: dict[str, Provider]
+    vendor_http: httpx.AsyncClient
+    deliver_http: httpx.AsyncClient
+    in_flight: Counter[str] = field(default_factory=Counter)
+
+    async def aclose(self) -> None:
+        await self.vendor_http.aclose()
+        await self.deliver_http.aclose()
+
+
+def build_context(r: aioredis.Redis, settings: Settings) -> Context:
+    return Context(
+        redis=r,
+        settings=settings,
+        providers=build_providers(settings),
+        vendor_http=make_client(
+            timeout=settings.vendor_timeout, allow_private=True, guard=False,
+            max_connections=settings.poll_concurrency,
+        ),
+        deliver_http=make_client(
+            timeout=settings.delivery_timeout, allow_private=settings.allow_private_urls,
+            max_connections=settings.delivery_concurrency,
+        ),
+    )

@@ -1,0 +1,183 @@
+"""The `deliver` job: send the head event of one (subscription, run) lane.
+
+Only the head of a lane is ever sent and only one worker holds a lane at a time (the pump's
+lease), so a subscriber sees a run's events in sequence: a later event waits until the earlier one
+succeeded or was dead-lettered. Lanes are independent, so a slow subscriber delays nothing else,
+and a per-subscription cap keeps one hanging endpoint from taking every slot of a worker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import structlog
+
+from relay import keys, signing
+from relay.http_client import BlockedDestination, post_capped
+from relay.polling import delivery_delay, parse_retry_after
+from relay.secret_box import unseal
+from relay.store.client import bind, dumps
+from relay.store.subscriptions import CALLBACK, active_secrets, get_sub
+from workers.context import Context
+
+log = structlog.get_logger("relay.deliver")
+
+EXCERPT_BYTES = 1024
+BUSY_DEFER = 0.25
+
+
+async def deliver_lane(ctx: Context, member: str) -> None:
+    sub_id, _, run_id = member.partition("|")
+    r, s = ctx.redis, ctx.settings
+    lane = keys.lane(sub_id, run_id)
+    scripts = bind(r)
+    event_id = await r.lindex(lane, 0)
+    if event_id is None:
+        await scripts.settle_lane(keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id)],
+                                  args=[member, run_id])
+        return
+    sub = await get_sub(r, sub_id)
+    if sub is None:
+        pipe = r.pipeline(transaction=True)
+        pipe.zrem(keys.DUE_DELIVER, member)
+        pipe.delete(lane)
+        await pipe.execute()
+        return
+    if sub.get("enabled") != "1":
+        await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
+        return
+    if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
+        await r.zadd(keys.DUE_DELIVER, {member: time.time() + BUSY_DEFER}, xx=True)
+        return
+    ctx.in_flight[sub_id] += 1
+    try:
+        await _attempt(ctx, sub, run_id, event_id, member)
+    finally:
+        ctx.in_flight[sub_id] -= 1
+        if ctx.in_flight[sub_id] <= 0:
+            del ctx.in_flight[sub_id]
+
+
+async def _secrets(ctx: Context, sub: dict[str, str]) -> list[str]:
+    key = ctx.settings.relay_encryption_key
+    if sub.get("kind") == CALLBACK:
+        stored = await ctx.redis.get(keys.tenant_callback_secret(sub["tenant"]))
+        return [unseal(stored, key)] if stored else []
+    return [unseal(sealed, key) for sealed in active_secrets(sub)]
+
+
+async def _attempt(
+    ctx: Context, sub: dict[str, str], run_id: str, event_id: str, member: str
+) -> None:
+    r, s = ctx.redis, ctx.settings
+    sub_id = sub["id"]
+    pipe = r.pipeline(transaction=False)
+    pipe.hget(keys.event(event_id), "body")
+    pipe.hget(keys.delivery(event_id, sub_id), "attempts")
+    body_text, attempts_raw = await pipe.execute()
+    lane = keys.lane(sub_id, run_id)
+    scripts = bind(r)
+    finish_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER,
+                   keys.sub_pairs(sub_id), keys.sub_dead(sub_id)]
+    if body_text is None:
+        # The event is gone (its run was deleted): drop it from the lane, keep the order going.
+        await scripts.finish_head(keys=finish_keys, args=[event_id, time.time(), member, run_id,
+                                                          "dropped", 0, "", "event gone", "0"])
+        return
+    attempt = int(attempts_raw or 0) + 1
+    body = body_text.encode()
+    secrets = await _secrets(ctx, sub)
+    timestamp = int(time.time())
+    headers = signing.webhook_headers(secrets, event_id, timestamp, body)
+    started = time.perf_counter()
+    code: int | None = None
+    excerpt = b""
+    response_headers: Any = {}
+    error: str | None = None
+    try:
+        code, excerpt, response_headers = await post_capped(
+            ctx.deliver_http, sub["url"], body, headers, limit=EXCERPT_BYTES
+        )
+    except BlockedDestination:
+        error = "destination refused: it resolves to a private or reserved address"
+    except httpx.TimeoutException:
+        error = f"timed out after {s.delivery_timeout:g}s"
+    except httpx.HTTPError as exc:
+        error = f"connection failed: {type(exc).__name__}"
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    now = time.time()
+    ok = code is not None and 200 <= code < 300
+    if code is not None and not ok:
+        error = f"endpoint answered {code}"
+
+    delay: float | None = None
+    if ok:
+        outcome = "succeeded"
+    elif code == 410:
+        outcome = "disabled"
+    else:
+        retry_after = None
+        if code in (429, 503):
+            retry_after = parse_retry_after(response_headers.get("retry-after"))
+        delay = delivery_delay(attempt, s.retry_schedule, retry_after, s.retry_after_max)
+        outcome = "dead" if delay is None else "retrying"
+
+    record = dumps({
+        "id": "att_" + uuid.uuid4().hex[:20], "event_id": event_id, "run_id": run_id,
+        "subscription_id": sub_id, "attempt": attempt, "at": now, "status_code": code,
+        "latency_ms": latency_ms, "error": error, "outcome": outcome,
+        "response_excerpt": excerpt[:512].decode("utf-8", "replace"),
+    })
+    pipe = r.pipeline(transaction=False)
+    pipe.lpush(keys.sub_attempts(sub_id), record)
+    pipe.ltrim(keys.sub_attempts(sub_id), 0, s.attempt_retention - 1)
+    await pipe.execute()
+    code_s = "" if code is None else str(code)
+    bound = log.bind(event_id=event_id, subscription_id=sub_id, run_id=run_id, attempt=attempt,
+                     tenant=sub["tenant"])
+
+    if ok:
+        await scripts.finish_head(keys=finish_keys, args=[event_id, now, member, run_id,
+                                                          "succeeded", attempt, code_s, "", "0"])
+        if sub.get("failing_since"):
+            await r.hdel(keys.subscription(sub_id), "failing_since")
+        bound.info("delivered", status_code=code, latency_ms=latency_ms)
+        return
+    if outcome == "disabled":
+        await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
+        await scripts.retry_head(keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
+                                 args=[event_id, now, member, attempt, code_s, error or "", now])
+        await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
+        bound.warning("subscription_gone", status_code=code)
+        return
+    failing_since = float(sub.get("failing_since") or 0)
+    if not failing_since:
+        await r.hsetnx(keys.subscription(sub_id), "failing_since", repr(now))
+    elif now - failing_since >= s.disable_after:
+        await _disable(ctx, sub, f"every delivery failed for {s.disable_after:g}s", now)
+    if outcome == "dead":
+        await scripts.finish_head(keys=finish_keys, args=[event_id, now, member, run_id, "dead",
+                                                          attempt, code_s, error or "", "1"])
+        bound.warning("dead_lettered", status_code=code, error=error)
+        return
+    delay = delay or 0.0
+    await scripts.retry_head(keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
+                             args=[event_id, now, member, attempt, code_s, error or "",
+                                   now + delay])
+    bound.info("delivery_retry", status_code=code, error=error, delay=round(delay, 2))
+
+
+async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -> None:
+    pipe = ctx.redis.pipeline(transaction=True)
+    pipe.hset(keys.subscription(sub["id"]), mapping={
+        "enabled": "0", "disabled_reason": reason, "disabled_at": repr(now)})
+    pipe.lpush(keys.tenant_notices(sub["tenant"]), dumps({
+        "type": "subscription.disabled", "subscription_id": sub["id"], "reason": reason,
+        "at": now}))
+    pipe.ltrim(keys.tenant_notices(sub["tenant"]), 0, 999)
+    await pipe.execute()
+    log.warning("subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"],
+                reason=reason)

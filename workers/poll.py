@@ -1,0 +1,109 @@
+"""The `poll` job: one read of one run. Each run has a single due entry in `relay:due:poll`, so
+there is one chain per run however many workers run; the job ends by setting the next due time
+(only if the entry still exists, so a deleted run is never brought back)."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from relay import budget, events, keys
+from relay.polling import backoff, jitter, next_interval
+from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
+from relay.recorder import RunGone, record
+from relay.store.client import dumps
+from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED, get_run
+from workers.context import Context
+
+log = structlog.get_logger("relay.poll")
+
+
+async def _again(ctx: Context, run_id: str, delay: float, **fields: str) -> None:
+    pipe = ctx.redis.pipeline(transaction=True)
+    if fields:
+        pipe.hset(keys.run(run_id), mapping=fields)
+    pipe.zadd(keys.DUE_POLL, {run_id: time.time() + delay}, xx=True)
+    await pipe.execute()
+
+
+async def poll_run(ctx: Context, run_id: str) -> None:
+    r, s = ctx.redis, ctx.settings
+    run = await get_run(r, run_id)
+    if run is None or run.get("state") != TRACKING:
+        await r.zrem(keys.DUE_POLL, run_id)
+        return
+    now = time.time()
+    if now - float(run["created_at"]) > s.tracking_window:
+        await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
+        return
+    provider = ctx.providers[run["provider"]]
+    wait = await budget.acquire(r, provider.credential, s.vendor_rate)
+    if wait:
+        await _again(ctx, run_id, wait)
+        return
+    await r.hincrby(keys.run(run_id), "polls", 1)
+    try:
+        seen = await provider.fetch(ctx.vendor_http, run.get("agent_id") or "",
+                                    run["upstream_run_id"])
+    except RateLimited as exc:
+        await _again(ctx, run_id, exc.retry_after)
+        return
+    except NotFound:
+        misses = await r.hincrby(keys.run(run_id), "not_found", 1)
+        if misses >= s.not_found_limit:
+            await _give_up(ctx, run, "not_found", "the vendor no longer knows this run")
+        else:
+            await _again(ctx, run_id, backoff(misses, s.poll_min_interval, s.poll_max_interval))
+        return
+    except Unauthorized:
+        await _give_up(ctx, run, "unauthorized", "the vendor refused the relay's credentials")
+        return
+    except Transient as exc:
+        errors = await r.hincrby(keys.run(run_id), "errors", 1)
+        delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
+        log.info("poll_retry", run_id=run_id, reason=exc.reason, delay=round(delay, 2))
+        await _again(ctx, run_id, delay)
+        return
+
+    now = time.time()
+    changed = seen.status != run.get("status")
+    terminal = provider.is_terminal(seen.status)
+    interval = next_interval(float(run.get("poll_interval") or 0), changed,
+                             s.poll_min_interval, s.poll_max_interval)
+    fields = {"snapshot": dumps(seen.snapshot), "poll_interval": repr(interval),
+              "errors": "0", "not_found": "0", "last_polled_at": repr(now)}
+    if changed:
+        fields.update(last_change_at=repr(now), state=COMPLETED if terminal else TRACKING)
+        try:
+            outcome, evt = await record(
+                r, run, event_type=events.STATUS_CHANGED, status_key=seen.status, now=now,
+                terminal=terminal, status=seen.status, snapshot=seen.snapshot, run_fields=fields,
+            )
+        except RunGone:
+            await r.zrem(keys.DUE_POLL, run_id)
+            return
+        log.info("transition", run_id=run_id, tenant=run["tenant"], event_id=evt,
+                 status=seen.status, outcome=outcome)
+    if terminal:
+        pipe = r.pipeline(transaction=True)
+        pipe.hset(keys.run(run_id), mapping={**fields, "state": COMPLETED})
+        pipe.zrem(keys.DUE_POLL, run_id)
+        await pipe.execute()
+        return
+    await _again(ctx, run_id, jitter(interval, 0.05), **({} if changed else fields))
+
+
+async def _give_up(ctx: Context, run: dict[str, str], reason: str, message: str) -> None:
+    error = {"error": reason, "message": message}
+    try:
+        await record(
+            ctx.redis, run, event_type=events.TRACKING_FAILED, status_key=TRACKING_FAILED,
+            now=time.time(), terminal=True,
+            run_fields={"state": TRACKING_FAILED, "error": dumps(error)},
+            data_extra={"error": error},
+        )
+    except RunGone:
+        pass
+    await ctx.redis.zrem(keys.DUE_POLL, run["id"])
+    log.info("tracking_failed", run_id=run["id"], tenant=run["tenant"], reason=reason)
