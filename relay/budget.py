@@ -17,7 +17,9 @@ async def acquire(r: aioredis.Redis, credential: str, rate: float) -> float:
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after (no slot was taken, so nothing is wasted by leaving)."""
     wait = float(
-        await bind(r).reserve_slot(keys=[keys.budget(credential)], args=[rate, time.time(), MAX_WAIT])
+        await bind(r).reserve_slot(
+            keys=[keys.budget(credential)], args=[rate, time.time(), MAX_WAIT]
+        )
     )
     if wait < 0:
         return -wait

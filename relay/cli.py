@@ -26,8 +26,15 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings()
     configure(settings.log_format, settings.log_level)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning",
-                access_log=False, proxy_headers=True, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+    )
     return 0
 
 
@@ -61,8 +68,13 @@ def cmd_demo_receiver(args: argparse.Namespace) -> int:
 
     from relay.demo_receiver import create_app
 
-    uvicorn.run(create_app(Path(args.secret_file)), host="127.0.0.1", port=args.port,
-                log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(Path(args.secret_file)),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
+from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -80,7 +81,9 @@ class Settings(BaseSettings):
     retry_after_max: float = Field(default=3600.0, alias="RELAY_RETRY_AFTER_MAX", gt=0)
     delivery_timeout: float = Field(default=15.0, alias="RELAY_DELIVERY_TIMEOUT", gt=0)
     delivery_concurrency: int = Field(default=64, alias="RELAY_DELIVERY_CONCURRENCY", ge=1)
-    delivery_per_subscription: int = Field(default=16, alias="RELAY_DELIVERY_PER_SUBSCRIPTION", ge=1)
+    delivery_per_subscription: int = Field(
+        default=16, alias="RELAY_DELIVERY_PER_SUBSCRIPTION", ge=1
+    )
     disable_after: float = Field(default=5 * 86400.0, alias="RELAY_DISABLE_AFTER", gt=0)
     secret_grace: float = Field(default=86400.0, alias="RELAY_SECRET_GRACE", ge=0)
     attempt_retention: int = Field(default=1000, alias="RELAY_ATTEMPT_RETENTION", ge=10)
@@ -126,6 +129,20 @@ class Settings(BaseSettings):
     def _bounds(self) -> Settings:
         if self.poll_max_interval < self.poll_min_interval:
             raise ValueError("RELAY_POLL_MAX_INTERVAL must be >= RELAY_POLL_MIN_INTERVAL")
+        longest = max(self.delivery_timeout, self.vendor_timeout)
+        if self.lease_seconds <= longest + 1:
+            # A lease that can expire mid-request would let a second worker send the same lane.
+            raise ValueError(
+                "RELAY_LEASE_SECONDS must exceed the delivery and vendor timeouts "
+                "by more than a second"
+            )
+        if self.relay_encryption_key:
+            try:
+                Fernet(self.relay_encryption_key.encode())
+            except ValueError:
+                raise ValueError(
+                    "RELAY_ENCRYPTION_KEY is not a Fernet key (32 url-safe base64 bytes)"
+                ) from None
         return self
 
     def api_keys(self) -> dict[str, str]:

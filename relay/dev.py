@@ -61,8 +61,11 @@ def _demo_subscription(api: str, key: str, receiver: str, data: Path) -> str:
         sub_id = json.loads(state.read_text())["id"]
         if httpx.get(f"{api}/v1/subscriptions/{sub_id}", headers=headers).status_code == 200:
             return str(sub_id)
-    response = httpx.post(f"{api}/v1/subscriptions", headers=headers, json={
-        "url": receiver, "description": "relay dev demo receiver"})
+    response = httpx.post(
+        f"{api}/v1/subscriptions",
+        headers=headers,
+        json={"url": receiver, "description": "relay dev demo receiver"},
+    )
     response.raise_for_status()
     created: dict[str, Any] = response.json()
     (data / "demo-secret").write_text(created["secret"])
@@ -116,8 +119,17 @@ def run_dev(port: int = 8000, fresh: bool = False) -> int:
 
     try:
         _wait(sim + "/_sim/stats", spawn("simulate", "--port", str(sim_port)), "simulators")
-        _wait(f"{receiver}", spawn("demo-receiver", "--port", str(recv_port), "--secret-file",
-                                   str(data / "demo-secret")), "demo receiver")
+        _wait(
+            f"{receiver}",
+            spawn(
+                "demo-receiver",
+                "--port",
+                str(recv_port),
+                "--secret-file",
+                str(data / "demo-secret"),
+            ),
+            "demo receiver",
+        )
         _wait(api + "/healthz", spawn("api", "--port", str(api_port)), "api")
         spawn("worker")
         sub_id = _demo_subscription(api, key, receiver, data)
@@ -144,25 +156,28 @@ def run_dev(port: int = 8000, fresh: bool = False) -> int:
             valkey.stop()
 
 
-def _banner(api: str, sim: str, receiver: str, key: str, sub_id: str, redis_url: str,
-            embedded: bool) -> str:
+def _banner(
+    api: str, sim: str, receiver: str, key: str, sub_id: str, redis_url: str, embedded: bool
+) -> str:
     curl = (
         f"curl -s -X POST {api}/v1/runs -H 'authorization: Bearer {key}' "
         "-H 'content-type: application/json' "
-        "-d '{\"provider\": \"citedy\", \"input\": {\"domain\": \"acme.example\"}}'"
+        '-d \'{"provider": "citedy", "input": {"domain": "acme.example"}}\''
     )
-    return "\n".join([
-        "",
-        "run relay is up",
-        f"  api              {api}   (OpenAPI: {api}/openapi.json)",
-        f"  vendor simulator {sim}   (Citedy at /api/agent, Autoposting at /autoposting)",
-        f"  demo receiver    {receiver}   (subscription {sub_id})",
-        f"  redis            {redis_url}{'   (embedded Valkey, data in .relay-data/)' if embedded else ''}",
-        f"  dev API key      {key}",
-        "",
-        "start a Citedy warm-lead run; each status change is printed by the demo receiver:",
-        f"  {curl}",
-        "",
-        "Ctrl-C stops everything.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "run relay is up",
+            f"  api              {api}   (OpenAPI: {api}/openapi.json)",
+            f"  vendor simulator {sim}   (Citedy at /api/agent, Autoposting at /autoposting)",
+            f"  demo receiver    {receiver}   (subscription {sub_id})",
+            f"  redis            {redis_url}{'   (embedded Valkey, data in .relay-data/)' if embedded else ''}",
+            f"  dev API key      {key}",
+            "",
+            "start a Citedy warm-lead run; each status change is printed by the demo receiver:",
+            f"  {curl}",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+    )

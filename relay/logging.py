@@ -45,8 +45,10 @@ def _redact(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {k: "[redacted]" if str(k).lower() in _SECRET_FIELDS else _redact(v)
-                for k, v in value.items()}
+        return {
+            k: "[redacted]" if str(k).lower() in _SECRET_FIELDS else _redact(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_redact(v) for v in value]
     return value
@@ -64,7 +66,8 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
 def configure(fmt: str = "json", level: str = "info") -> None:
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        if fmt == "console" else structlog.processors.JSONRenderer()
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -77,7 +80,8 @@ def configure(fmt: str = "json", level: str = "info") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)),
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )

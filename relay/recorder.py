@@ -66,10 +66,24 @@ async def record(
         for name, value in fields.items():
             pairs += [name, value]
         outcome = await bind(r).record_event(
-            keys=[keys.run(run["id"]), keys.event(evt), keys.run_events(run["id"]),
-                  keys.DUE_DELIVER],
-            args=[evt, sequence, repr(now), body, event_type, status_key, len(fields), len(subs),
-                  *pairs, *subs],
+            keys=[
+                keys.run(run["id"]),
+                keys.event(evt),
+                keys.run_events(run["id"]),
+                keys.DUE_DELIVER,
+            ],
+            args=[
+                evt,
+                sequence,
+                repr(now),
+                body,
+                event_type,
+                status_key,
+                len(fields),
+                len(subs),
+                *pairs,
+                *subs,
+            ],
         )
         if outcome == "gone":
             raise RunGone(run["id"])

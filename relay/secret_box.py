@@ -28,6 +28,6 @@ def unseal(stored: str, key: str | None) -> str:
     if not key:
         raise RuntimeError("a webhook secret is encrypted but RELAY_ENCRYPTION_KEY is not set")
     try:
-        return _fernet(key).decrypt(stored[len(_PREFIX):].encode()).decode()
+        return _fernet(key).decrypt(stored[len(_PREFIX) :].encode()).decode()
     except InvalidToken:
         raise RuntimeError("a webhook secret does not decrypt with RELAY_ENCRYPTION_KEY") from None

@@ -34,11 +34,14 @@ def build_context(r: aioredis.Redis, settings: Settings) -> Context:
         settings=settings,
         providers=build_providers(settings),
         vendor_http=make_client(
-            timeout=settings.vendor_timeout, allow_private=True, guard=False,
+            timeout=settings.vendor_timeout,
+            allow_private=True,
+            guard=False,
             max_connections=settings.poll_concurrency,
         ),
         deliver_http=make_client(
-            timeout=settings.delivery_timeout, allow_private=settings.allow_private_urls,
+            timeout=settings.delivery_timeout,
+            allow_private=settings.allow_private_urls,
             max_connections=settings.delivery_concurrency,
         ),
     )

@@ -36,8 +36,9 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     scripts = bind(r)
     event_id = await r.lindex(lane, 0)
     if event_id is None:
-        await scripts.settle_lane(keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id)],
-                                  args=[member, run_id])
+        await scripts.settle_lane(
+            keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id)], args=[member, run_id]
+        )
         return
     sub = await get_sub(r, sub_id)
     if sub is None:
@@ -80,12 +81,19 @@ async def _attempt(
     body_text, attempts_raw = await pipe.execute()
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
-    finish_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER,
-                   keys.sub_pairs(sub_id), keys.sub_dead(sub_id)]
+    finish_keys = [
+        lane,
+        keys.delivery(event_id, sub_id),
+        keys.DUE_DELIVER,
+        keys.sub_pairs(sub_id),
+        keys.sub_dead(sub_id),
+    ]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.
-        await scripts.finish_head(keys=finish_keys, args=[event_id, time.time(), member, run_id,
-                                                          "dropped", 0, "", "event gone", "0"])
+        await scripts.finish_head(
+            keys=finish_keys,
+            args=[event_id, time.time(), member, run_id, "dropped", 0, "", "event gone", "0"],
+        )
         return
     attempt = int(attempts_raw or 0) + 1
     body = body_text.encode()
@@ -125,31 +133,49 @@ async def _attempt(
         delay = delivery_delay(attempt, s.retry_schedule, retry_after, s.retry_after_max)
         outcome = "dead" if delay is None else "retrying"
 
-    record = dumps({
-        "id": "att_" + uuid.uuid4().hex[:20], "event_id": event_id, "run_id": run_id,
-        "subscription_id": sub_id, "attempt": attempt, "at": now, "status_code": code,
-        "latency_ms": latency_ms, "error": error, "outcome": outcome,
-        "response_excerpt": excerpt[:512].decode("utf-8", "replace"),
-    })
+    record = dumps(
+        {
+            "id": "att_" + uuid.uuid4().hex[:20],
+            "event_id": event_id,
+            "run_id": run_id,
+            "subscription_id": sub_id,
+            "attempt": attempt,
+            "at": now,
+            "status_code": code,
+            "latency_ms": latency_ms,
+            "error": error,
+            "outcome": outcome,
+            "response_excerpt": excerpt[:512].decode("utf-8", "replace"),
+        }
+    )
     pipe = r.pipeline(transaction=False)
     pipe.lpush(keys.sub_attempts(sub_id), record)
     pipe.ltrim(keys.sub_attempts(sub_id), 0, s.attempt_retention - 1)
     await pipe.execute()
     code_s = "" if code is None else str(code)
-    bound = log.bind(event_id=event_id, subscription_id=sub_id, run_id=run_id, attempt=attempt,
-                     tenant=sub["tenant"])
+    bound = log.bind(
+        event_id=event_id,
+        subscription_id=sub_id,
+        run_id=run_id,
+        attempt=attempt,
+        tenant=sub["tenant"],
+    )
 
     if ok:
-        await scripts.finish_head(keys=finish_keys, args=[event_id, now, member, run_id,
-                                                          "succeeded", attempt, code_s, "", "0"])
+        await scripts.finish_head(
+            keys=finish_keys,
+            args=[event_id, now, member, run_id, "succeeded", attempt, code_s, "", "0"],
+        )
         if sub.get("failing_since"):
             await r.hdel(keys.subscription(sub_id), "failing_since")
         bound.info("delivered", status_code=code, latency_ms=latency_ms)
         return
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
-        await scripts.retry_head(keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
-                                 args=[event_id, now, member, attempt, code_s, error or "", now])
+        await scripts.retry_head(
+            keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
+            args=[event_id, now, member, attempt, code_s, error or "", now],
+        )
         await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
         bound.warning("subscription_gone", status_code=code)
         return
@@ -159,25 +185,39 @@ async def _attempt(
     elif now - failing_since >= s.disable_after:
         await _disable(ctx, sub, f"every delivery failed for {s.disable_after:g}s", now)
     if outcome == "dead":
-        await scripts.finish_head(keys=finish_keys, args=[event_id, now, member, run_id, "dead",
-                                                          attempt, code_s, error or "", "1"])
+        await scripts.finish_head(
+            keys=finish_keys,
+            args=[event_id, now, member, run_id, "dead", attempt, code_s, error or "", "1"],
+        )
         bound.warning("dead_lettered", status_code=code, error=error)
         return
     delay = delay or 0.0
-    await scripts.retry_head(keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
-                             args=[event_id, now, member, attempt, code_s, error or "",
-                                   now + delay])
+    await scripts.retry_head(
+        keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
+        args=[event_id, now, member, attempt, code_s, error or "", now + delay],
+    )
     bound.info("delivery_retry", status_code=code, error=error, delay=round(delay, 2))
 
 
 async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -> None:
     pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(keys.subscription(sub["id"]), mapping={
-        "enabled": "0", "disabled_reason": reason, "disabled_at": repr(now)})
-    pipe.lpush(keys.tenant_notices(sub["tenant"]), dumps({
-        "type": "subscription.disabled", "subscription_id": sub["id"], "reason": reason,
-        "at": now}))
+    pipe.hset(
+        keys.subscription(sub["id"]),
+        mapping={"enabled": "0", "disabled_reason": reason, "disabled_at": repr(now)},
+    )
+    pipe.lpush(
+        keys.tenant_notices(sub["tenant"]),
+        dumps(
+            {
+                "type": "subscription.disabled",
+                "subscription_id": sub["id"],
+                "reason": reason,
+                "at": now,
+            }
+        ),
+    )
     pipe.ltrim(keys.tenant_notices(sub["tenant"]), 0, 999)
     await pipe.execute()
-    log.warning("subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"],
-                reason=reason)
+    log.warning(
+        "subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"], reason=reason
+    )

@@ -44,8 +44,9 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         return
     await r.hincrby(keys.run(run_id), "polls", 1)
     try:
-        seen = await provider.fetch(ctx.vendor_http, run.get("agent_id") or "",
-                                    run["upstream_run_id"])
+        seen = await provider.fetch(
+            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
+        )
     except RateLimited as exc:
         await _again(ctx, run_id, exc.retry_after)
         return
@@ -69,22 +70,41 @@ async def poll_run(ctx: Context, run_id: str) -> None:
     now = time.time()
     changed = seen.status != run.get("status")
     terminal = provider.is_terminal(seen.status)
-    interval = next_interval(float(run.get("poll_interval") or 0), changed,
-                             s.poll_min_interval, s.poll_max_interval)
-    fields = {"snapshot": dumps(seen.snapshot), "poll_interval": repr(interval),
-              "errors": "0", "not_found": "0", "last_polled_at": repr(now)}
+    interval = next_interval(
+        float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval
+    )
+    fields = {
+        "snapshot": dumps(seen.snapshot),
+        "poll_interval": repr(interval),
+        "errors": "0",
+        "not_found": "0",
+        "last_polled_at": repr(now),
+    }
     if changed:
         fields.update(last_change_at=repr(now), state=COMPLETED if terminal else TRACKING)
         try:
             outcome, evt = await record(
-                r, run, event_type=events.STATUS_CHANGED, status_key=seen.status, now=now,
-                terminal=terminal, status=seen.status, snapshot=seen.snapshot, run_fields=fields,
+                r,
+                run,
+                event_type=events.STATUS_CHANGED,
+                status_key=seen.status,
+                now=now,
+                terminal=terminal,
+                status=seen.status,
+                snapshot=seen.snapshot,
+                run_fields=fields,
             )
         except RunGone:
             await r.zrem(keys.DUE_POLL, run_id)
             return
-        log.info("transition", run_id=run_id, tenant=run["tenant"], event_id=evt,
-                 status=seen.status, outcome=outcome)
+        log.info(
+            "transition",
+            run_id=run_id,
+            tenant=run["tenant"],
+            event_id=evt,
+            status=seen.status,
+            outcome=outcome,
+        )
     if terminal:
         pipe = r.pipeline(transaction=True)
         pipe.hset(keys.run(run_id), mapping={**fields, "state": COMPLETED})
@@ -98,8 +118,12 @@ async def _give_up(ctx: Context, run: dict[str, str], reason: str, message: str)
     error = {"error": reason, "message": message}
     try:
         await record(
-            ctx.redis, run, event_type=events.TRACKING_FAILED, status_key=TRACKING_FAILED,
-            now=time.time(), terminal=True,
+            ctx.redis,
+            run,
+            event_type=events.TRACKING_FAILED,
+            status_key=TRACKING_FAILED,
+            now=time.time(),
+            terminal=True,
             run_fields={"state": TRACKING_FAILED, "error": dumps(error)},
             data_extra={"error": error},
         )

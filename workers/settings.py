@@ -34,15 +34,42 @@ def build_pumps(c: Context) -> list[Pump]:
     s = c.settings
     lease = s.lease_seconds
     return [
-        Pump("start", c.redis, keys.DUE_START, lambda m: start_run(c, m),
-             concurrency=32, lease=max(lease, s.vendor_timeout + 10), idle=0.05),
-        Pump("poll", c.redis, keys.DUE_POLL, lambda m: poll_run(c, m),
-             concurrency=s.poll_concurrency, lease=max(lease, s.vendor_timeout + 10), idle=0.05),
-        Pump("deliver", c.redis, keys.DUE_DELIVER, lambda m: deliver_lane(c, m),
-             concurrency=s.delivery_concurrency, lease=max(lease, s.delivery_timeout + 10),
-             idle=0.01),
-        Pump("watch", c.redis, keys.DUE_WATCH, lambda m: watch_agent(c, m),
-             concurrency=4, lease=max(lease, s.vendor_timeout + 10), idle=0.5),
+        Pump(
+            "start",
+            c.redis,
+            keys.DUE_START,
+            lambda m: start_run(c, m),
+            concurrency=32,
+            lease=lease,
+            idle=0.05,
+        ),
+        Pump(
+            "poll",
+            c.redis,
+            keys.DUE_POLL,
+            lambda m: poll_run(c, m),
+            concurrency=s.poll_concurrency,
+            lease=lease,
+            idle=0.05,
+        ),
+        Pump(
+            "deliver",
+            c.redis,
+            keys.DUE_DELIVER,
+            lambda m: deliver_lane(c, m),
+            concurrency=s.delivery_concurrency,
+            lease=lease,
+            idle=0.01,
+        ),
+        Pump(
+            "watch",
+            c.redis,
+            keys.DUE_WATCH,
+            lambda m: watch_agent(c, m),
+            concurrency=4,
+            lease=lease,
+            idle=0.5,
+        ),
     ]
 
 
@@ -55,8 +82,9 @@ async def _beat_forever(pumps: list[Pump]) -> None:
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure(settings.log_format, settings.log_level)
-    register_secrets(settings.citedy_api_key, settings.autoposting_api_key,
-                     *settings.api_keys().keys())
+    register_secrets(
+        settings.citedy_api_key, settings.autoposting_api_key, *settings.api_keys().keys()
+    )
     redis_url = settings.redis_url or "redis://127.0.0.1:6379"
     c = build_context(connect(redis_url, timeout=5.0), settings)
     pumps = build_pumps(c)

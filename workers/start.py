@@ -52,15 +52,25 @@ async def start_run(ctx: Context, run_id: str) -> None:
     # (idempotent) start.
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.run(run_id), mapping={"upstream_run_id": started.upstream_run_id})
-    pipe.set(upstream_key(run["tenant"], run["provider"], run.get("agent_id") or "",
-                          started.upstream_run_id), run_id)
+    pipe.set(
+        upstream_key(
+            run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
+        ),
+        run_id,
+    )
     await pipe.execute()
     run["upstream_run_id"] = started.upstream_run_id
     terminal = provider.is_terminal(started.status)
     try:
         await record(
-            r, run, event_type=events.STATUS_CHANGED, status_key=started.status, now=now,
-            terminal=terminal, status=started.status, snapshot=started.snapshot,
+            r,
+            run,
+            event_type=events.STATUS_CHANGED,
+            status_key=started.status,
+            now=now,
+            terminal=terminal,
+            status=started.status,
+            snapshot=started.snapshot,
             run_fields={
                 "state": COMPLETED if terminal else TRACKING,
                 "snapshot": dumps(started.snapshot),
@@ -77,8 +87,12 @@ async def start_run(ctx: Context, run_id: str) -> None:
         pipe.zadd(keys.DUE_POLL, {run_id: now + s.poll_min_interval})
     pipe.zrem(keys.DUE_START, run_id)
     await pipe.execute()
-    bound.info("run_started", upstream_run_id=started.upstream_run_id,
-               idempotent=started.idempotent, status=started.status)
+    bound.info(
+        "run_started",
+        upstream_run_id=started.upstream_run_id,
+        idempotent=started.idempotent,
+        status=started.status,
+    )
 
 
 async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError) -> None:
@@ -86,19 +100,32 @@ async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError) -> 
     if isinstance(exc, Rejected):
         error.update(error=exc.error, message=exc.message, **exc.details)
     elif isinstance(exc, Unauthorized):
-        error.update(error="vendor_unauthorized", credentials=True,
-                     message="the vendor refused the relay's credentials")
+        error.update(
+            error="vendor_unauthorized",
+            credentials=True,
+            message="the vendor refused the relay's credentials",
+        )
     else:
         error.setdefault("error", "vendor_error")
     now = time.time()
     try:
         await record(
-            ctx.redis, run, event_type=events.START_FAILED, status_key=START_FAILED, now=now,
-            terminal=True, run_fields={"state": START_FAILED, "error": dumps(error)},
+            ctx.redis,
+            run,
+            event_type=events.START_FAILED,
+            status_key=START_FAILED,
+            now=now,
+            terminal=True,
+            run_fields={"state": START_FAILED, "error": dumps(error)},
             data_extra={"error": error},
         )
     except RunGone:
         pass
     await ctx.redis.zrem(keys.DUE_START, run["id"])
-    log.info("start_failed", run_id=run["id"], tenant=run["tenant"],
-             status_code=exc.status_code, error=error.get("error"))
+    log.info(
+        "start_failed",
+        run_id=run["id"],
+        tenant=run["tenant"],
+        status_code=exc.status_code,
+        error=error.get("error"),
+    )

@@ -51,23 +51,44 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
             continue
         run_id = new_id("run")
         record = {
-            "id": run_id, "tenant": watch["tenant"], "provider": watch["provider"],
-            "agent_id": watch["agent_id"], "upstream_run_id": run.upstream_run_id,
-            "state": TRACKING, "status": "", "sequence": "0", "source": "watch",
-            "watch_id": watch_id, "metadata": watch.get("metadata") or "{}",
-            "created_at": repr(now), "updated_at": repr(now),
+            "id": run_id,
+            "tenant": watch["tenant"],
+            "provider": watch["provider"],
+            "agent_id": watch["agent_id"],
+            "upstream_run_id": run.upstream_run_id,
+            "state": TRACKING,
+            "status": "",
+            "sequence": "0",
+            "source": "watch",
+            "watch_id": watch_id,
+            "metadata": watch.get("metadata") or "{}",
+            "created_at": repr(now),
+            "updated_at": repr(now),
         }
         created = await create_run(
-            r, run=record, due_key=keys.DUE_POLL, due_at=now, idempotency_key=None,
-            request_hash="", upstream_key=upstream_key(watch["tenant"], watch["provider"],
-                                                       watch["agent_id"], run.upstream_run_id),
+            r,
+            run=record,
+            due_key=keys.DUE_POLL,
+            due_at=now,
+            idempotency_key=None,
+            request_hash="",
+            upstream_key=upstream_key(
+                watch["tenant"], watch["provider"], watch["agent_id"], run.upstream_run_id
+            ),
         )
         if created.outcome == "created":
             log.info("watch_tracked", watch_id=watch_id, run_id=run_id, tenant=watch["tenant"])
     pipe = r.pipeline(transaction=True)
     if fresh:
         pipe.sadd(seen_key, *[run.upstream_run_id for run in fresh])
-    pipe.hset(keys.watch(watch_id), mapping={"baselined": "1", "last_listed_at": repr(now),
-                                             "last_error": "", "runs_seen": dumps(len(runs))})
+    pipe.hset(
+        keys.watch(watch_id),
+        mapping={
+            "baselined": "1",
+            "last_listed_at": repr(now),
+            "last_error": "",
+            "runs_seen": dumps(len(runs)),
+        },
+    )
     pipe.zadd(keys.DUE_WATCH, {watch_id: now + s.watch_interval}, xx=True)
     await pipe.execute()

@@ -37,8 +37,15 @@ TABLE: list[tuple[Op, Endpoint]] = [
     (Op("GET", "/readyz", "Readiness: Redis reachable", public=True), health.readyz),
     (Op("GET", "/openapi.json", "This document", public=True), health.openapi),
     (Op("POST", "/v1/runs", "Start or track a vendor run", 202, RunCreate), runs.create),
-    (Op("GET", "/v1/runs", "List runs", query=(*PAGING, ("provider", "string"),
-                                              ("status", "string"))), runs.list_all),
+    (
+        Op(
+            "GET",
+            "/v1/runs",
+            "List runs",
+            query=(*PAGING, ("provider", "string"), ("status", "string")),
+        ),
+        runs.list_all,
+    ),
     (Op("GET", "/v1/runs/{run_id}", "One run with its events and deliveries"), runs.get_one),
     (Op("POST", "/v1/runs/{run_id}/refresh", "Poll now", 202), runs.refresh),
     (Op("DELETE", "/v1/runs/{run_id}", "Stop tracking", 204), runs.stop),
@@ -46,25 +53,74 @@ TABLE: list[tuple[Op, Endpoint]] = [
     (Op("GET", "/v1/watches", "List watches"), watches.list_all),
     (Op("GET", "/v1/watches/{watch_id}", "One watch"), watches.get_one),
     (Op("DELETE", "/v1/watches/{watch_id}", "Stop following", 204), watches.delete),
-    (Op("POST", "/v1/subscriptions", "Subscribe a URL", 201, SubscriptionCreate),
-     subscriptions.create),
+    (
+        Op("POST", "/v1/subscriptions", "Subscribe a URL", 201, SubscriptionCreate),
+        subscriptions.create,
+    ),
     (Op("GET", "/v1/subscriptions", "List subscriptions"), subscriptions.list_all),
     (Op("GET", "/v1/subscriptions/{sub_id}", "One subscription"), subscriptions.get_one),
-    (Op("PATCH", "/v1/subscriptions/{sub_id}", "Change url, filter, enabled", 200,
-        SubscriptionPatch), subscriptions.patch),
+    (
+        Op(
+            "PATCH",
+            "/v1/subscriptions/{sub_id}",
+            "Change url, filter, enabled",
+            200,
+            SubscriptionPatch,
+        ),
+        subscriptions.patch,
+    ),
     (Op("DELETE", "/v1/subscriptions/{sub_id}", "Remove", 204), subscriptions.delete),
-    (Op("POST", "/v1/subscriptions/{sub_id}/rotate-secret", "New secret; the old one keeps "
-        "signing for the grace period"), subscriptions.rotate_secret),
-    (Op("POST", "/v1/subscriptions/{sub_id}/test", "Send a ping event", 202),
-     subscriptions.send_test),
-    (Op("GET", "/v1/subscriptions/{sub_id}/deliveries", "The attempt log, newest first",
-        query=(*PAGING, ("event_id", "string"))), subscriptions.deliveries),
-    (Op("POST", "/v1/subscriptions/{sub_id}/recover", "Replay dead-lettered deliveries since a "
-        "time", 202, Recover), subscriptions.recover),
-    (Op("POST", "/v1/events/{event_id}/redeliver", "Send one event again", 202, Redeliver,
-        body_required=False), events_routes.redeliver),
-    (Op("POST", "/v1/callback-secret", "Reveal (once) or rotate the secret that signs "
-        "callback_url deliveries", query=(("rotate", "string"),)), events_routes.callback_secret),
+    (
+        Op(
+            "POST",
+            "/v1/subscriptions/{sub_id}/rotate-secret",
+            "New secret; the old one keeps signing for the grace period",
+        ),
+        subscriptions.rotate_secret,
+    ),
+    (
+        Op("POST", "/v1/subscriptions/{sub_id}/test", "Send a ping event", 202),
+        subscriptions.send_test,
+    ),
+    (
+        Op(
+            "GET",
+            "/v1/subscriptions/{sub_id}/deliveries",
+            "The attempt log, newest first",
+            query=(*PAGING, ("event_id", "string")),
+        ),
+        subscriptions.deliveries,
+    ),
+    (
+        Op(
+            "POST",
+            "/v1/subscriptions/{sub_id}/recover",
+            "Replay dead-lettered deliveries since a time",
+            202,
+            Recover,
+        ),
+        subscriptions.recover,
+    ),
+    (
+        Op(
+            "POST",
+            "/v1/events/{event_id}/redeliver",
+            "Send one event again",
+            202,
+            Redeliver,
+            body_required=False,
+        ),
+        events_routes.redeliver,
+    ),
+    (
+        Op(
+            "POST",
+            "/v1/callback-secret",
+            "Reveal (once) or rotate the secret that signs callback_url deliveries",
+            query=(("rotate", "string"),),
+        ),
+        events_routes.callback_secret,
+    ),
 ]
 
 

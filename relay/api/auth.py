@@ -33,6 +33,10 @@ def tenant_of(request: Request) -> str:
     ring: KeyRing = request.app.state.keyring
     tenant = ring.tenant(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if tenant is None:
-        raise ApiError(401, "unauthorized", "a valid API key is required: Authorization: Bearer <key>",
-                       headers={"www-authenticate": "Bearer"})
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+            headers={"www-authenticate": "Bearer"},
+        )
     return tenant

@@ -16,15 +16,28 @@ from starlette.responses import JSONResponse, Response
 log = structlog.get_logger("relay.api")
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "invalid_request", 429: "rate_limited",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
 }
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
@@ -33,8 +46,13 @@ class ApiError(Exception):
         self.headers = headers
 
 
-def error_response(status: int, error: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    error: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"error": error, "message": message}
     if field:
         body["field"] = field
@@ -69,8 +87,12 @@ async def http_error(_: Request, exc: Exception) -> Response:
 
 async def store_unavailable(_: Request, exc: Exception) -> Response:
     log.warning("redis_unavailable", error=type(exc).__name__)
-    return error_response(503, "unavailable", "the relay's store is unreachable; try again",
-                          headers={"retry-after": "2"})
+    return error_response(
+        503,
+        "unavailable",
+        "the relay's store is unreachable; try again",
+        headers={"retry-after": "2"},
+    )
 
 
 async def internal_error(_: Request, exc: Exception) -> Response:

@@ -35,8 +35,12 @@ async def redeliver(request: Request) -> Response:
     targets = [s for s in (event.get("subs") or "").split(",") if s]
     if body.subscription_id is not None:
         if body.subscription_id not in targets:
-            raise ApiError(400, "invalid_request", "subscription_id: the event was not sent "
-                           "to this subscription", "subscription_id")
+            raise ApiError(
+                400,
+                "invalid_request",
+                "subscription_id: the event was not sent to this subscription",
+                "subscription_id",
+            )
         targets = [body.subscription_id]
     now = time.time()
     queued = []
@@ -62,7 +66,11 @@ async def callback_secret(request: Request) -> Response:
     else:
         await r.set(key_name, seal(signing.new_secret(), enc_key), nx=True)
     if not await r.set(key_name + ":revealed", "1", nx=True):
-        raise ApiError(409, "already_revealed", "the callback secret was already shown; "
-                       "POST /v1/callback-secret?rotate=true makes a new one")
+        raise ApiError(
+            409,
+            "already_revealed",
+            "the callback secret was already shown; "
+            "POST /v1/callback-secret?rotate=true makes a new one",
+        )
     stored = await r.get(key_name)
     return JSONResponse({"secret": unseal(stored, enc_key)})

@@ -17,8 +17,9 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(request.app.state.redis.ping(), timeout=1.0)
     except (RedisError, OSError, TimeoutError):
-        return JSONResponse({"error": "unavailable", "message": "Redis is unreachable"},
-                            status_code=503)
+        return JSONResponse(
+            {"error": "unavailable", "message": "Redis is unreachable"}, status_code=503
+        )
     return JSONResponse({"status": "ready"})
 
 

@@ -11,8 +11,11 @@ from pydantic import BaseModel
 ERROR = {
     "type": "object",
     "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                   "field": {"type": "string"}},
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "field": {"type": "string"},
+    },
 }
 
 
@@ -33,25 +36,47 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR}
     for op in ops:
         params: list[dict[str, Any]] = [
-            {"name": part[1:-1], "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"}}
-            for part in op.path.split("/") if part.startswith("{")
+            {
+                "name": part[1:-1],
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
+            }
+            for part in op.path.split("/")
+            if part.startswith("{")
         ]
-        params += [{"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                   for n, t in op.query]
+        params += [
+            {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+            for n, t in op.query
+        ]
         errors = {"400": "bad input", "404": "not found", "503": "store unreachable"}
         if not op.public:
             errors["401"] = "missing or unknown API key"
         responses: dict[str, Any] = {
-            str(op.ok): {"description": "success",
-                         **({"content": {"application/json": {"schema": {"type": "object"}}}}
-                            if op.ok != 204 else {})},
-            **{code: {"description": text,
-                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-               for code, text in errors.items()},
+            str(op.ok): {
+                "description": "success",
+                **(
+                    {"content": {"application/json": {"schema": {"type": "object"}}}}
+                    if op.ok != 204
+                    else {}
+                ),
+            },
+            **{
+                code: {
+                    "description": text,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+                for code, text in errors.items()
+            },
         }
-        entry: dict[str, Any] = {"summary": op.summary, "operationId": _op_id(op),
-                                 "parameters": params, "responses": responses}
+        entry: dict[str, Any] = {
+            "summary": op.summary,
+            "operationId": _op_id(op),
+            "parameters": params,
+            "responses": responses,
+        }
         if not op.public:
             entry["security"] = [{"bearer": []}]
         if op.body is not None:
@@ -61,17 +86,25 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
             schemas[op.body.__name__] = schema
             entry["requestBody"] = {
                 "required": op.body_required,
-                "content": {"application/json": {
-                    "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}},
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}
+                    }
+                },
             }
         paths.setdefault(op.path, {})[op.method.lower()] = entry
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Run relay", "version": version,
-                 "description": "Vendors' poll-only job APIs as signed, retried, ordered webhooks."},
+        "info": {
+            "title": "Run relay",
+            "version": version,
+            "description": "Vendors' poll-only job APIs as signed, retried, ordered webhooks.",
+        },
         "paths": paths,
-        "components": {"schemas": schemas,
-                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 

@@ -37,30 +37,46 @@ from relay.store.runs import (
 def _provider(request: Request, name: str) -> Provider:
     providers: dict[str, Provider] = request.app.state.providers
     if name not in providers:
-        raise ApiError(400, "invalid_request",
-                       f"provider: unknown provider; expected one of {', '.join(providers)}",
-                       "provider")
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"provider: unknown provider; expected one of {', '.join(providers)}",
+            "provider",
+        )
     return providers[name]
 
 
 def _validated_input(provider: Provider, body: RunCreate) -> dict[str, Any] | None:
     if body.input is not None and body.upstream_run_id is not None:
-        raise ApiError(400, "invalid_request", "give either input (start) or upstream_run_id "
-                       "(track), not both", "input")
+        raise ApiError(
+            400,
+            "invalid_request",
+            "give either input (start) or upstream_run_id (track), not both",
+            "input",
+        )
     if body.input is None and body.upstream_run_id is None:
-        raise ApiError(400, "invalid_request", "input (start a run) or upstream_run_id (track "
-                       "one) is required", "input")
+        raise ApiError(
+            400,
+            "invalid_request",
+            "input (start a run) or upstream_run_id (track one) is required",
+            "input",
+        )
     if provider.needs_agent_id and not body.agent_id:
-        raise ApiError(400, "invalid_request", f"agent_id: required for {provider.name}",
-                       "agent_id")
+        raise ApiError(
+            400, "invalid_request", f"agent_id: required for {provider.name}", "agent_id"
+        )
     if not provider.needs_agent_id and body.agent_id:
-        raise ApiError(400, "invalid_request", f"agent_id: not used by {provider.name}",
-                       "agent_id")
+        raise ApiError(400, "invalid_request", f"agent_id: not used by {provider.name}", "agent_id")
     if body.input is None:
         return None
     if not provider.can_start:
-        raise ApiError(400, "invalid_request", f"input: {provider.name} runs cannot be started "
-                       "through the relay; track them with upstream_run_id", "input")
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"input: {provider.name} runs cannot be started "
+            "through the relay; track them with upstream_run_id",
+            "input",
+        )
     try:
         return provider.validate_input(body.input)
     except ValidationError as exc:
@@ -83,17 +99,25 @@ async def create(request: Request) -> Response:
         callback_url = await checked_url(request, body.callback_url, "callback_url")
     idem = request.headers.get("idempotency-key")
     if idem is not None and not 1 <= len(idem) <= 255:
-        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1-255 characters",
-                       "Idempotency-Key")
+        raise ApiError(
+            400, "invalid_request", "Idempotency-Key must be 1-255 characters", "Idempotency-Key"
+        )
     r = request.app.state.redis
     now = time.time()
     run_id = new_id("run")
     record: dict[str, str] = {
-        "id": run_id, "tenant": tenant, "provider": provider.name,
-        "agent_id": body.agent_id or "", "upstream_run_id": body.upstream_run_id or "",
-        "state": STARTING if payload is not None else TRACKING, "status": "", "sequence": "0",
+        "id": run_id,
+        "tenant": tenant,
+        "provider": provider.name,
+        "agent_id": body.agent_id or "",
+        "upstream_run_id": body.upstream_run_id or "",
+        "state": STARTING if payload is not None else TRACKING,
+        "status": "",
+        "sequence": "0",
         "source": "start" if payload is not None else "track",
-        "metadata": dumps(body.metadata or {}), "created_at": repr(now), "updated_at": repr(now),
+        "metadata": dumps(body.metadata or {}),
+        "created_at": repr(now),
+        "updated_at": repr(now),
         "poll_interval": "0",
     }
     if payload is not None:
@@ -110,16 +134,31 @@ async def create(request: Request) -> Response:
         due_at=now,
         idempotency_key=idem,
         request_hash=body_hash(body.model_dump(mode="json")),
-        upstream_key=None if payload is not None else upstream_key(
-            tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+        upstream_key=None
+        if payload is not None
+        else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
     )
     if created.outcome == "conflict":
-        raise ApiError(409, "idempotency_conflict",
-                       "this Idempotency-Key was used with a different body", "Idempotency-Key")
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different body",
+            "Idempotency-Key",
+        )
     if created.outcome == "created" and callback_url:
-        await r.hset(keys.subscription(record["callback_sub"]), mapping=subs_store.new_sub_fields(
-            sub_id=record["callback_sub"], tenant=tenant, url=callback_url, filter_={},
-            description=f"callback of {run_id}", sealed_secret=None, now=now, run_id=run_id))
+        await r.hset(
+            keys.subscription(record["callback_sub"]),
+            mapping=subs_store.new_sub_fields(
+                sub_id=record["callback_sub"],
+                tenant=tenant,
+                url=callback_url,
+                filter_={},
+                description=f"callback of {run_id}",
+                sealed_secret=None,
+                now=now,
+                run_id=run_id,
+            ),
+        )
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
         raise not_found("run")
@@ -145,18 +184,27 @@ async def _events(request: Request, run_id: str) -> list[dict[str, Any]]:
                 pipe.hgetall(keys.delivery(row[0], sub))
     states = await pipe.execute() if shape else []
     out = [
-        {"id": row[0], "type": row[1], "sequence": int(row[2] or 0), "status": row[3],
-         "created_at": float(row[4] or 0), "deliveries": []}
+        {
+            "id": row[0],
+            "type": row[1],
+            "sequence": int(row[2] or 0),
+            "status": row[3],
+            "created_at": float(row[4] or 0),
+            "deliveries": [],
+        }
         for row in rows
     ]
     for (index, sub), state in zip(shape, states, strict=True):
-        out[index]["deliveries"].append({
-            "subscription_id": sub, "state": state.get("state"),
-            "attempts": int(state.get("attempts") or 0),
-            "last_status_code": int(state["last_code"]) if state.get("last_code") else None,
-            "last_error": state.get("last_error") or None,
-            "next_attempt_at": float(state["next_at"]) if state.get("next_at") else None,
-        })
+        out[index]["deliveries"].append(
+            {
+                "subscription_id": sub,
+                "state": state.get("state"),
+                "attempts": int(state.get("attempts") or 0),
+                "last_status_code": int(state["last_code"]) if state.get("last_code") else None,
+                "last_error": state.get("last_error") or None,
+                "next_attempt_at": float(state["next_at"]) if state.get("next_at") else None,
+            }
+        )
     return out
 
 
@@ -187,8 +235,13 @@ async def list_all(request: Request) -> Response:
         if not sep:
             raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
     runs, next_cursor = await list_runs(
-        request.app.state.redis, tenant, limit=limit, cursor=cursor,
-        provider=q.get("provider"), status=q.get("status"))
+        request.app.state.redis,
+        tenant,
+        limit=limit,
+        cursor=cursor,
+        provider=q.get("provider"),
+        status=q.get("status"),
+    )
     return JSONResponse({"data": [public_run(run) for run in runs], "next_cursor": next_cursor})
 
 

@@ -20,21 +20,29 @@ class Strict(BaseModel):
 class RunCreate(Strict):
     provider: str = Field(description="citedy or autoposting", min_length=1, max_length=40)
     input: dict[str, Any] | None = Field(
-        default=None, description="Start a run: the vendor's start request (Citedy's "
-        "CreateWarmLeadRunRequest).")
-    upstream_run_id: str | None = Field(default=None, pattern=SAFE_ID,
-                                        description="Track an existing vendor run.")
-    agent_id: str | None = Field(default=None, pattern=SAFE_ID,
-                                 description="Autoposting: the agent the run belongs to.")
-    metadata: dict[str, Any] | None = Field(default=None,
-                                            description="Echoed in every event, at most 4 KB.")
-    callback_url: str | None = Field(default=None, max_length=2048,
-                                     description="A subscriber for this run alone.")
+        default=None,
+        description="Start a run: the vendor's start request (Citedy's CreateWarmLeadRunRequest).",
+    )
+    upstream_run_id: str | None = Field(
+        default=None, pattern=SAFE_ID, description="Track an existing vendor run."
+    )
+    agent_id: str | None = Field(
+        default=None, pattern=SAFE_ID, description="Autoposting: the agent the run belongs to."
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="Echoed in every event, at most 4 KB."
+    )
+    callback_url: str | None = Field(
+        default=None, max_length=2048, description="A subscriber for this run alone."
+    )
 
     @field_validator("metadata")
     @classmethod
     def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value, separators=(",", ":")).encode()) > METADATA_MAX:
+        if (
+            value is not None
+            and len(json.dumps(value, separators=(",", ":")).encode()) > METADATA_MAX
+        ):
             raise ValueError(f"metadata is over {METADATA_MAX} bytes")
         return value
 
@@ -87,7 +95,8 @@ class WatchCreate(Strict):
     agent_id: str = Field(pattern=SAFE_ID)
     metadata: dict[str, Any] | None = None
     include_existing: bool = Field(
-        default=False, description="Also track the runs already listed at the first look.")
+        default=False, description="Also track the runs already listed at the first look."
+    )
 
     @field_validator("metadata")
     @classmethod

@@ -24,8 +24,7 @@ MAX_SUBSCRIPTIONS = 100
 
 async def _own(request: Request) -> tuple[str, dict[str, str]]:
     tenant = tenant_of(request)
-    sub = await store.get_tenant_sub(request.app.state.redis, tenant,
-                                     request.path_params["sub_id"])
+    sub = await store.get_tenant_sub(request.app.state.redis, tenant, request.path_params["sub_id"])
     if sub is None or sub.get("kind") == store.CALLBACK:
         raise not_found("subscription")
     return tenant, sub
@@ -45,8 +44,14 @@ async def create(request: Request) -> Response:
     secret = signing.new_secret()
     sub_id = new_id("sub")
     fields = store.new_sub_fields(
-        sub_id=sub_id, tenant=tenant, url=url, filter_=body.filter.model_dump(),
-        description=body.description, sealed_secret=_seal(request, secret), now=time.time())
+        sub_id=sub_id,
+        tenant=tenant,
+        url=url,
+        filter_=body.filter.model_dump(),
+        description=body.description,
+        sealed_secret=_seal(request, secret),
+        now=time.time(),
+    )
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.subscription(sub_id), mapping=fields)
     pipe.sadd(keys.tenant_subs(tenant), sub_id)
@@ -104,10 +109,16 @@ async def rotate_secret(request: Request) -> Response:
     secret = signing.new_secret()
     now = time.time()
     secrets = store.rotated_secrets(sub, _seal(request, secret), now, settings.secret_grace)
-    await request.app.state.redis.hset(keys.subscription(sub["id"]),
-                                       mapping={"secrets": secrets, "updated_at": repr(now)})
-    return JSONResponse({"id": sub["id"], "secret": secret,
-                         "previous_secret_expires_at": now + settings.secret_grace})
+    await request.app.state.redis.hset(
+        keys.subscription(sub["id"]), mapping={"secrets": secrets, "updated_at": repr(now)}
+    )
+    return JSONResponse(
+        {
+            "id": sub["id"],
+            "secret": secret,
+            "previous_secret_expires_at": now + settings.secret_grace,
+        }
+    )
 
 
 async def send_test(request: Request) -> Response:
@@ -118,10 +129,19 @@ async def send_test(request: Request) -> Response:
     now = time.time()
     event_id = new_id("evt")
     pipe = r.pipeline(transaction=True)
-    pipe.hset(keys.event(event_id), mapping={
-        "id": event_id, "run_id": "", "tenant": sub["tenant"], "type": events.PING,
-        "sequence": "0", "created_at": repr(now), "body": events.ping_body(sub["id"], now),
-        "subs": sub["id"]})
+    pipe.hset(
+        keys.event(event_id),
+        mapping={
+            "id": event_id,
+            "run_id": "",
+            "tenant": sub["tenant"],
+            "type": events.PING,
+            "sequence": "0",
+            "created_at": repr(now),
+            "body": events.ping_body(sub["id"], now),
+            "subs": sub["id"],
+        },
+    )
     pipe.expire(keys.event(event_id), 7 * 86400)
     await pipe.execute()
     await lanes.enqueue(r, sub["id"], "ping", event_id, now)
@@ -138,8 +158,9 @@ async def deliveries(request: Request) -> Response:
         raise ApiError(400, "invalid_request", "limit and cursor must be integers") from None
     if not 1 <= limit <= 200 or offset < 0:
         raise ApiError(400, "invalid_request", "limit must be 1-200 and cursor >= 0")
-    rows = await request.app.state.redis.lrange(keys.sub_attempts(sub["id"]), offset,
-                                                offset + limit - 1)
+    rows = await request.app.state.redis.lrange(
+        keys.sub_attempts(sub["id"]), offset, offset + limit - 1
+    )
     event_filter = q.get("event_id")
     data = [loads(row) for row in rows]
     if event_filter:

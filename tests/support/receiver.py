@@ -1,0 +1,78 @@
+"""A recording webhook receiver (a test tool, like the simulators): every POST to /hook/{name} is
+recorded; a per-name plan says how to answer (status codes, hangs, Retry-After, huge bodies)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+@dataclass
+class Hit:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    hits: dict[str, list[Hit]] = field(default_factory=lambda: defaultdict(list))
+    plans: dict[str, list[Any]] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    base_url: str = ""
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/hook/{name}"
+
+    def plan(self, name: str, *answers: Any, default: Any = 204) -> None:
+        """Answers consumed in order: an int status, ("hang", s), ("retry_after", code, s),
+        ("big", nbytes), ("redirect", url); then `default` for ever after."""
+        with self.lock:
+            self.plans[name] = list(answers)
+            self.defaults[name] = default
+
+    def got(self, name: str) -> list[Hit]:
+        with self.lock:
+            return list(self.hits[name])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [h.json for h in self.got(name)]
+
+    async def handle(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        body = await request.body()
+        with self.lock:
+            self.hits[name].append(Hit(time.time(), dict(request.headers), body))
+            plan = self.plans.get(name) or []
+            answer = plan.pop(0) if plan else self.defaults.get(name, 204)
+        if isinstance(answer, int):
+            return Response(status_code=answer)
+        kind = answer[0]
+        if kind == "hang":
+            await asyncio.sleep(answer[1])
+            return Response(status_code=204)
+        if kind == "retry_after":
+            return Response(status_code=answer[1], headers={"retry-after": str(answer[2])})
+        if kind == "big":
+            return Response(b"x" * answer[1], status_code=200)
+        if kind == "redirect":
+            return Response(status_code=302, headers={"location": answer[1]})
+        raise ValueError(f"unknown plan {answer!r}")
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hook/{name}", self.handle, methods=["POST"])])
