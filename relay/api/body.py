@@ -12,6 +12,45 @@ from relay.api.errors import ApiError, from_validation
 
 M = TypeVar("M", bound=BaseModel)
 
+#: No request body of this API needs deeper nesting; deeper would trip serializers later on.
+MAX_DEPTH = 32
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def _no_constant(_: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _check_values(data: Any) -> None:
+    """Refuse what `json.loads` accepts but nothing downstream can store or send back: nesting
+    beyond MAX_DEPTH and strings with lone surrogates (not encodable as UTF-8)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(
+                    400, "invalid_json", "the body has a string that is not valid Unicode"
+                ) from None
+        elif isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ApiError(
+                    400, "invalid_json", f"the body is nested deeper than {MAX_DEPTH} levels"
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+
 
 async def read_json(request: Request, *, required: bool = True) -> Any:
     limit: int = request.app.state.settings.max_body_bytes
@@ -34,9 +73,11 @@ async def read_json(request: Request, *, required: bool = True) -> Any:
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    _check_values(data)
+    return data
 
 
 async def parse(request: Request, model: type[M], *, required: bool = True) -> M:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Any
 
@@ -32,6 +34,8 @@ from relay.store.runs import (
     public_run,
     upstream_key,
 )
+
+_CURSOR_SCORE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
 
 
 def _provider(request: Request, name: str) -> Provider:
@@ -228,10 +232,9 @@ async def list_all(request: Request) -> Response:
     cursor = q.get("cursor")
     if cursor is not None:
         score, sep, _ = cursor.partition(":")
-        try:
-            float(score)
-        except ValueError:
-            raise ApiError(400, "invalid_request", "cursor: malformed", "cursor") from None
+        # Only a plain finite decimal, as the relay writes it: Redis refuses "nan", "1_0", "1 ".
+        if not _CURSOR_SCORE.fullmatch(score) or not math.isfinite(float(score)):
+            raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
         if not sep:
             raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
     runs, next_cursor = await list_runs(

@@ -14,7 +14,8 @@ METADATA_MAX = 4096
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: `"yes"` is not a boolean and `true` is not a time, whatever lax coercion says.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class RunCreate(Strict):

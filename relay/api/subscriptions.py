@@ -153,11 +153,17 @@ async def deliveries(request: Request) -> Response:
     q = request.query_params
     try:
         limit = int(q.get("limit", "50"))
+    except ValueError:
+        raise ApiError(400, "invalid_request", "limit: must be an integer", "limit") from None
+    if not 1 <= limit <= 200:
+        raise ApiError(400, "invalid_request", "limit: must be 1-200", "limit")
+    try:
         offset = int(q.get("cursor", "0"))
     except ValueError:
-        raise ApiError(400, "invalid_request", "limit and cursor must be integers") from None
-    if not 1 <= limit <= 200 or offset < 0:
-        raise ApiError(400, "invalid_request", "limit must be 1-200 and cursor >= 0")
+        raise ApiError(400, "invalid_request", "cursor: malformed", "cursor") from None
+    # Redis list indexes are signed 64-bit; the attempt log is far shorter than this anyway.
+    if not 0 <= offset <= 2**31:
+        raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
     rows = await request.app.state.redis.lrange(
         keys.sub_attempts(sub["id"]), offset, offset + limit - 1
     )

@@ -85,6 +85,9 @@ async def _gate(
     who = key_id(auth) if isinstance(auth, str) else ANONYMOUS
     state.stats.record_request(name, who, state.clock())
     config = state.config
+    # The request is read in full before the latency, as a real vendor has it: a client that gives
+    # up (or is killed) during the wait still gets its start processed and charged.
+    await request.body()
     if config.latency_ms > 0:
         await asyncio.sleep(config.latency_ms / 1000)
     if not isinstance(auth, str):

@@ -18,6 +18,7 @@ class Scripts:
     claim: AsyncScript
     record_event: AsyncScript
     enqueue_lane: AsyncScript
+    lane_head: AsyncScript
     finish_head: AsyncScript
     retry_head: AsyncScript
     settle_lane: AsyncScript
@@ -33,6 +34,7 @@ def bind(r: aioredis.Redis) -> Scripts:
             claim=r.register_script(scripts.CLAIM),
             record_event=r.register_script(scripts.RECORD_EVENT),
             enqueue_lane=r.register_script(scripts.ENQUEUE_LANE),
+            lane_head=r.register_script(scripts.LANE_HEAD),
             finish_head=r.register_script(scripts.FINISH_HEAD),
             retry_head=r.register_script(scripts.RETRY_HEAD),
             settle_lane=r.register_script(scripts.SETTLE_LANE),

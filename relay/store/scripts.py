@@ -49,7 +49,8 @@ return items
 # KEYS: run, event, run_events, due_deliver
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
 #       run field/value pairs..., sub ids...
-# Returns 'dup' (already recorded), 'gone' (run deleted), 'stale' (sequence moved; re-read and retry) or 'ok'.
+# Returns 'dup' (already recorded), 'gone' (run deleted), 'stale' (sequence moved; re-read and
+# retry) or 'ok'.
 RECORD_EVENT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
@@ -85,6 +86,18 @@ redis.call('HSET', KEYS[2], 'state', 'pending', 'updated_at', ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
 return 1
+"""
+
+# Everything a delivery needs to start, in one round trip: the lane's head event id, its body,
+# this subscriber's attempt count for it, and the subscription hash. Read-only.
+# KEYS: lane, sub. ARGV: sub_id. Returns {head|nil, body|nil, attempts|nil, {sub field, value...}}
+LANE_HEAD = """
+local sub = redis.call('HGETALL', KEYS[2])
+local head = redis.call('LINDEX', KEYS[1], 0)
+if not head then return {false, false, false, sub} end
+local body = redis.call('HGET', 'relay:event:' .. head, 'body')
+local attempts = redis.call('HGET', 'relay:dlv:' .. head .. ':' .. ARGV[1], 'attempts')
+return {head, body, attempts, sub}
 """
 
 # Finish the head of a lane: succeeded or dead-lettered. Only pops if the head is still this

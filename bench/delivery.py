@@ -1,0 +1,303 @@
+"""Delivery: end-to-end signed deliveries per second (transition recorded -> receiver 2xx) with
+1, 2, ... worker processes, against the same receiver's raw capacity measured in the same run by a
+bare aiohttp client loop; then the delivery lag at half of the measured maximum rate.
+
+    .venv/bin/python bench/delivery.py [--workers 1,2] [--events 12000] [--seconds 8]
+
+How it measures, per worker count W:
+1. throughput: with no worker running, record a backlog of `--events` transitions through
+   `relay.recorder.record` (the very call the poll/start jobs make: event + lane + schedule in one
+   script) for runs of the bench tenant, then start W workers and time the receiver's 2xx count
+   from 10 % to 90 % of the backlog (so worker start-up is not counted).
+2. lag: with the W workers running, record transitions paced at half of the rate found in 1 for
+   `--seconds`, and take lag = receiver arrival time - the event's created_at.
+The receiver is a bare aiohttp server in its own process (bench/common.py) answering 204.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from typing import Any
+
+from common import (
+    TENANT,
+    Bench,
+    bench,
+    cpu_seconds,
+    delivery_body,
+    parse_counts,
+    percentile,
+    raw_post_rate,
+    receiver_reset,
+    receiver_stats,
+    redis_client,
+    redis_cpu,
+    subscribe,
+    table,
+)
+
+from relay import events
+from relay.recorder import record
+from relay.store.client import dumps
+from relay.store.runs import TRACKING, create_run
+
+STATUSES = ("queued", "signals_running", "contacts_running", "drafting_running")
+PARKED = "bench:parked"  # a due-set no pump reads: the runs exist, nobody polls them
+SNAPSHOT = {"id": "", "status": "", "domain": "bench.example", "result": None, "pad": "x" * 600}
+
+
+async def make_runs(r: Any, count: int) -> list[dict[str, str]]:
+    runs = []
+    now = time.time()
+    for _ in range(count):
+        run_id = "run_" + uuid.uuid4().hex[:24]
+        run = {
+            "id": run_id,
+            "tenant": TENANT,
+            "provider": "citedy",
+            "agent_id": "",
+            "upstream_run_id": str(uuid.uuid4()),
+            "state": TRACKING,
+            "status": "",
+            "sequence": "0",
+            "source": "track",
+            "metadata": dumps({"crm_id": run_id[-8:]}),
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "poll_interval": "0",
+        }
+        runs.append(run)
+    sem = asyncio.Semaphore(64)
+
+    async def one(run: dict[str, str]) -> None:
+        async with sem:
+            await create_run(
+                r,
+                run=run,
+                due_key=PARKED,
+                due_at=now,
+                idempotency_key=None,
+                request_hash="",
+                upstream_key=None,
+            )
+
+    await asyncio.gather(*(one(run) for run in runs))
+    return runs
+
+
+async def transition(r: Any, run: dict[str, str], status: str) -> tuple[str, float]:
+    now = time.time()
+    snap = {**SNAPSHOT, "id": run["upstream_run_id"], "status": status}
+    outcome, evt = await record(
+        r,
+        run,
+        event_type=events.STATUS_CHANGED,
+        status_key=status,
+        now=now,
+        terminal=False,
+        status=status,
+        snapshot=snap,
+        run_fields={"snapshot": dumps(snap), "last_change_at": repr(now)},
+    )
+    assert outcome == "ok", outcome
+    run["sequence"] = str(int(run["sequence"]) + 1)
+    run["previous_status"], run["status"] = run["status"], status
+    return evt, now
+
+
+def plan(runs: list[dict[str, str]], total: int) -> list[tuple[dict[str, str], str]]:
+    """Round-robin over the runs, each walking the statuses, so one run's events are far apart
+    (each (subscription, run) lane is strictly sequential by design)."""
+    out = []
+    for status in STATUSES:
+        for run in runs:
+            out.append((run, status))
+            if len(out) == total:
+                return out
+    return out
+
+
+async def backlog(r: Any, events_: int) -> dict[str, float]:
+    runs = await make_runs(r, -(-events_ // len(STATUSES)))
+    work = plan(runs, events_)
+    created: dict[str, float] = {}
+    # one status step at a time, concurrently across runs (a run's steps stay in order)
+    for status in STATUSES:
+        step = [run for run, s in work if s == status]
+        sem = asyncio.Semaphore(64)
+
+        async def one(run: dict[str, str], st: str = status, sem: asyncio.Semaphore = sem) -> None:
+            async with sem:
+                evt, at = await transition(r, run, st)
+                created[evt] = at
+
+        await asyncio.gather(*(one(run) for run in step))
+    return created
+
+
+async def wait_count(url: str, target: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = int((await receiver_stats(url, since=10**9))["count"])
+        if count >= target:
+            break
+        await asyncio.sleep(0.25)
+    return count
+
+
+async def phase(
+    b: Bench, r: Any, workers: int, events_: int, seconds: float, profile: bool = False
+) -> dict[str, Any]:
+    await receiver_reset(b.receiver_url)
+    t0 = time.monotonic()
+    created = await backlog(r, events_)
+    record_rate = len(created) / (time.monotonic() - t0)
+    procs = b.start_workers(workers, profile=profile)
+    cpu0 = [cpu_seconds(p.pid) for p in procs]
+    rcpu0 = await redis_cpu(r)
+    w0 = time.monotonic()
+    got = await wait_count(b.receiver_url, len(created), timeout=max(60.0, events_ / 200))
+    wall = time.monotonic() - w0
+    cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+    rcpu = await redis_cpu(r) - rcpu0
+    hits = (await receiver_stats(b.receiver_url))["hits"]
+    times = sorted(t for evt, t in hits if evt in created)
+    lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
+    rate = (len(times) * 0.8) / max(hi - lo, 1e-6)
+
+    # lag at half of the measured maximum
+    await receiver_reset(b.receiver_url)
+    target = rate / 2
+    n = max(1, int(target * seconds))
+    runs = await make_runs(r, -(-n // len(STATUSES)))
+    work = plan(runs, n)
+    sent: dict[str, float] = {}
+    start = time.monotonic()
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def fire(run: dict[str, str], status: str) -> None:
+        evt, at = await transition(r, run, status)
+        sent[evt] = at
+
+    for i, (run, status) in enumerate(work):
+        due = start + i / target
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(inflight) > 256:  # the injector itself is falling behind: do not pile up
+            await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(fire(run, status))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+        if time.monotonic() - start > seconds * 3:
+            break
+    if inflight:
+        await asyncio.wait(inflight, timeout=30)
+    injected = len(sent) / (time.monotonic() - start)
+    await wait_count(b.receiver_url, len(sent), timeout=30)
+    hits = (await receiver_stats(b.receiver_url))["hits"]
+    lags = [(t - sent[evt]) * 1000 for evt, t in hits if evt in sent]
+    b.stop_workers()
+    return {
+        "workers": workers,
+        "backlog": len(created),
+        "delivered": got,
+        "record_rate": record_rate,
+        "rate": rate,
+        "wall": wall,
+        "worker_cpu": cpu / wall * 100,
+        "redis_cpu": rcpu / wall * 100,
+        "lag_target": target,
+        "lag_injected": injected,
+        "lag_n": len(lags),
+        "lag_missing": len(sent) - len(lags),
+        "p50": percentile(lags, 50),
+        "p99": percentile(lags, 99),
+        "max": max(lags) if lags else float("nan"),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    with bench("delivery") as b:
+        b.start_valkey()
+        b.start_receiver()
+        b.relay_env(
+            RELAY_DELIVERY_CONCURRENCY=str(args.concurrency),
+            RELAY_DELIVERY_PER_SUBSCRIPTION=str(args.concurrency),
+        )
+        b.start_api()
+        r = redis_client(b.redis_url)
+        await subscribe(b.api_url, b.receiver_url + "/hook")
+        body = delivery_body(1024)
+        hook = b.receiver_url + "/hook"
+        raw = await raw_post_rate(hook, args.raw_seconds, args.concurrency, body)
+        rows = []
+        for w in parse_counts(args.workers):
+            res = await phase(b, r, w, args.events, args.seconds, args.profile)
+            rows.append(res)
+            print(
+                f"workers={w}: {res['rate']:.0f}/s ({res['rate'] / raw * 100:.0f}% of raw), "
+                f"lag p50={res['p50']:.1f}ms p99={res['p99']:.1f}ms",
+                flush=True,
+            )
+        raw_after = await raw_post_rate(hook, args.raw_seconds, args.concurrency, body)
+        await r.aclose()
+    print()
+    print(
+        f"receiver raw capacity (bare aiohttp loop, {args.concurrency} in flight, 1 KiB body): "
+        f"{raw:,.0f} POST/s before, {raw_after:,.0f} POST/s after"
+    )
+    print(
+        table(
+            [
+                [
+                    x["workers"],
+                    x["backlog"],
+                    x["rate"],
+                    f"{x['rate'] / raw * 100:.0f}%",
+                    f"{x['worker_cpu']:.0f}%",
+                    f"{x['redis_cpu']:.0f}%",
+                    f"{x['lag_target']:.0f}/{x['lag_injected']:.0f}",
+                    x["p50"],
+                    x["p99"],
+                    x["max"],
+                    x["lag_missing"],
+                ]
+                for x in rows
+            ],
+            [
+                "workers",
+                "backlog",
+                "deliveries/s",
+                "of raw",
+                "worker CPU",
+                "valkey CPU",
+                "lag rate want/got",
+                "lag p50 ms",
+                "lag p99 ms",
+                "lag max ms",
+                "missing",
+            ],
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", default="1,2", help="worker counts, e.g. 1,2,4")
+    parser.add_argument("--events", type=int, default=12000, help="backlog per worker count")
+    parser.add_argument("--seconds", type=float, default=8.0, help="lag phase length")
+    parser.add_argument("--raw-seconds", type=float, default=4.0)
+    parser.add_argument("--concurrency", type=int, default=64, help="in flight per worker")
+    parser.add_argument(
+        "--profile", action="store_true", help="run workers under cProfile (bench-artifacts/)"
+    )
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

