@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,7 +18,8 @@ from relay.signing import verify
 def create_app(secret_file: Path) -> Starlette:
     async def receive(request: Request) -> Response:
         body = await request.body()
-        secret = secret_file.read_text().strip() if secret_file.exists() else ""
+        secret = await anyio.Path(secret_file).read_text() if secret_file.exists() else ""  # noqa: ASYNC240
+        secret = secret.strip()
         ok = bool(secret) and verify(secret, request.headers, body)
         try:
             event = json.loads(body)

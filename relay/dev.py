@@ -156,6 +156,9 @@ def run_dev(port: int = 8000, fresh: bool = False) -> int:
             valkey.stop()
 
 
+EMBEDDED_NOTE = "   (embedded Valkey, data in .relay-data/)"
+
+
 def _banner(
     api: str, sim: str, receiver: str, key: str, sub_id: str, redis_url: str, embedded: bool
 ) -> str:
@@ -171,7 +174,7 @@ def _banner(
             f"  api              {api}   (OpenAPI: {api}/openapi.json)",
             f"  vendor simulator {sim}   (Citedy at /api/agent, Autoposting at /autoposting)",
             f"  demo receiver    {receiver}   (subscription {sub_id})",
-            f"  redis            {redis_url}{'   (embedded Valkey, data in .relay-data/)' if embedded else ''}",
+            f"  redis            {redis_url}{EMBEDDED_NOTE if embedded else ''}",
             f"  dev API key      {key}",
             "",
             "start a Citedy warm-lead run; each status change is printed by the demo receiver:",

@@ -154,7 +154,7 @@ def observe_delivery(
             pass
 
 
-def start_worker_server(port: int, addr: str = "0.0.0.0") -> Any:  # noqa: S104
+def start_worker_server(port: int, addr: str = "0.0.0.0") -> Any:
     """Serve the default registry on `port`. 0 turns it off; a port in use is logged, not fatal
     (several workers on one host, e.g. in tests)."""
     if port <= 0:
@@ -336,9 +336,7 @@ class StoreCollector(Collector):
         complete.add_metric([], 1.0 if s.tracked_complete else 0.0)
         yield complete
 
-        subs = GaugeMetricFamily(
-            "relay_subscriptions", "Subscriptions by state.", labels=["state"]
-        )
+        subs = GaugeMetricFamily("relay_subscriptions", "Subscriptions by state.", labels=["state"])
         for state, n in sorted(s.subs.items()):
             subs.add_metric([state], n)
         yield subs

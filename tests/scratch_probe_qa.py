@@ -1,5 +1,7 @@
 import redis
+
 from tests.support.stack import Stack
+
 
 def test_probe(stack: Stack, valkey) -> None:
     r = redis.Redis.from_url(valkey.connection_url, decode_responses=True)

@@ -17,8 +17,10 @@ PATH = ["queued", "signals_running", "contacts_running", "drafting_running", "co
 
 
 def _start(api: httpx.Client, **extra: Any) -> dict[str, Any]:
-    response = api.post("/v1/runs", json={"provider": "citedy",
-                                          "input": {"domain": f"{unique('d')}.example"}, **extra})
+    response = api.post(
+        "/v1/runs",
+        json={"provider": "citedy", "input": {"domain": f"{unique('d')}.example"}, **extra},
+    )
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -62,16 +64,19 @@ def test_receiver_failing_then_recovering_gets_every_event_once_in_order(
     assert all(a["latency_ms"] >= 0 for a in attempts)
 
 
-def test_receiver_down_for_a_while_gets_everything_after_it_returns(
-    stack: Stack
-) -> None:
+def test_receiver_down_for_a_while_gets_everything_after_it_returns(stack: Stack) -> None:
     port = free_port()
     late = Receiver()
     with stack.client() as api:
         sub = subscribe(api, f"http://127.0.0.1:{port}/hook/late")
         run = _start(api)
-        wait_for(lambda: any("connection failed" in (a["error"] or "") for a in api.get(
-            f"/v1/subscriptions/{sub['id']}/deliveries").json()["data"]), what="refused attempt")
+        wait_for(
+            lambda: any(
+                "connection failed" in (a["error"] or "")
+                for a in api.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["data"]
+            ),
+            what="refused attempt",
+        )
         with serve_in_thread(late.app(), port=port) as url:
             late.base_url = url
             wait_for(lambda: len(late.got("late")) == 5, timeout=30, what="all five after return")
@@ -91,14 +96,18 @@ def test_410_disables_the_subscription_and_reenabling_resumes(
     with stack.client() as api:
         sub = subscribe(api, receiver.url(hook))
         run = _start(api)
-        wait_for(lambda: api.get(f"/v1/subscriptions/{sub['id']}").json()["enabled"] is False,
-                 what="disabled by 410")
+        wait_for(
+            lambda: api.get(f"/v1/subscriptions/{sub['id']}").json()["enabled"] is False,
+            what="disabled by 410",
+        )
         wait_for(lambda: api.get(f"/v1/runs/{run['id']}").json()["state"] == "completed")
         time.sleep(0.5)
         assert len(receiver.got(hook)) == 1  # nothing is sent to a disabled subscription
         state = api.get(f"/v1/subscriptions/{sub['id']}").json()
         assert "410" in state["disabled_reason"]
-        assert api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": True}).status_code == 200
+        assert (
+            api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": True}).status_code == 200
+        )
         wait_for(lambda: len(receiver.got(hook)) >= 2, what="resumed delivery")
         time.sleep(0.5)
     # the event that got 410 is delivered on re-enable; later events were recorded while disabled
@@ -146,8 +155,12 @@ def test_dead_letter_then_recover(stack: Stack, receiver: Receiver) -> None:
         recovered = api.post(f"/v1/subscriptions/{sub['id']}/recover", json={"since": since})
         assert recovered.status_code == 202 and recovered.json()["recovered"] == 5
         wait_for(lambda: len(receiver.got(hook)) == 25, what="recovered deliveries")
-        wait_for(lambda: all(e["deliveries"][0]["state"] == "succeeded" for e in
-                             api.get(f"/v1/runs/{run['id']}").json()["events"]))
+        wait_for(
+            lambda: all(
+                e["deliveries"][0]["state"] == "succeeded"
+                for e in api.get(f"/v1/runs/{run['id']}").json()["events"]
+            )
+        )
     assert sorted(_delivered(receiver.got(hook)[20:])) == sorted(PATH)
 
 
@@ -227,8 +240,10 @@ def test_other_tenant_cannot_see_or_touch_a_subscription(stack: Stack, receiver:
     with stack.client("t1") as mine, stack.client("t2") as theirs:
         sub = subscribe(mine, receiver.url(unique("iso")))
         assert theirs.get(f"/v1/subscriptions/{sub['id']}").status_code == 404
-        assert theirs.patch(f"/v1/subscriptions/{sub['id']}",
-                            json={"enabled": False}).status_code == 404
+        assert (
+            theirs.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": False}).status_code
+            == 404
+        )
         assert theirs.delete(f"/v1/subscriptions/{sub['id']}").status_code == 404
         assert theirs.post(f"/v1/subscriptions/{sub['id']}/rotate-secret").status_code == 404
         assert sub["id"] not in [s["id"] for s in theirs.get("/v1/subscriptions").json()["data"]]

@@ -25,15 +25,19 @@ def _state(api: httpx.Client, run_id: str) -> dict:
 
 
 def _ends(api: httpx.Client, run_id: str, state: str, timeout: float = 20) -> dict:
-    return wait_for(lambda: (d := _state(api, run_id))["state"] == state and d,
-                    timeout=timeout, what=f"run {run_id} {state}")
+    return wait_for(
+        lambda: (d := _state(api, run_id))["state"] == state and d,
+        timeout=timeout,
+        what=f"run {run_id} {state}",
+    )
 
 
 def test_out_of_credits_is_start_failed_with_topup(stack: Stack, sim: httpx.Client) -> None:
     sim.post("/_sim/credits", json={"api_key": CITEDY_KEY, "balance": 10}).raise_for_status()
     with stack.client() as api:
-        run = api.post("/v1/runs", json={"provider": "citedy",
-                                         "input": {"domain": "broke.example"}}).json()
+        run = api.post(
+            "/v1/runs", json={"provider": "citedy", "input": {"domain": "broke.example"}}
+        ).json()
         done = _ends(api, run["id"], "start_failed")
     assert done["error"]["status_code"] == 402
     assert done["error"]["credits_required"] == 40
@@ -43,12 +47,18 @@ def test_out_of_credits_is_start_failed_with_topup(stack: Stack, sim: httpx.Clie
 
 
 def test_vendor_429_and_500_are_ridden_out(stack: Stack, sim: httpx.Client) -> None:
-    sim.post("/_sim/config", json={"rate_limit_rate": 0.5, "error_rate": 0.3,
-                                   "retry_after": 1, "seed": 7}).raise_for_status()
+    sim.post(
+        "/_sim/config",
+        json={"rate_limit_rate": 0.5, "error_rate": 0.3, "retry_after": 1, "seed": 7},
+    ).raise_for_status()
     with stack.client() as api:
-        runs = [api.post("/v1/runs", json={"provider": "citedy",
-                                           "input": {"domain": f"{unique('r')}.example"}}).json()
-                for _ in range(3)]
+        runs = [
+            api.post(
+                "/v1/runs",
+                json={"provider": "citedy", "input": {"domain": f"{unique('r')}.example"}},
+            ).json()
+            for _ in range(3)
+        ]
         finished = [_ends(api, r["id"], "completed", timeout=40) for r in runs]
     stats = sim.get("/_sim/stats").json()
     assert stats["status_429"] > 0 and stats["status_500"] > 0
@@ -58,14 +68,16 @@ def test_vendor_429_and_500_are_ridden_out(stack: Stack, sim: httpx.Client) -> N
         assert statuses[-1] == "completed" and len(statuses) == len(set(statuses))
 
 
-def test_500_after_the_vendor_charged_does_not_charge_twice(stack: Stack,
-                                                          sim: httpx.Client) -> None:
+def test_500_after_the_vendor_charged_does_not_charge_twice(
+    stack: Stack, sim: httpx.Client
+) -> None:
     """The vendor takes the start (and the credits) but the relay sees a 500: the retry carries
     the same idempotency key, so the vendor answers 200 with the existing run and no charge."""
     sim.post("/_sim/config", json={"error_rate": 1.0, "fault_phase": "after"}).raise_for_status()
     with stack.client() as api:
-        run = api.post("/v1/runs", json={"provider": "citedy",
-                                         "input": {"domain": "flaky.example"}}).json()
+        run = api.post(
+            "/v1/runs", json={"provider": "citedy", "input": {"domain": "flaky.example"}}
+        ).json()
         wait_for(lambda: sim.get("/_sim/stats").json()["status_500"] >= 2, what="two 500s")
         sim.post("/_sim/config", json={"error_rate": 0.0}).raise_for_status()
         _ends(api, run["id"], "completed", timeout=30)
@@ -88,14 +100,19 @@ def test_sigkill_between_vendor_call_and_record_does_not_double_charge(
 ) -> None:
     sim.post("/_sim/config", json={"latency_ms": 1500}).raise_for_status()
     with solo.client() as api:
-        run = api.post("/v1/runs", json={"provider": "citedy",
-                                         "input": {"domain": "killed.example"}}).json()
+        run = api.post(
+            "/v1/runs", json={"provider": "citedy", "input": {"domain": "killed.example"}}
+        ).json()
         # The start request is in flight at the vendor: kill the worker before it can record.
-        wait_for(lambda: sim.get("/_sim/stats").json()["requests"].get("citedy.create_run"),
-                 what="start call in flight")
+        wait_for(
+            lambda: sim.get("/_sim/stats").json()["requests"].get("citedy.create_run"),
+            what="start call in flight",
+        )
         solo.kill_worker(solo.workers[0])
-        wait_for(lambda: sim.get("/_sim/stats").json()["charged_runs"] == 1,
-                 what="vendor charged the first call")
+        wait_for(
+            lambda: sim.get("/_sim/stats").json()["charged_runs"] == 1,
+            what="vendor charged the first call",
+        )
         assert _state(api, run["id"])["state"] == "starting"
         sim.post("/_sim/config", json={"latency_ms": 0}).raise_for_status()
         solo.start_worker()  # picks the run up when the dead worker's lease runs out
@@ -105,12 +122,15 @@ def test_sigkill_between_vendor_call_and_record_does_not_double_charge(
     assert stats["charged_runs"] == 1 and stats["credits_charged_total"] == 40
     statuses = [e["status"] for e in done["events"]]
     assert statuses[-1] == "completed" and len(statuses) == len(set(statuses))
-    assert "idempotent\": true" in solo.log_text()
+    assert 'idempotent": true' in solo.log_text()
 
 
 def test_tracked_run_that_vanishes_gives_tracking_failed(stack: Stack, sim: httpx.Client) -> None:
-    created = sim.post("/api/agent/citedy-warm-lead", json={"domain": "ghost.example"},
-                       headers={"authorization": f"Bearer {CITEDY_KEY}"}).json()
+    created = sim.post(
+        "/api/agent/citedy-warm-lead",
+        json={"domain": "ghost.example"},
+        headers={"authorization": f"Bearer {CITEDY_KEY}"},
+    ).json()
     upstream = created["run"]["id"]
     sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     with stack.client() as api:
@@ -128,26 +148,33 @@ def test_tracked_run_that_vanishes_gives_tracking_failed(stack: Stack, sim: http
 
 def test_revoked_vendor_key_gives_tracking_failed(stack: Stack, sim: httpx.Client) -> None:
     agent = unique("agent")
-    created = sim.post(f"/_sim/autoposting/agents/{agent}/runs",
-                       json={"statuses": ["queued", "running", "completed"]}).json()["data"]
+    created = sim.post(
+        f"/_sim/autoposting/agents/{agent}/runs",
+        json={"statuses": ["queued", "running", "completed"]},
+    ).json()["data"]
     sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     with stack.client() as api:
-        run = api.post("/v1/runs", json={"provider": "autoposting", "agent_id": agent,
-                                         "upstream_run_id": created["id"]}).json()
+        run = api.post(
+            "/v1/runs",
+            json={"provider": "autoposting", "agent_id": agent, "upstream_run_id": created["id"]},
+        ).json()
         wait_for(lambda: _state(api, run["id"])["status"] == "queued", what="first observation")
         sim.post("/_sim/revoke", json={"api_key": "sk-social-test-key-0001"}).raise_for_status()
         done = _ends(api, run["id"], "tracking_failed")
     assert done["error"]["error"] == "unauthorized"
 
 
-def test_autoposting_statuses_outside_the_enum_are_relayed(stack: Stack,
-                                                           sim: httpx.Client) -> None:
+def test_autoposting_statuses_outside_the_enum_are_relayed(stack: Stack, sim: httpx.Client) -> None:
     agent = unique("agent")
-    created = sim.post(f"/_sim/autoposting/agents/{agent}/runs",
-                       json={"statuses": ["pending", "running", "succeeded"]}).json()["data"]
+    created = sim.post(
+        f"/_sim/autoposting/agents/{agent}/runs",
+        json={"statuses": ["pending", "running", "succeeded"]},
+    ).json()["data"]
     with stack.client() as api:
-        run = api.post("/v1/runs", json={"provider": "autoposting", "agent_id": agent,
-                                         "upstream_run_id": created["id"]}).json()
+        run = api.post(
+            "/v1/runs",
+            json={"provider": "autoposting", "agent_id": agent, "upstream_run_id": created["id"]},
+        ).json()
         done = _ends(api, run["id"], "completed")
     assert [e["status"] for e in done["events"]] == ["pending", "running", "succeeded"]
     assert done["terminal"] is True
@@ -159,8 +186,10 @@ def test_watch_tracks_new_runs_of_an_agent(stack: Stack, sim: httpx.Client) -> N
     with stack.client() as api:
         watch = api.post("/v1/watches", json={"agent_id": agent, "metadata": {"w": 1}})
         assert watch.status_code == 201
-        wait_for(lambda: api.get(f"/v1/watches/{watch.json()['id']}").json()["last_listed_at"],
-                 what="baseline listing")
+        wait_for(
+            lambda: api.get(f"/v1/watches/{watch.json()['id']}").json()["last_listed_at"],
+            what="baseline listing",
+        )
         new = sim.post(f"/_sim/autoposting/agents/{agent}/runs", json={}).json()["data"]
 
         def tracked() -> list[dict]:
@@ -181,17 +210,37 @@ def test_racing_recorders_make_one_event_per_status(valkey: ValkeyServer) -> Non
         r = connect(valkey.connection_url + "/3")
         await r.flushdb()
         run_id = unique("run_")
-        await r.hset(keys.run(run_id), mapping={
-            "id": run_id, "tenant": "t1", "provider": "citedy", "upstream_run_id": "u-" + run_id,
-            "state": "tracking", "status": "", "sequence": "0", "created_at": repr(time.time())})
+        await r.hset(
+            keys.run(run_id),
+            mapping={
+                "id": run_id,
+                "tenant": "t1",
+                "provider": "citedy",
+                "upstream_run_id": "u-" + run_id,
+                "state": "tracking",
+                "status": "",
+                "sequence": "0",
+                "created_at": repr(time.time()),
+            },
+        )
         outcomes: list[str] = []
         for status in ["queued", "signals_running", "completed"]:
+
             async def observe(s: str = status) -> str:
                 run = await r.hgetall(keys.run(run_id))
-                outcome, _ = await record(r, run, event_type="run.status_changed", status_key=s,
-                                          now=time.time(), terminal=False, status=s,
-                                          snapshot={"status": s}, run_fields={})
+                outcome, _ = await record(
+                    r,
+                    run,
+                    event_type="run.status_changed",
+                    status_key=s,
+                    now=time.time(),
+                    terminal=False,
+                    status=s,
+                    snapshot={"status": s},
+                    run_fields={},
+                )
                 return outcome
+
             outcomes += await asyncio.gather(*(observe() for _ in range(20)))
         events = await r.lrange(keys.run_events(run_id), 0, -1)
         seqs = [await r.hget(keys.event(e), "sequence") for e in events]
@@ -203,12 +252,17 @@ def test_racing_recorders_make_one_event_per_status(valkey: ValkeyServer) -> Non
     assert seqs == ["1", "2", "3"]
 
 
-def test_duplicated_refreshes_with_two_workers_never_double(stack: Stack, sim: httpx.Client,
-                                                            tmp_path: Path) -> None:
+def test_duplicated_refreshes_with_two_workers_never_double(
+    stack: Stack, sim: httpx.Client, tmp_path: Path
+) -> None:
     with stack.client() as api:
-        runs = [api.post("/v1/runs", json={"provider": "citedy",
-                                           "input": {"domain": f"{unique('d')}.example"}}).json()
-                for _ in range(4)]
+        runs = [
+            api.post(
+                "/v1/runs",
+                json={"provider": "citedy", "input": {"domain": f"{unique('d')}.example"}},
+            ).json()
+            for _ in range(4)
+        ]
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             states = [_state(api, r["id"]) for r in runs]
@@ -218,6 +272,11 @@ def test_duplicated_refreshes_with_two_workers_never_double(stack: Stack, sim: h
                 api.post(f"/v1/runs/{r['id']}/refresh")
         for s in states:
             statuses = [e["status"] for e in s["events"]]
-            assert statuses == ["queued", "signals_running", "contacts_running",
-                                "drafting_running", "completed"], statuses
+            assert statuses == [
+                "queued",
+                "signals_running",
+                "contacts_running",
+                "drafting_running",
+                "completed",
+            ], statuses
     assert sim.get("/_sim/stats").json()["charged_runs"] == 4

@@ -87,13 +87,13 @@ class Pump:
             # The member keeps its lease and comes back when it expires: nothing is lost.
             log.exception("job_failed", pump=self.name, member=member, error=type(exc).__name__)
 
-    async def drain(self, timeout: float) -> None:
-        """Stop claiming; give in-flight work `timeout` seconds; cancel the rest (their leases
+    async def drain(self, grace: float) -> None:
+        """Stop claiming; give in-flight work `grace` seconds; cancel the rest (their leases
         expire and another worker picks them up)."""
         self._stopping = True
         self._slot_freed.set()
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            _, pending = await asyncio.wait(self._tasks, timeout=grace)
             for task in pending:
                 task.cancel()
             if pending:

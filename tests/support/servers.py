@@ -64,7 +64,7 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start `python -m relay.cli ...` (or any argv) as a child with the given extra env."""
     full_env = {**os.environ, **(env or {})}
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "ab") if log else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, *args], cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT
     )
