@@ -39,12 +39,10 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    from arq.worker import run_worker
-
-    from workers.settings import worker_settings
+    from workers.settings import run
 
     _settings()
-    run_worker(worker_settings())
+    run()
     return 0
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 from arq import cron
+from arq.worker import Worker
+from redis.exceptions import RedisError
 
 from relay import keys
 from relay.config import get_settings
@@ -147,3 +149,20 @@ def worker_settings() -> dict[str, Any]:
         "health_check_interval": 30,
         "max_jobs": 10,
     }
+
+
+class ResilientWorker(Worker):
+    """arq's worker ends its process on the first Redis error in its poll loop. Ours waits for
+    Redis to come back instead: all state is in Redis, so there is nothing to do but wait, and
+    the pumps (which back off on their own) resume with it."""
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except (RedisError, OSError) as exc:
+            log.warning("redis_unavailable", error=type(exc).__name__)
+            await asyncio.sleep(1.0)
+
+
+def run() -> None:
+    ResilientWorker(**worker_settings()).run()
