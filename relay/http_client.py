@@ -245,6 +245,11 @@ async def post_capped(
     send_headers = dict(headers)
     if not any(k.lower() == "accept-encoding" for k in send_headers):
         send_headers["accept-encoding"] = "identity"
+    transport = getattr(client, "_transport", None)
+    if isinstance(transport, GuardedTransport) and isinstance(transport._inner, AiohttpTransport):
+        return await _post_capped_aiohttp(
+            client, transport, url, content, send_headers, limit, total_timeout
+        )
     request = client.build_request("POST", url, content=content, headers=send_headers)
     budget = total_timeout if total_timeout is not None else client.timeout.read
     try:
@@ -264,3 +269,66 @@ async def post_capped(
     except TimeoutError:
         raise httpx.ReadTimeout("request exceeded its total time budget", request=request) from None
     return response.status_code, bytes(excerpt), dict(response.headers)
+
+
+async def _post_capped_aiohttp(
+    client: httpx.AsyncClient,
+    transport: GuardedTransport,
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    limit: int,
+    total_timeout: float | None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """`post_capped` straight on the client's aiohttp session: the same guard, timeouts, caps,
+    error classes and headers, without building httpx Request/Response objects per delivery
+    (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py)."""
+    target = httpx.URL(url)
+    inner = cast(AiohttpTransport, transport._inner)
+    if transport._guard and not transport._allow_private:
+        reason = _literal_refusal(target.host)
+        if reason is not None:
+            raise BlockedDestination(reason, request=httpx.Request("POST", target))
+    if not isinstance(inner.client, aiohttp.ClientSession):
+        inner.client = inner.get_client()
+    session = inner.client
+    send_headers = {**client.headers, **headers}
+    timeout = client.timeout
+    budget = total_timeout if total_timeout is not None else timeout.read
+    try:
+        async with asyncio.timeout(budget):
+            try:
+                async with session.request(
+                    "POST",
+                    str(target),
+                    data=content,
+                    headers=send_headers,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=False,
+                    timeout=aiohttp.ClientTimeout(
+                        sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+                    ),
+                ) as response:
+                    excerpt = bytearray()
+                    if limit > 0:
+                        async for chunk in response.content.iter_chunked(16 * 1024):
+                            excerpt += chunk[: limit - len(excerpt)]
+                            if len(excerpt) >= limit:
+                                break
+                    if not response.content.at_eof():
+                        response.close()  # an unread rest is dropped with its connection
+                    answer: dict[str, str] = {}
+                    for name, value in response.headers.items():
+                        key = name.lower()
+                        answer[key] = f"{answer[key]}, {value}" if key in answer else value
+                    return response.status, bytes(excerpt), answer
+            except Exception as exc:
+                mapped = _remap(exc, httpx.Request("POST", target))
+                if mapped is None:
+                    raise
+                raise mapped from exc
+    except TimeoutError:
+        raise httpx.ReadTimeout(
+            "request exceeded its total time budget", request=httpx.Request("POST", target)
+        ) from None

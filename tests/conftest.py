@@ -62,14 +62,24 @@ def stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _clean_subscriptions(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Subscriptions are per tenant and tenants are shared by the session stack: remove every
-    subscription after each test that used the stack, so one test's subscribers never receive
-    (or get redelivered) another test's events."""
-    yield
+    """Subscriptions are per tenant and tenants are shared by the session stack: remove the
+    subscriptions a test created when it ends, so one test's subscribers never receive (or get
+    redelivered) another test's events. Those that existed before (module fixtures) stay."""
     if "stack" not in request.fixturenames:
+        yield
         return
     stack: Stack = request.getfixturevalue("stack")
-    for tenant in TENANT_KEYS:
+
+    def current() -> dict[str, set[str]]:
+        out = {}
+        for tenant in TENANT_KEYS:
+            with stack.client(tenant) as api:
+                out[tenant] = {s["id"] for s in api.get("/v1/subscriptions").json()["data"]}
+        return out
+
+    before = current()
+    yield
+    for tenant, ids in current().items():
         with stack.client(tenant) as api:
-            for sub in api.get("/v1/subscriptions").json()["data"]:
-                api.delete(f"/v1/subscriptions/{sub['id']}")
+            for sub_id in ids - before[tenant]:
+                api.delete(f"/v1/subscriptions/{sub_id}")

@@ -22,6 +22,12 @@ class Hit:
     at: float
     headers: dict[str, str]
     body: bytes
+    answer: Any = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Answered 2xx (a hang answers 204 after its sleep, which may be past the timeout)."""
+        return isinstance(self.answer, int) and 200 <= self.answer < 300
 
     @property
     def json(self) -> Any:
@@ -41,7 +47,8 @@ class Receiver:
 
     def plan(self, name: str, *answers: Any, default: Any = 204) -> None:
         """Answers consumed in order: an int status, ("hang", s), ("retry_after", code, s),
-        ("big", nbytes), ("redirect", url); then `default` for ever after."""
+        ("big", nbytes), ("redirect", url); then `default` for ever after (which may be a
+        callable returning one of those, for randomised subscribers)."""
         with self.lock:
             self.plans[name] = list(answers)
             self.defaults[name] = default
@@ -57,9 +64,12 @@ class Receiver:
         name = request.path_params["name"]
         body = await request.body()
         with self.lock:
-            self.hits[name].append(Hit(time.time(), dict(request.headers), body))
             plan = self.plans.get(name) or []
             answer = plan.pop(0) if plan else self.defaults.get(name, 204)
+        if callable(answer):
+            answer = answer()
+        with self.lock:
+            self.hits[name].append(Hit(time.time(), dict(request.headers), body, answer))
         if isinstance(answer, int):
             return Response(status_code=answer)
         kind = answer[0]

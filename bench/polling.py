@@ -1,0 +1,233 @@
+"""Polling: track `--runs` concurrent Citedy runs with the relay's workers against the simulator
+(its own process) and report upstream requests per run from start to terminal, p50/p99 detection
+lag (vendor status change -> event recorded), worker CPU and RSS, and the vendor request rate
+against the configured budget.
+
+    .venv/bin/python bench/polling.py [--runs 10000] [--workers 1] [--step 12]
+        [--min-interval 4] [--max-interval 60] [--rate 1500] [--fixed]
+
+Each run is created on the simulator (which then walks queued -> signals_running ->
+contacts_running -> drafting_running -> completed, one status per `--step` seconds) and tracked
+at once with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`. The vendor's time of
+each change is the `updated_at` the simulator reports in the snapshot stored with the event, so
+lag = event created_at - upstream updated_at (the first observation of a run is not a change and
+is left out). `--fixed` runs a second pass with RELAY_POLL_MAX_INTERVAL = the minimum, i.e.
+fixed-interval polling, measured instead of estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from common import (
+    API_KEY,
+    CITEDY_KEY,
+    bench,
+    cpu_seconds,
+    parse_counts,
+    percentile,
+    redis_client,
+    rss_mb,
+    table,
+)
+
+from relay import keys
+
+
+def parse_iso(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+async def create_and_track(sim_url: str, api_url: str, count: int) -> float:
+    """Create `count` runs on the simulator and track each in the relay; returns seconds taken."""
+    sem = asyncio.Semaphore(32)
+    started = time.monotonic()
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+
+        async def one(i: int) -> None:
+            nonlocal failures
+            async with sem:
+                async with s.post(
+                    f"{sim_url}/api/agent/citedy-warm-lead",
+                    json={"domain": f"co{i}.example.com"},
+                    headers={"authorization": f"Bearer {CITEDY_KEY}"},
+                ) as resp:
+                    upstream = (await resp.json())["run"]["id"]
+                async with s.post(
+                    f"{api_url}/v1/runs",
+                    json={"provider": "citedy", "upstream_run_id": upstream},
+                    headers={"authorization": f"Bearer {API_KEY}"},
+                ) as resp:
+                    await resp.read()
+                    if resp.status != 202:
+                        failures += 1
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    if failures:
+        raise RuntimeError(f"{failures} tracking requests failed")
+    return time.monotonic() - started
+
+
+async def collect_lags(r: Any) -> tuple[list[float], int]:
+    """Detection lags (s) of every status change after a run's first observation."""
+    run_ids = [rid async for rid in r.zscan_iter(keys.tenant_runs("bench"), count=1000)]
+    ids = [rid for rid, _ in run_ids]
+    lags: list[float] = []
+    terminal = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        pipe = r.pipeline(transaction=False)
+        for rid in chunk:
+            pipe.lrange(keys.run_events(rid), 0, -1)
+            pipe.hget(keys.run(rid), "terminal")
+        out = await pipe.execute()
+        pipe = r.pipeline(transaction=False)
+        for evts in out[0::2]:
+            for evt in evts[1:]:
+                pipe.hmget(keys.event(evt), "created_at", "body")
+        terminal += sum(1 for t in out[1::2] if t == "1")
+        for created_at, body in await pipe.execute():
+            upstream = json.loads(body)["data"]["upstream"]
+            lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
+    return lags, terminal
+
+
+async def run_phase(args: argparse.Namespace, workers: int, max_interval: float) -> dict[str, Any]:
+    with bench("polling") as b:
+        b.start_valkey()
+        b.start_simulator(step_seconds=args.step, rate_limit_per_second=args.rate)
+        b.relay_env(
+            RELAY_POLL_MIN_INTERVAL=str(args.min_interval),
+            RELAY_POLL_MAX_INTERVAL=str(max_interval),
+            RELAY_VENDOR_RATE=str(args.rate),
+            RELAY_POLL_CONCURRENCY=str(args.concurrency),
+        )
+        b.start_api()
+        r = redis_client(b.redis_url)
+        procs = b.start_workers(workers)
+        await asyncio.sleep(1.0)
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
+        t0 = time.monotonic()
+        setup = await create_and_track(b.sim_url, b.api_url, args.runs)
+        # 4 steps to terminal, plus up to one max interval to see it, plus slack
+        deadline = t0 + setup + 4 * args.step + max_interval + 30
+        rss_peak = 0.0
+        rss_at_full = 0.0
+        while time.monotonic() < deadline:
+            rss = sum(rss_mb(p.pid) for p in procs)
+            rss_peak = max(rss_peak, rss)
+            tracked = await r.zcard(keys.DUE_POLL)
+            if not rss_at_full and tracked >= args.runs * 0.99:
+                rss_at_full = rss
+            if tracked == 0:
+                break
+            await asyncio.sleep(0.5)
+        wall = time.monotonic() - t0
+        cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"{b.sim_url}/_sim/stats") as resp,
+        ):
+            stats = await resp.json()
+        lags, terminal = await collect_lags(r)
+        info = await r.info("memory")
+        await r.aclose()
+    gets = list(stats["gets_per_run"].values())
+    return {
+        "workers": workers,
+        "max_interval": max_interval,
+        "runs": args.runs,
+        "terminal": terminal,
+        "setup": setup,
+        "wall": wall,
+        "req_per_run": sum(gets) / max(1, len(gets)),
+        "p50": percentile(lags, 50),
+        "p99": percentile(lags, 99),
+        "changes": len(lags),
+        "cpu": cpu / wall * 100,
+        "rss_full": rss_at_full,
+        "rss_peak": rss_peak,
+        "max_rps": stats["max_requests_per_second"],
+        "status_429": stats["status_429"],
+        "redis_mb": int(info["used_memory"]) / 2**20,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    rows = []
+    for w in parse_counts(args.workers):
+        rows.append(await run_phase(args, w, args.max_interval))
+        print(f"workers={w}: done", flush=True)
+    if args.fixed:
+        for w in parse_counts(args.workers):
+            rows.append(await run_phase(args, w, args.min_interval))
+            print(f"workers={w} fixed: done", flush=True)
+    duration = 4 * args.step
+    fixed_requests = duration / args.min_interval + 1
+    print()
+    print(
+        f"{args.runs} runs, simulator step {args.step:g}s (terminal after {duration:g}s), "
+        f"poll interval {args.min_interval:g}..{args.max_interval:g}s, budget {args.rate:g} req/s"
+    )
+    print(
+        f"fixed-interval polling at {args.min_interval:g}s would cost about "
+        f"{fixed_requests:.1f} requests per run and {args.runs / args.min_interval:,.0f} req/s "
+        f"for {args.runs} runs, with lag p50 ~{args.min_interval / 2:g}s"
+    )
+    print(
+        table(
+            [
+                [
+                    x["workers"],
+                    "adaptive" if x["max_interval"] > args.min_interval else "fixed",
+                    f"{x['terminal']}/{x['runs']}",
+                    x["req_per_run"],
+                    x["p50"],
+                    x["p99"],
+                    f"{x['max_rps']}/{args.rate:g}",
+                    x["status_429"],
+                    f"{x['cpu']:.0f}%",
+                    x["rss_full"],
+                    x["wall"],
+                ]
+                for x in rows
+            ],
+            [
+                "workers",
+                "policy",
+                "terminal",
+                "req/run",
+                "lag p50 s",
+                "lag p99 s",
+                "max req/s / budget",
+                "429s",
+                "worker CPU",
+                "RSS MB @all tracked",
+                "wall s",
+            ],
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10000)
+    parser.add_argument("--workers", default="1", help="worker counts, e.g. 1,2,4")
+    parser.add_argument("--step", type=float, default=12.0, help="simulator seconds per status")
+    parser.add_argument("--min-interval", type=float, default=4.0)
+    parser.add_argument("--max-interval", type=float, default=60.0)
+    parser.add_argument("--rate", type=float, default=1500.0, help="vendor budget, req/s")
+    parser.add_argument("--concurrency", type=int, default=256, help="RELAY_POLL_CONCURRENCY")
+    parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
