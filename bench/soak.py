@@ -41,8 +41,11 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     data = Path(tempfile.mkdtemp(prefix="relay-soak-"))
-    server = ValkeyServer(host="127.0.0.1", data_dir=data / "valkey",
-                          config={"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+    server = ValkeyServer(
+        host="127.0.0.1",
+        data_dir=data / "valkey",
+        config={"appendonly": "yes", "appendfsync": "everysec", "save": ""},
+    )
     server.start()
     receiver = Receiver()
     receiver_500s = 0
@@ -57,15 +60,28 @@ def main() -> int:
             return ("hang", 2.5)  # past the 2 s delivery timeout
         return 204
 
-    sim_config = SimConfig(step_seconds=0.5, error_rate=0.05, rate_limit_rate=0.05,
-                           malformed_rate=0.02, latency_ms=20, seed=args.seed)
+    sim_config = SimConfig(
+        step_seconds=0.5,
+        error_rate=0.05,
+        rate_limit_rate=0.05,
+        malformed_rate=0.02,
+        latency_ms=20,
+        seed=args.seed,
+    )
     faults: dict[str, int] = defaultdict(int)
     accepted: list[str] = []
-    with serve_in_thread(create_app(sim_config)) as sim_url, serve_in_thread(receiver.app()) as rurl:
+    with (
+        serve_in_thread(create_app(sim_config)) as sim_url,
+        serve_in_thread(receiver.app()) as rurl,
+    ):
         receiver.base_url = rurl
         receiver.plan("soak", default=flaky)
-        env = base_env(server.connection_url + "/0", sim_url,
-                       RELAY_RETRY_SCHEDULE="0.2,0.5,1,2,4,8,8", RELAY_LOG_LEVEL="warning")
+        env = base_env(
+            server.connection_url + "/0",
+            sim_url,
+            RELAY_RETRY_SCHEDULE="0.2,0.5,1,2,4,8,8",
+            RELAY_LOG_LEVEL="warning",
+        )
         with running_stack(env, data / "logs", workers=args.workers) as stack:
             with stack.client() as api:
                 subscribe(api, receiver.url("soak"))
@@ -78,9 +94,16 @@ def main() -> int:
                 time.sleep(rng.expovariate(args.rate))
                 try:
                     with stack.client() as api:
-                        r = api.post("/v1/runs", json={"provider": "citedy", "input": {
-                            "domain": f"soak{len(accepted)}-{rng.randrange(10**6)}.example"}},
-                            timeout=3)
+                        r = api.post(
+                            "/v1/runs",
+                            json={
+                                "provider": "citedy",
+                                "input": {
+                                    "domain": f"soak{len(accepted)}-{rng.randrange(10**6)}.example"
+                                },
+                            },
+                            timeout=3,
+                        )
                     if r.status_code == 202:
                         accepted.append(r.json()["id"])
                 except httpx.HTTPError:
@@ -106,8 +129,10 @@ def main() -> int:
                     faults["api_sigkill"] += 1
                     next_api = now + rng.uniform(30, 60)
             # Faults off; let everything drain.
-            httpx.post(sim_url + "/_sim/config", json={"error_rate": 0, "rate_limit_rate": 0,
-                                                       "malformed_rate": 0})
+            httpx.post(
+                sim_url + "/_sim/config",
+                json={"error_rate": 0, "rate_limit_rate": 0, "malformed_rate": 0},
+            )
             receiver.plan("soak", default=204)
             store = redis.Redis.from_url(server.connection_url + "/0", decode_responses=True)
             run_ids = store.zrange("relay:tenant:t1:runs", 0, -1)
@@ -117,8 +142,11 @@ def main() -> int:
                     states = [store.hget(f"relay:run:{r}", "state") for r in run_ids]
                     events = sum(store.llen(f"relay:run:{r}:events") for r in run_ids)
                     got = {h.headers["webhook-id"] for h in receiver.got("soak") if h.succeeded}
-                    if all(s not in ("starting", "tracking") for s in states) and \
-                            len(got) >= events and store.zcard("relay:due:deliver") == 0:
+                    if (
+                        all(s not in ("starting", "tracking") for s in states)
+                        and len(got) >= events
+                        and store.zcard("relay:due:deliver") == 0
+                    ):
                         break
                     time.sleep(1)
             sim_stats = httpx.get(sim_url + "/_sim/stats").json()
@@ -149,13 +177,19 @@ def main() -> int:
         ("transitions recorded", str(len(recorded))),
         ("deliveries (distinct webhook-ids received)", str(len(delivered))),
         ("POSTs received (incl. failed answers)", str(len(hits))),
-        ("faults: worker SIGKILL / SIGTERM / api SIGKILL",
-         f"{faults['worker_sigkill']} / {faults['worker_sigterm']} / {faults['api_sigkill']}"),
-        ("faults: vendor 500 / 429 (injected)",
-         f"{sim_stats['status_500']} / {sim_stats['status_429']}"),
+        (
+            "faults: worker SIGKILL / SIGTERM / api SIGKILL",
+            f"{faults['worker_sigkill']} / {faults['worker_sigterm']} / {faults['api_sigkill']}",
+        ),
+        (
+            "faults: vendor 500 / 429 (injected)",
+            f"{sim_stats['status_500']} / {sim_stats['status_429']}",
+        ),
         ("faults: receiver 500s", str(receiver_500s)),
-        ("lost (runs not terminal or missing + events never delivered)",
-         str(lost_runs + lost_events)),
+        (
+            "lost (runs not terminal or missing + events never delivered)",
+            str(lost_runs + lost_events),
+        ),
         ("doubled events (two events for one run+status)", str(doubled)),
         ("double charges", str(double_charges)),
         ("duplicate POSTs (a webhook-id answered 2xx more than once)", str(duplicates)),

@@ -2,15 +2,64 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings
+from redis.asyncio.sentinel import Sentinel
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    hosts: list[tuple[str, int]]
+    master: str
+    db: int
+    password: str | None
+
+
+def parse_sentinel(url: str) -> SentinelTarget | None:
+    """`redis+sentinel://[:password@]host:26379,host:26379/<master>[/<db>]`, the form the Helm
+    chart builds; None for any other URL."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return None
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) if userinfo else None
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        hosts.append((host or item.strip(), int(port) if host else 26379))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel REDIS_URL must name the master: .../<master>[/<db>]")
+    return SentinelTarget(hosts, path[0], int(path[1]) if len(path) > 1 else 0, password or None)
 
 
 def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> aioredis.Redis:
     """A client that fails fast: with Redis gone the ingress must answer 503 quickly, not hang."""
+    target = parse_sentinel(url)
+    if target is not None:
+        sentinel = Sentinel(
+            target.hosts,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            sentinel_kwargs={"password": target.password} if target.password else {},
+        )
+        master: aioredis.Redis = sentinel.master_for(
+            target.master,
+            db=target.db,
+            password=target.password,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,
+        )
+        return master
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
         socket_connect_timeout=timeout,
@@ -24,7 +73,17 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
 
 
 def arq_settings(url: str) -> RedisSettings:
-    settings = RedisSettings.from_dsn(url)
+    target = parse_sentinel(url)
+    if target is not None:
+        settings = RedisSettings(
+            host=target.hosts,
+            sentinel=True,
+            sentinel_master=target.master,
+            database=target.db,
+            password=target.password,
+        )
+    else:
+        settings = RedisSettings.from_dsn(url)
     settings.conn_timeout = 2
     settings.conn_retries = 30
     settings.conn_retry_delay = 1

@@ -128,28 +128,10 @@ async def create(request: Request) -> Response:
         record["input"] = dumps(payload)
     if callback_url:
         await ensure_callback_secret(request, tenant)
-        sub_id = new_id("sub")
         record["callback_url"] = callback_url
-        record["callback_sub"] = sub_id
-    created = await create_run(
-        r,
-        run=record,
-        due_key=keys.DUE_START if payload is not None else keys.DUE_POLL,
-        due_at=now,
-        idempotency_key=idem,
-        request_hash=body_hash(body.model_dump(mode="json")),
-        upstream_key=None
-        if payload is not None
-        else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
-    )
-    if created.outcome == "conflict":
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            "this Idempotency-Key was used with a different body",
-            "Idempotency-Key",
-        )
-    if created.outcome == "created" and callback_url:
+        record["callback_sub"] = new_id("sub")
+        # The callback's subscription exists before the run does, so no crash can leave a run
+        # whose callback is never sent; a replay or conflict removes the unused one.
         await r.hset(
             keys.subscription(record["callback_sub"]),
             mapping=subs_store.new_sub_fields(
@@ -162,6 +144,26 @@ async def create(request: Request) -> Response:
                 now=now,
                 run_id=run_id,
             ),
+        )
+    created = await create_run(
+        r,
+        run=record,
+        due_key=keys.DUE_START if payload is not None else keys.DUE_POLL,
+        due_at=now,
+        idempotency_key=idem,
+        request_hash=body_hash(body.model_dump(mode="json")),
+        upstream_key=None
+        if payload is not None
+        else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+    )
+    if created.outcome != "created" and callback_url:
+        await r.delete(keys.subscription(record["callback_sub"]))
+    if created.outcome == "conflict":
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different body",
+            "Idempotency-Key",
         )
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
