@@ -57,7 +57,7 @@ def cmd_check(_: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from relay.simulators.app import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, access_log=not args.quiet)
     return 0
 
 
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("simulate", help="the vendor simulators alone")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--quiet", action="store_true", help="no access log")
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("demo-receiver", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, required=True)

@@ -117,8 +117,15 @@ def run_dev(port: int = 8000, fresh: bool = False) -> int:
         children.append(proc)
         return proc
 
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A process manager's SIGTERM stops the children the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _wait(sim + "/_sim/stats", spawn("simulate", "--port", str(sim_port)), "simulators")
+        _wait(
+            sim + "/_sim/stats", spawn("simulate", "--port", str(sim_port), "--quiet"), "simulators"
+        )
         _wait(
             f"{receiver}",
             spawn(

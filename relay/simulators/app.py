@@ -275,6 +275,8 @@ def create_app(config: SimConfig | None = None) -> Starlette:
     return app
 
 
-def serve(host: str, port: int, config: SimConfig | None = None) -> None:
+def serve(
+    host: str, port: int, config: SimConfig | None = None, *, access_log: bool = True
+) -> None:
     """Run the simulators in the foreground (what `relay simulate --port` calls)."""
-    uvicorn.run(create_app(config), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="info", access_log=access_log)
