@@ -92,9 +92,7 @@ async def main_async(args: argparse.Namespace) -> None:
         b.relay_env()
         b.start_api()
         port = free_port()
-        bare = spawn(
-            [__file__, "--serve-bare", str(port), b.redis_url], {}, b.logs / "bare.log"
-        )
+        bare = spawn([__file__, "--serve-bare", str(port), b.redis_url], {}, b.logs / "bare.log")
         b.procs.append(bare)
         wait_port(port, bare)
         assert b.api is not None

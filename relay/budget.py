@@ -8,6 +8,7 @@ import time
 import redis.asyncio as aioredis
 
 from relay import keys
+from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
 from relay.store.client import bind
 
 MAX_WAIT = 1.0
@@ -22,7 +23,10 @@ async def acquire(r: aioredis.Redis, credential: str, rate: float) -> float:
         )
     )
     if wait < 0:
+        BUDGET_DEFERRED.labels(credential).inc()
         return -wait
+    BUDGET_REQUESTS.labels(credential).inc()
+    BUDGET_WAIT.labels(credential).observe(wait)
     if wait > 0:
         await asyncio.sleep(wait)
     return 0.0

@@ -179,6 +179,8 @@ def _banner(
             "",
             "run relay is up",
             f"  api              {api}   (OpenAPI: {api}/openapi.json)",
+            f"  console          {api}/console   (log in with the dev API key below)",
+            f"  metrics          {api}/metrics   (worker: RELAY_WORKER_METRICS_PORT, default 9108)",
             f"  vendor simulator {sim}   (Citedy at /api/agent, Autoposting at /autoposting)",
             f"  demo receiver    {receiver}   (subscription {sub_id})",
             f"  redis            {redis_url}{EMBEDDED_NOTE if embedded else ''}",

@@ -19,10 +19,12 @@ reach the pods directly).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -93,7 +95,7 @@ POLLS = Counter(
 )
 TRANSITIONS = Counter(
     "relay_transitions",
-    "Status transitions recorded (one event each).",
+    "Status transitions a poll observed and recorded (the first status, from a start, is not).",
     ["provider"],
 )
 BUDGET_REQUESTS = Counter(
@@ -130,13 +132,30 @@ def status_class(code: int | None) -> str:
     return f"{code // 100}xx" if 100 <= code < 600 else "other"
 
 
+_BODY_TIME = re.compile(r'"timestamp":"([0-9T:.-]+)Z"')
+
+
+def event_time(body: str | None) -> float | None:
+    """When the event was recorded, read from the head of its stored body (`{"type":…,
+    "timestamp":…}`): no extra Redis read in the deliver job."""
+    if not body:
+        return None
+    found = _BODY_TIME.search(body, 0, 160)
+    if found is None:
+        return None
+    try:
+        return datetime.fromisoformat(found.group(1)).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def observe_delivery(
     *,
     outcome: str,
     code: int | None,
     latency_s: float,
     attempt: int,
-    created_at: str | None,
+    created_at: float | None,
     now: float,
 ) -> None:
     """Everything the deliver job reports about one attempt; in-process only."""
@@ -147,11 +166,8 @@ def observe_delivery(
         DELIVERY_ATTEMPTS.labels(outcome).observe(attempt)
     if outcome == "dead":
         DEAD_LETTERED.inc()
-    if outcome == "succeeded" and created_at:
-        try:
-            DELIVERY_LAG.observe(max(0.0, now - float(created_at)))
-        except ValueError:
-            pass
+    if outcome == "succeeded" and created_at is not None:
+        DELIVERY_LAG.observe(max(0.0, now - created_at))
 
 
 def start_worker_server(port: int, addr: str = "0.0.0.0") -> Any:
@@ -268,7 +284,7 @@ async def read_snapshot(
     if tracked:
         pipe = r.pipeline(transaction=False)
         for run_id in tracked:
-            pipe.hmget(keys.run(run_id), "provider", "status")
+            pipe.hmget(keys.run(run_id), ["provider", "status"])
         tally: Tally[tuple[str, str]] = Tally()
         for provider, status in await pipe.execute():
             if provider:

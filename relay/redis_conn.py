@@ -44,7 +44,7 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
     """A client that fails fast: with Redis gone the ingress must answer 503 quickly, not hang."""
     target = parse_sentinel(url)
     if target is not None:
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             target.hosts,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,

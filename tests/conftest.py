@@ -32,7 +32,7 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
 
 @pytest.fixture(scope="session")
 def sim_url() -> Iterator[str]:
-    with serve_in_thread(create_app(SimConfig(step_seconds=0.3))) as url:
+    with serve_in_thread(create_app(SimConfig(step_seconds=0.5))) as url:
         yield url
 
 

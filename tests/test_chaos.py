@@ -98,10 +98,13 @@ def test_sigkill_storm_loses_nothing_and_doubles_nothing(
             timeout=60,
             what="every run completed",
         )
+        # A killed worker's lease (3.5 s) can outlast a vendor status (0.8 s): such a status is
+        # never observed, so count what was recorded rather than assuming five per run.
+        recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
         wait_for(
-            lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == 5 * len(run_ids),
+            lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,
             timeout=60,
-            what="every event delivered",
+            what="every recorded event delivered",
         )
         figures = check_invariants(api, run_ids, receiver.got(hook), sim)
     print(f"\nsigkill storm: {kills} kills, {figures}")

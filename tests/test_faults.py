@@ -83,9 +83,15 @@ def raw() -> Iterator[Callable[[Callable[[socket.socket], None]], RawServer]]:
 
 def _ping_and_wait(api: httpx.Client, sub_id: str, attempts: int) -> list[dict]:
     api.post(f"/v1/subscriptions/{sub_id}/test").raise_for_status()
-    return wait_for(lambda: len(rows := api.get(f"/v1/subscriptions/{sub_id}/deliveries")
-                                .json()["data"]) >= attempts and rows,
-                    timeout=20, what=f"{attempts} attempts")
+    return wait_for(
+        lambda: (
+            len(rows := api.get(f"/v1/subscriptions/{sub_id}/deliveries").json()["data"])
+            >= attempts
+            and rows
+        ),
+        timeout=20,
+        what=f"{attempts} attempts",
+    )
 
 
 def test_garbage_responses_are_connection_errors_and_retried(stack: Stack, raw) -> None:  # type: ignore[no-untyped-def]
@@ -126,17 +132,24 @@ def test_redirects_are_not_followed(stack: Stack, receiver: Receiver) -> None:
     assert receiver.got(target) == []
 
 
-def test_malformed_and_slow_vendor_answers_are_ridden_out(stack: Stack,
-                                                          sim: httpx.Client) -> None:
-    sim.post("/_sim/config", json={"malformed_rate": 0.4, "latency_ms": 150,
-                                   "seed": 3}).raise_for_status()
+def test_malformed_and_slow_vendor_answers_are_ridden_out(stack: Stack, sim: httpx.Client) -> None:
+    sim.post(
+        "/_sim/config", json={"malformed_rate": 0.4, "latency_ms": 150, "seed": 3}
+    ).raise_for_status()
     with stack.client() as api:
-        runs = [api.post("/v1/runs", json={"provider": "citedy",
-                                           "input": {"domain": f"{unique('m')}.example"}}).json()
-                for _ in range(3)]
+        runs = [
+            api.post(
+                "/v1/runs",
+                json={"provider": "citedy", "input": {"domain": f"{unique('m')}.example"}},
+            ).json()
+            for _ in range(3)
+        ]
         for run in runs:
-            wait_for(lambda r=run: api.get(f"/v1/runs/{r['id']}").json()["state"] == "completed",
-                     timeout=40, what="completed despite malformed answers")
+            wait_for(
+                lambda r=run: api.get(f"/v1/runs/{r['id']}").json()["state"] == "completed",
+                timeout=40,
+                what="completed despite malformed answers",
+            )
     assert sim.get("/_sim/stats").json()["charged_runs"] == 3
     assert '"reason": "vendor answered malformed JSON"' in stack.log_text()
 
@@ -144,8 +157,13 @@ def test_malformed_and_slow_vendor_answers_are_ridden_out(stack: Stack,
 @pytest.fixture()
 def budgeted(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
     redis.Redis.from_url(valkey.connection_url + "/6").flushdb()
-    env = base_env(valkey.connection_url + "/6", sim_url, RELAY_VENDOR_RATE="10",
-                   RELAY_POLL_MIN_INTERVAL="0.1", RELAY_POLL_MAX_INTERVAL="0.2")
+    env = base_env(
+        valkey.connection_url + "/6",
+        sim_url,
+        RELAY_VENDOR_RATE="10",
+        RELAY_POLL_MIN_INTERVAL="0.1",
+        RELAY_POLL_MAX_INTERVAL="0.2",
+    )
     with running_stack(env, ARTIFACTS / "budget", workers=2) as s:
         yield s
 
@@ -153,10 +171,18 @@ def budgeted(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
 def test_vendor_request_budget_is_never_exceeded(budgeted: Stack, sim: httpx.Client) -> None:
     sim.post("/_sim/config", json={"step_seconds": 1.0}).raise_for_status()
     with budgeted.client() as api:
-        ids = [api.post("/v1/runs", json={"provider": "citedy", "input": {
-            "domain": f"{unique('b')}.example"}}).json()["id"] for _ in range(25)]
-        wait_for(lambda: all(api.get(f"/v1/runs/{i}").json()["state"] == "completed"
-                             for i in ids), timeout=90, what="all runs completed under budget")
+        ids = [
+            api.post(
+                "/v1/runs",
+                json={"provider": "citedy", "input": {"domain": f"{unique('b')}.example"}},
+            ).json()["id"]
+            for _ in range(25)
+        ]
+        wait_for(
+            lambda: all(api.get(f"/v1/runs/{i}").json()["state"] == "completed" for i in ids),
+            timeout=90,
+            what="all runs completed under budget",
+        )
     stats = sim.get("/_sim/stats").json()
     # 25 runs polled every 0.1-0.2 s would want 100+ requests/s; the budget holds them to 10/s
     # (at most rate + 1 in any one-second window), shared by both workers.

@@ -280,3 +280,33 @@ def test_duplicated_refreshes_with_two_workers_never_double(
                 "completed",
             ], statuses
     assert sim.get("/_sim/stats").json()["charged_runs"] == 4
+
+
+def test_a_stopped_run_can_be_tracked_again(stack: Stack, sim: httpx.Client) -> None:
+    created = sim.post(
+        "/api/agent/citedy-warm-lead",
+        json={"domain": "again.example"},
+        headers={"authorization": f"Bearer {CITEDY_KEY}"},
+    ).json()
+    upstream = created["run"]["id"]
+    with stack.client() as api:
+        first = api.post("/v1/runs", json={"provider": "citedy", "upstream_run_id": upstream})
+        assert api.delete(f"/v1/runs/{first.json()['id']}").status_code == 204
+        assert api.get(f"/v1/runs/{first.json()['id']}").json()["state"] == "stopped"
+        again = api.post("/v1/runs", json={"provider": "citedy", "upstream_run_id": upstream})
+        assert again.status_code == 202 and again.json()["id"] != first.json()["id"]
+        _ends(api, again.json()["id"], "completed")
+        assert api.post(f"/v1/runs/{first.json()['id']}/refresh").status_code == 409
+
+
+def test_polling_policy() -> None:
+    from relay.polling import backoff, delivery_delay, next_interval
+
+    assert next_interval(0, False, 2, 60) == 2
+    assert next_interval(2, False, 2, 60) == 3
+    assert next_interval(50, False, 2, 60) == 60
+    assert next_interval(40, True, 2, 60) == 2
+    assert all(0 < backoff(n, 2, 60) <= 75 for n in range(1, 12))
+    assert delivery_delay(8, (5, 300), None, 3600) is None
+    assert delivery_delay(1, (5, 300), 7200, 3600) == 3600
+    assert 4 <= (delivery_delay(1, (5, 300), None, 3600) or 0) <= 6

@@ -16,7 +16,7 @@ import httpx
 import structlog
 from redis.exceptions import NoScriptError
 
-from relay import keys, signing
+from relay import keys, metrics, signing
 from relay.http_client import BlockedDestination, post_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
@@ -32,6 +32,7 @@ BUSY_DEFER = 0.25
 
 async def deliver_lane(ctx: Context, member: str) -> None:
     sub_id, _, run_id = member.partition("|")
+    structlog.contextvars.bind_contextvars(subscription_id=sub_id, run_id=run_id)
     r, s = ctx.redis, ctx.settings
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
@@ -138,6 +139,14 @@ async def _attempt(
             retry_after = parse_retry_after(response_headers.get("retry-after"))
         delay = delivery_delay(attempt, s.retry_schedule, retry_after, s.retry_after_max)
         outcome = "dead" if delay is None else "retrying"
+    metrics.observe_delivery(
+        outcome=outcome,
+        code=code,
+        latency_s=latency_ms / 1000,
+        attempt=attempt,
+        created_at=metrics.event_time(body_text),
+        now=now,
+    )
 
     record = dumps(
         {
@@ -189,6 +198,7 @@ async def _attempt(
         return
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
+        metrics.SUBSCRIPTIONS_DISABLED.labels("gone").inc()
         await scripts.retry_head(
             keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
             args=[event_id, now, member, attempt, code_s, error or "", now],
@@ -201,6 +211,7 @@ async def _attempt(
         await r.hsetnx(keys.subscription(sub_id), "failing_since", repr(now))
     elif now - failing_since >= s.disable_after:
         await _disable(ctx, sub, f"every delivery failed for {s.disable_after:g}s", now)
+        metrics.SUBSCRIPTIONS_DISABLED.labels("failing").inc()
     if outcome == "dead":
         await scripts.finish_head(
             keys=finish_keys,

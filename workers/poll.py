@@ -9,6 +9,7 @@ import time
 import structlog
 
 from relay import budget, events, keys
+from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
 from relay.recorder import RunGone, record
@@ -33,13 +34,16 @@ async def poll_run(ctx: Context, run_id: str) -> None:
     if run is None or run.get("state") != TRACKING:
         await r.zrem(keys.DUE_POLL, run_id)
         return
+    structlog.contextvars.bind_contextvars(run_id=run_id, tenant=run["tenant"])
     now = time.time()
     if now - float(run["created_at"]) > s.tracking_window:
+        POLLS.labels(run["provider"], "window_expired").inc()
         await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
         return
     provider = ctx.providers[run["provider"]]
     wait = await budget.acquire(r, provider.credential, s.vendor_rate)
     if wait:
+        POLLS.labels(provider.name, "budget_deferred").inc()
         await _again(ctx, run_id, wait)
         return
     await r.hincrby(keys.run(run_id), "polls", 1)
@@ -48,9 +52,11 @@ async def poll_run(ctx: Context, run_id: str) -> None:
             ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
         )
     except RateLimited as exc:
+        POLLS.labels(provider.name, "rate_limited").inc()
         await _again(ctx, run_id, exc.retry_after)
         return
     except NotFound:
+        POLLS.labels(provider.name, "not_found").inc()
         misses = await r.hincrby(keys.run(run_id), "not_found", 1)
         if misses >= s.not_found_limit:
             await _give_up(ctx, run, "not_found", "the vendor no longer knows this run")
@@ -58,9 +64,11 @@ async def poll_run(ctx: Context, run_id: str) -> None:
             await _again(ctx, run_id, backoff(misses, s.poll_min_interval, s.poll_max_interval))
         return
     except Unauthorized:
+        POLLS.labels(provider.name, "unauthorized").inc()
         await _give_up(ctx, run, "unauthorized", "the vendor refused the relay's credentials")
         return
     except Transient as exc:
+        POLLS.labels(provider.name, "transient").inc()
         errors = await r.hincrby(keys.run(run_id), "errors", 1)
         delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
         log.info("poll_retry", run_id=run_id, reason=exc.reason, delay=round(delay, 2))
@@ -69,6 +77,7 @@ async def poll_run(ctx: Context, run_id: str) -> None:
 
     now = time.time()
     changed = seen.status != run.get("status")
+    POLLS.labels(provider.name, "changed" if changed else "unchanged").inc()
     terminal = provider.is_terminal(seen.status)
     interval = next_interval(
         float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval
@@ -97,6 +106,8 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         except RunGone:
             await r.zrem(keys.DUE_POLL, run_id)
             return
+        if outcome == "ok":
+            TRANSITIONS.labels(provider.name).inc()
         log.info(
             "transition",
             run_id=run_id,

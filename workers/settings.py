@@ -16,7 +16,7 @@ from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from relay import keys
+from relay import keys, metrics
 from relay.config import get_settings
 from relay.logging import configure, register_secrets
 from relay.redis_conn import arq_settings, connect
@@ -94,6 +94,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["pumps"] = pumps
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
     ctx["tasks"].append(asyncio.create_task(_beat_forever(pumps), name="heartbeat"))
+    for pump in pumps:
+        metrics.IN_FLIGHT.labels(pump.name).set_function(lambda p=pump: p.in_flight)
+    for provider in c.providers.values():
+        metrics.BUDGET_RATE.labels(provider.credential).set(settings.vendor_rate)
+    ctx["metrics_server"] = metrics.start_worker_server(settings.metrics_port)
     log.info("worker_started", pumps=[p.name for p in pumps])
 
 
@@ -104,6 +109,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+    metrics.stop_worker_server(ctx.get("metrics_server"))
     c: Context | None = ctx.get("relay")
     if c is not None:
         await c.aclose()

@@ -10,11 +10,20 @@ import structlog
 from relay import budget, keys
 from relay.ids import new_id
 from relay.providers.base import RateLimited, VendorError
-from relay.store.client import dumps
 from relay.store.runs import TRACKING, create_run, upstream_key
 from workers.context import Context
 
 log = structlog.get_logger("relay.watch")
+
+
+FINISH_LISTING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_error', '',
+  'runs_seen', ARGV[3])
+redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
+return 1
+"""
 
 
 def watch_seen(watch_id: str) -> str:
@@ -78,17 +87,16 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
         )
         if created.outcome == "created":
             log.info("watch_tracked", watch_id=watch_id, run_id=run_id, tenant=watch["tenant"])
-    pipe = r.pipeline(transaction=True)
-    if fresh:
-        pipe.sadd(seen_key, *[run.upstream_run_id for run in fresh])
-    pipe.hset(
+    # Only if the watch still exists: a DELETE during the listing must not be written back over.
+    await r.eval(
+        FINISH_LISTING,
+        3,
         keys.watch(watch_id),
-        mapping={
-            "baselined": "1",
-            "last_listed_at": repr(now),
-            "last_error": "",
-            "runs_seen": dumps(len(runs)),
-        },
+        seen_key,
+        keys.DUE_WATCH,
+        watch_id,
+        repr(now),
+        str(len(runs)),
+        repr(now + s.watch_interval),
+        *[run.upstream_run_id for run in fresh],
     )
-    pipe.zadd(keys.DUE_WATCH, {watch_id: now + s.watch_interval}, xx=True)
-    await pipe.execute()

@@ -12,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relay import metrics
 from relay.api import events_routes, health, runs, subscriptions, watches
 from relay.api.auth import KeyRing
 from relay.api.errors import EXCEPTION_HANDLERS
 from relay.api.openapi import Op, document
+from relay.api.runs import CURSOR_PATTERN
 from relay.api.schemas import (
     Recover,
     Redeliver,
@@ -25,36 +27,69 @@ from relay.api.schemas import (
     WatchCreate,
 )
 from relay.config import Settings
+from relay.console.routes import routes as console_routes
 from relay.logging import register_secrets
 from relay.providers.registry import build_providers
 from relay.redis_conn import connect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-PAGING = (("limit", "integer"), ("cursor", "string"))
+LIMIT = ("limit", {"type": "integer", "minimum": 1, "maximum": 200})
+# The runs cursor is "<score>:<id>" as the relay writes it; the deliveries cursor an offset.
+RUNS_CURSOR = ("cursor", {"type": "string", "pattern": CURSOR_PATTERN})
+OFFSET_CURSOR = ("cursor", {"type": "string", "pattern": "^[0-9]{1,9}$"})
 TABLE: list[tuple[Op, Endpoint]] = [
     (Op("GET", "/healthz", "Liveness", public=True), health.healthz),
     (Op("GET", "/readyz", "Readiness: Redis reachable", public=True), health.readyz),
     (Op("GET", "/openapi.json", "This document", public=True), health.openapi),
-    (Op("POST", "/v1/runs", "Start or track a vendor run", 202, RunCreate), runs.create),
+    (
+        Op(
+            "POST",
+            "/v1/runs",
+            "Start or track a vendor run",
+            202,
+            RunCreate,
+            also=(
+                (200, "an existing run: same Idempotency-Key and body, or already tracked"),
+                (409, "the Idempotency-Key was used with another body"),
+            ),
+        ),
+        runs.create,
+    ),
     (
         Op(
             "GET",
             "/v1/runs",
             "List runs",
-            query=(*PAGING, ("provider", "string"), ("status", "string")),
+            query=(LIMIT, RUNS_CURSOR, ("provider", "string"), ("status", "string")),
         ),
         runs.list_all,
     ),
     (Op("GET", "/v1/runs/{run_id}", "One run with its events and deliveries"), runs.get_one),
-    (Op("POST", "/v1/runs/{run_id}/refresh", "Poll now", 202), runs.refresh),
+    (
+        Op(
+            "POST",
+            "/v1/runs/{run_id}/refresh",
+            "Poll now",
+            202,
+            also=((409, "the run is not being polled"),),
+        ),
+        runs.refresh,
+    ),
     (Op("DELETE", "/v1/runs/{run_id}", "Stop tracking", 204), runs.stop),
     (Op("POST", "/v1/watches", "Follow an Autoposting agent", 201, WatchCreate), watches.create),
     (Op("GET", "/v1/watches", "List watches"), watches.list_all),
     (Op("GET", "/v1/watches/{watch_id}", "One watch"), watches.get_one),
     (Op("DELETE", "/v1/watches/{watch_id}", "Stop following", 204), watches.delete),
     (
-        Op("POST", "/v1/subscriptions", "Subscribe a URL", 201, SubscriptionCreate),
+        Op(
+            "POST",
+            "/v1/subscriptions",
+            "Subscribe a URL",
+            201,
+            SubscriptionCreate,
+            also=((409, "the tenant has as many subscriptions as allowed"),),
+        ),
         subscriptions.create,
     ),
     (Op("GET", "/v1/subscriptions", "List subscriptions"), subscriptions.list_all),
@@ -79,7 +114,13 @@ TABLE: list[tuple[Op, Endpoint]] = [
         subscriptions.rotate_secret,
     ),
     (
-        Op("POST", "/v1/subscriptions/{sub_id}/test", "Send a ping event", 202),
+        Op(
+            "POST",
+            "/v1/subscriptions/{sub_id}/test",
+            "Send a ping event",
+            202,
+            also=((409, "the subscription is disabled"),),
+        ),
         subscriptions.send_test,
     ),
     (
@@ -87,7 +128,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
             "GET",
             "/v1/subscriptions/{sub_id}/deliveries",
             "The attempt log, newest first",
-            query=(*PAGING, ("event_id", "string")),
+            query=(LIMIT, OFFSET_CURSOR, ("event_id", "string")),
         ),
         subscriptions.deliveries,
     ),
@@ -118,6 +159,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
             "/v1/callback-secret",
             "Reveal (once) or rotate the secret that signs callback_url deliveries",
             query=(("rotate", "string"),),
+            also=((409, "already revealed; rotate=true makes a new one"),),
         ),
         events_routes.callback_secret,
     ),
@@ -133,6 +175,8 @@ def _version() -> str:
 
 def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
     routes = [Route(op.path, endpoint, methods=[op.method]) for op, endpoint in TABLE]
+    # Prometheus scrape target (unauthenticated, counts only) and the operator console (HTML).
+    routes += [Route("/metrics", metrics.endpoint, methods=["GET"]), *console_routes()]
     keys_by_value = settings.api_keys()
     register_secrets(settings.citedy_api_key, settings.autoposting_api_key, *keys_by_value)
 
@@ -150,6 +194,9 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     app.state.settings = settings
     app.state.keyring = KeyRing(keys_by_value)
     app.state.providers = build_providers(settings)
+    app.state.metrics = metrics.ApiMetrics(
+        keys_by_value.values(), [p.credential for p in app.state.providers.values()]
+    )
     app.state.openapi = document([op for op, _ in TABLE], _version())
     if redis is not None:
         app.state.redis = redis

@@ -82,8 +82,9 @@ async def http_error(_: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404:
         detail = "no such route"
-    return error_response(exc.status_code, code, detail,
-                          headers=dict(exc.headers) if exc.headers else None)
+    return error_response(
+        exc.status_code, code, detail, headers=dict(exc.headers) if exc.headers else None
+    )
 
 
 async def store_unavailable(_: Request, exc: Exception) -> Response:

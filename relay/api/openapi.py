@@ -27,8 +27,11 @@ class Op:
     ok: int = 200
     body: type[BaseModel] | None = None
     body_required: bool = True
-    query: tuple[tuple[str, str], ...] = ()
+    #: (name, JSON type) or (name, full JSON schema of the parameter)
+    query: tuple[tuple[str, str | dict[str, Any]], ...] = ()
     public: bool = False
+    #: Other answers the operation gives: (status, description), e.g. a 200 beside a 202, a 409.
+    also: tuple[tuple[int, str], ...] = ()
 
 
 def document(ops: list[Op], version: str) -> dict[str, Any]:
@@ -46,20 +49,34 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
             if part.startswith("{")
         ]
         params += [
-            {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "schema": t if isinstance(t, dict) else {"type": t},
+            }
             for n, t in op.query
         ]
         errors = {"400": "bad input", "404": "not found", "503": "store unreachable"}
         if not op.public:
             errors["401"] = "missing or unknown API key"
+        if op.body is not None:
+            errors["413"] = "body over RELAY_MAX_BODY_BYTES"
+            errors["415"] = "body not sent as application/json"
+        errors.update({str(code): text for code, text in op.also if code >= 400})
+        successes = {str(op.ok): "success"}
+        successes.update({str(code): text for code, text in op.also if code < 400})
         responses: dict[str, Any] = {
-            str(op.ok): {
-                "description": "success",
-                **(
-                    {"content": {"application/json": {"schema": {"type": "object"}}}}
-                    if op.ok != 204
-                    else {}
-                ),
+            **{
+                code: {
+                    "description": text,
+                    **(
+                        {"content": {"application/json": {"schema": {"type": "object"}}}}
+                        if code != "204"
+                        else {}
+                    ),
+                }
+                for code, text in successes.items()
             },
             **{
                 code: {

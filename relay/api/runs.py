@@ -35,7 +35,10 @@ from relay.store.runs import (
     upstream_key,
 )
 
-_CURSOR_SCORE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?", re.ASCII)
+#: A run-list cursor: "<score>:<run id>", the score a plain decimal as `repr(float)` writes it,
+#: bounded so it is always finite. Also the cursor's `pattern` in /openapi.json.
+CURSOR_PATTERN = r"^-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,2})?:"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def _provider(request: Request, name: str) -> Provider:
@@ -233,11 +236,8 @@ async def list_all(request: Request) -> Response:
         raise ApiError(400, "invalid_request", "limit: must be 1-200", "limit")
     cursor = q.get("cursor")
     if cursor is not None:
-        score, sep, _ = cursor.partition(":")
         # Only a plain finite decimal, as the relay writes it: Redis refuses "nan", "1_0", "1 ".
-        if not _CURSOR_SCORE.fullmatch(score) or not math.isfinite(float(score)):
-            raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
-        if not sep:
+        if not _CURSOR.match(cursor) or not math.isfinite(float(cursor.partition(":")[0])):
             raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
     runs, next_cursor = await list_runs(
         request.app.state.redis,

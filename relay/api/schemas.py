@@ -6,6 +6,7 @@ import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from relay.events import EVENT_TYPES
 
@@ -19,7 +20,14 @@ class Strict(BaseModel):
 
 
 class RunCreate(Strict):
-    provider: str = Field(description="citedy or autoposting", min_length=1, max_length=40)
+    # Validated against the provider registry by the handler (whose message lists them); the
+    # enum is for /openapi.json, and tests/test_schemathesis.py keeps the two in step.
+    provider: str = Field(
+        description="citedy or autoposting",
+        min_length=1,
+        max_length=40,
+        json_schema_extra={"enum": ["citedy", "autoposting"]},
+    )
     input: dict[str, Any] | None = Field(
         default=None,
         description="Start a run: the vendor's start request (Citedy's CreateWarmLeadRunRequest).",
@@ -48,10 +56,19 @@ class RunCreate(Strict):
         return value
 
 
+_NAME_ITEMS: JsonDict = {"items": {"type": "string", "minLength": 1, "maxLength": 64}}
+
+
 class SubscriptionFilter(Strict):
-    providers: list[str] = Field(default_factory=list, max_length=20)
-    statuses: list[str] = Field(default_factory=list, max_length=50)
-    event_types: list[str] = Field(default_factory=list, max_length=10)
+    # The item constraints are checked by the validators below (with clearer messages);
+    # json_schema_extra states them in /openapi.json too.
+    providers: list[str] = Field(default_factory=list, max_length=20, json_schema_extra=_NAME_ITEMS)
+    statuses: list[str] = Field(default_factory=list, max_length=50, json_schema_extra=_NAME_ITEMS)
+    event_types: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        json_schema_extra={"items": {"type": "string", "enum": list(EVENT_TYPES)}},
+    )
 
     @field_validator("statuses", "providers")
     @classmethod

@@ -157,13 +157,12 @@ async def deliveries(request: Request) -> Response:
         raise ApiError(400, "invalid_request", "limit: must be an integer", "limit") from None
     if not 1 <= limit <= 200:
         raise ApiError(400, "invalid_request", "limit: must be 1-200", "limit")
-    try:
-        offset = int(q.get("cursor", "0"))
-    except ValueError:
-        raise ApiError(400, "invalid_request", "cursor: malformed", "cursor") from None
-    # Redis list indexes are signed 64-bit; the attempt log is far shorter than this anyway.
-    if not 0 <= offset <= 2**31:
+    # An offset of at most 9 ASCII digits (as /openapi.json says): Redis list indexes are
+    # signed 64-bit, and int() alone would take "+5", " 5" or other scripts' digits.
+    raw_cursor = q.get("cursor", "0")
+    if not (raw_cursor.isascii() and raw_cursor.isdigit() and len(raw_cursor) <= 9):
         raise ApiError(400, "invalid_request", "cursor: malformed", "cursor")
+    offset = int(raw_cursor)
     rows = await request.app.state.redis.lrange(
         keys.sub_attempts(sub["id"]), offset, offset + limit - 1
     )

@@ -20,8 +20,10 @@ if KEYS[4] ~= '' then
 end
 if KEYS[5] ~= '' then
   local known = redis.call('GET', KEYS[5])
-  if known and redis.call('EXISTS', 'relay:run:' .. known) == 1 then
-    return {'tracked', known}
+  -- A stopped run (DELETE) does not hold its upstream run: tracking it again makes a new run.
+  if known then
+    local state = redis.call('HGET', 'relay:run:' .. known, 'state')
+    if state and state ~= 'stopped' then return {'tracked', known} end
   end
 end
 local fields = {}

@@ -45,7 +45,13 @@ def _explain(r: redis.Redis, before: Snapshot, key: str) -> tuple[str | None, bo
     if kind in ("run", "sub", "watch") and len(parts) >= 3:
         existed = f"relay:{kind}:{parts[2]}" in before.keys
         return _tenant_of_object(r, kind, parts[2]), existed
-    if kind in ("idem", "upstream", "tenant") and len(parts) >= 3:
+    if kind == "upstream" and len(parts) >= 3:
+        # Written by the ingress for a tracked run, or by a worker once a started run has its
+        # vendor id: it names its run.
+        run_id = r.get(key)
+        existed = run_id is not None and f"relay:run:{run_id}" in before.keys
+        return parts[2], existed
+    if kind in ("idem", "tenant") and len(parts) >= 3:
         return parts[2], False
     if kind == "event" and len(parts) >= 3:
         event = r.hgetall(key)

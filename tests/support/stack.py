@@ -39,7 +39,10 @@ def base_env(redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
         "RELAY_ALLOW_PRIVATE_URLS": "true",
         "RELAY_RETRY_SCHEDULE": "0.2,0.4,0.8",
         "RELAY_POLL_MIN_INTERVAL": "0.2",
-        "RELAY_POLL_MAX_INTERVAL": "1",
+        # Near-fixed polling, well inside the simulators' 0.5 s steps, so tests that expect every
+        # status see every status (a poll can only see what lasts longer than its interval).
+        "RELAY_POLL_MAX_INTERVAL": "0.25",
+        "RELAY_WORKER_METRICS_PORT": "0",
         "RELAY_DELIVERY_TIMEOUT": "2",
         "RELAY_VENDOR_TIMEOUT": "2",
         "RELAY_LEASE_SECONDS": "4",
