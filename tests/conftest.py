@@ -55,7 +55,10 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="session")
 def stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
-    env = base_env(valkey.connection_url + "/0", sim_url)
+    # A longer lease than the kill tests' stacks: nothing is killed here, and on a loaded CI
+    # machine a worker stalled past a short lease would (correctly) send a lane's head twice,
+    # which tests that count POSTs do not want.
+    env = base_env(valkey.connection_url + "/0", sim_url, RELAY_LEASE_SECONDS="8")
     with running_stack(env, ARTIFACTS / "stack", workers=2) as s:
         yield s
 
