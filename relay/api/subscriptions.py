@@ -127,24 +127,7 @@ async def send_test(request: Request) -> Response:
         raise ApiError(409, "subscription_disabled", "enable the subscription before testing it")
     r = request.app.state.redis
     now = time.time()
-    event_id = new_id("evt")
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(
-        keys.event(event_id),
-        mapping={
-            "id": event_id,
-            "run_id": "",
-            "tenant": sub["tenant"],
-            "type": events.PING,
-            "sequence": "0",
-            "created_at": repr(now),
-            "body": events.ping_body(sub["id"], now),
-            "subs": sub["id"],
-        },
-    )
-    pipe.expire(keys.event(event_id), 7 * 86400)
-    await pipe.execute()
-    await lanes.enqueue(r, sub["id"], "ping", event_id, now)
+    event_id = await lanes.send_ping(r, sub, now)
     return JSONResponse({"event_id": event_id, "type": events.PING}, status_code=202)
 
 

@@ -17,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from relay import events, keys, signing
+from relay import keys, signing
 from relay.api.runs import CURSOR_PATTERN
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, esc, join, render, template, ts
-from relay.ids import new_id
 from relay.secret_box import seal
 from relay.store import lanes
 from relay.store import subscriptions as subs_store
@@ -772,24 +771,7 @@ async def _test(request: Request, s: sessions.Session) -> Response:
     if sub.get("enabled") != "1":
         return _back(sub["id"], "disabled")
     now = time.time()
-    event_id = new_id("evt")
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(
-        keys.event(event_id),
-        mapping={
-            "id": event_id,
-            "run_id": "",
-            "tenant": sub["tenant"],
-            "type": events.PING,
-            "sequence": "0",
-            "created_at": repr(now),
-            "body": events.ping_body(sub["id"], now),
-            "subs": sub["id"],
-        },
-    )
-    pipe.expire(keys.event(event_id), 7 * 86400)
-    await pipe.execute()
-    await lanes.enqueue(r, sub["id"], "ping", event_id, now)
+    await lanes.send_ping(r, sub, now)
     return _back(sub["id"], "test")
 
 

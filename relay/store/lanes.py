@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from relay import keys
+from relay import events, keys
+from relay.ids import new_id
 from relay.store.client import bind
+
+PING_TTL = 7 * 86400
 
 
 async def enqueue(r: aioredis.Redis, sub_id: str, run_id: str, event_id: str, now: float) -> None:
@@ -18,3 +21,27 @@ async def enqueue(r: aioredis.Redis, sub_id: str, run_id: str, event_id: str, no
         ],
         args=[event_id, now, keys.pair(sub_id, run_id), run_id],
     )
+
+
+async def send_ping(r: aioredis.Redis, sub: dict[str, str], now: float) -> str:
+    """Record a `ping` event for one subscription and queue it on its own lane (pings have no
+    run, so they share the lane `sub|ping` and expire after a week)."""
+    event_id = new_id("evt")
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(
+        keys.event(event_id),
+        mapping={
+            "id": event_id,
+            "run_id": "",
+            "tenant": sub["tenant"],
+            "type": events.PING,
+            "sequence": "0",
+            "created_at": repr(now),
+            "body": events.ping_body(sub["id"], now),
+            "subs": sub["id"],
+        },
+    )
+    pipe.expire(keys.event(event_id), PING_TTL)
+    await pipe.execute()
+    await enqueue(r, sub["id"], "ping", event_id, now)
+    return event_id
