@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,9 +75,11 @@ def stack(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
 
 @pytest.fixture(autouse=True)
 def _clean_subscriptions(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Subscriptions are per tenant and tenants are shared by the session stack: remove the
-    subscriptions a test created when it ends, so one test's subscribers never receive (or get
-    redelivered) another test's events. Those that existed before (module fixtures) stay."""
+    """The session stack's tenants are shared by every test, so when a test ends it leaves
+    nothing running that the next one could see: the subscriptions it created are removed, and
+    the runs it started that are still being polled are stopped (a later test's catch-all
+    subscriber would otherwise receive their remaining transitions). What existed before the
+    test (module fixtures) stays."""
     if "stack" not in request.fixturenames:
         yield
         return
@@ -90,8 +93,14 @@ def _clean_subscriptions(request: pytest.FixtureRequest) -> Iterator[None]:
         return out
 
     before = current()
+    started = time.time()
     yield
     for tenant, ids in current().items():
         with stack.client(tenant) as api:
             for sub_id in ids - before[tenant]:
                 api.delete(f"/v1/subscriptions/{sub_id}")
+            for state in ("starting", "tracking"):
+                runs = api.get("/v1/runs", params={"status": state, "limit": 200}).json()["data"]
+                for run in runs:
+                    if run["created_at"] >= started:
+                        api.delete(f"/v1/runs/{run['id']}")
