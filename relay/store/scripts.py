@@ -51,11 +51,15 @@ return items
 # KEYS: run, event, run_events, due_deliver
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
 #       run field/value pairs..., sub ids...
-# Returns 'dup' (already recorded), 'gone' (run deleted), 'stale' (sequence moved; re-read and
+# Returns 'dup' (already recorded), 'gone' (run deleted or stopped),
+# 'stale' (sequence moved; re-read and
 # retry) or 'ok'.
 RECORD_EVENT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+-- A deleted or stopped run records nothing more: a poll in flight when DELETE landed must not
+-- write the run back to life.
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'stopped' then return 'gone' end
 local seq = tonumber(redis.call('HGET', KEYS[1], 'sequence') or '0')
 if seq + 1 ~= tonumber(ARGV[2]) then return 'stale' end
 local run_id = redis.call('HGET', KEYS[1], 'id')
