@@ -51,9 +51,8 @@ return items
 # KEYS: run, event, run_events, due_deliver
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
 #       run field/value pairs..., sub ids...
-# Returns 'dup' (already recorded), 'gone' (run deleted or stopped),
-# 'stale' (sequence moved; re-read and
-# retry) or 'ok'.
+# Returns 'dup' (already recorded), 'gone' (run deleted or stopped), 'stale' (sequence moved;
+# re-read and retry) or 'ok'.
 RECORD_EVENT = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
 -- A deleted or stopped run records nothing more: a poll in flight when DELETE landed must not
