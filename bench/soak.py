@@ -169,11 +169,15 @@ def main() -> int:
             ok_per_id[h.headers["webhook-id"]] += 1
     duplicates = sum(n - 1 for n in ok_per_id.values() if n > 1)
     lost_runs = len(set(accepted) - set(run_ids)) + not_terminal
-    double_charges = sim_stats["charged_runs"] - len(run_ids)
+    started = [r for r in run_ids if store.hget(f"relay:run:{r}", "state") != "start_failed"]
+    double_charges = sim_stats["charged_runs"] - len(started)
     elapsed = args.minutes * 60
     rows = [
         ("duration (s)", f"{elapsed:.0f}"),
-        ("runs accepted (202) / held", f"{len(accepted)} / {len(run_ids)}"),
+        (
+            "runs accepted (202) / held / started at the vendor",
+            f"{len(accepted)} / {len(run_ids)} / {len(started)}",
+        ),
         ("transitions recorded", str(len(recorded))),
         ("deliveries (distinct webhook-ids received)", str(len(delivered))),
         ("POSTs received (incl. failed answers)", str(len(hits))),

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from relay import events, keys
 from relay.ids import event_id
-from relay.store.client import bind, dumps
+from relay.store.client import bind
 from relay.store.runs import get_run
 from relay.store.subscriptions import matching_subs
 
@@ -95,6 +95,3 @@ async def record(
         run = fresh
     raise RuntimeError("could not record the transition: the run kept changing")
 
-
-def snapshot_field(snapshot: Any) -> str:
-    return dumps(snapshot)
