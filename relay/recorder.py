@@ -94,4 +94,3 @@ async def record(
             raise RunGone(run["id"])
         run = fresh
     raise RuntimeError("could not record the transition: the run kept changing")
-

@@ -12,6 +12,7 @@ from relay.config import Settings
 from relay.http_client import make_client
 from relay.providers.base import Provider
 from relay.providers.registry import build_providers
+from relay.store.autopipe import AutoPipeline
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Context:
     providers: dict[str, Provider]
     vendor_http: httpx.AsyncClient
     deliver_http: httpx.AsyncClient
+    pipe: AutoPipeline
     in_flight: Counter[str] = field(default_factory=Counter)
 
     async def aclose(self) -> None:
@@ -44,4 +46,5 @@ def build_context(r: aioredis.Redis, settings: Settings) -> Context:
             allow_private=settings.allow_private_urls,
             max_connections=settings.delivery_concurrency,
         ),
+        pipe=AutoPipeline(r),
     )

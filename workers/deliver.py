@@ -8,18 +8,18 @@ and a per-subscription cap keeps one hanging endpoint from taking every slot of 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from typing import Any
 
 import httpx
 import structlog
-from redis.exceptions import NoScriptError
 
 from relay import keys, metrics, signing
 from relay.http_client import BlockedDestination, post_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
+from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.subscriptions import CALLBACK, active_secrets
 from workers.context import Context
@@ -36,9 +36,10 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     r, s = ctx.redis, ctx.settings
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
-    # One round trip for the head, its body, its attempt count and the subscription.
-    event_id, body_text, attempts_raw, sub_flat = await scripts.lane_head(
-        keys=[lane, keys.subscription(sub_id)], args=[sub_id]
+    # One script for the head, its body, its attempt count and the subscription, sent in one
+    # round trip with the other lanes the pump claimed in this turn.
+    event_id, body_text, attempts_raw, sub_flat = await run_script(
+        ctx.pipe, scripts.lane_head, [lane, keys.subscription(sub_id)], [sub_id]
     )
     if event_id is None:
         await scripts.settle_lane(
@@ -150,7 +151,7 @@ async def _attempt(
 
     record = dumps(
         {
-            "id": "att_" + uuid.uuid4().hex[:20],
+            "id": "att_" + os.urandom(10).hex(),
             "event_id": event_id,
             "run_id": run_id,
             "subscription_id": sub_id,
@@ -164,25 +165,26 @@ async def _attempt(
         }
     )
     code_s = "" if code is None else str(code)
-    pipe = r.pipeline(transaction=False)
-    pipe.lpush(keys.sub_attempts(sub_id), record)
-    pipe.ltrim(keys.sub_attempts(sub_id), 0, s.attempt_retention - 1)
+    log_attempt: list[Command] = [
+        ("LPUSH", keys.sub_attempts(sub_id), record),
+        ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),
+    ]
     if ok:
         # The common case in the same round trip: log first, then pop the head (a crash between
         # the two only repeats the POST, which at-least-once allows).
         finish_args = [event_id, repr(now), member, run_id, "succeeded", str(attempt), code_s]
         finish_args += ["", "0"]
-        pipe.evalsha(scripts.finish_head.sha, len(finish_keys), *finish_keys, *finish_args)
-        results = await pipe.execute(raise_on_error=False)
+        results = await ctx.pipe.execute(
+            *log_attempt, evalsha(scripts.finish_head, finish_keys, finish_args)
+        )
         for result in results[:2]:
             if isinstance(result, Exception):
                 raise result
-        if isinstance(results[2], NoScriptError):  # script cache flushed: load and run it
-            await scripts.finish_head(keys=finish_keys, args=finish_args)
-        elif isinstance(results[2], Exception):
-            raise results[2]
+        await checked(results[2], scripts.finish_head, finish_keys, finish_args)
     else:
-        await pipe.execute()
+        for result in await ctx.pipe.execute(*log_attempt):
+            if isinstance(result, Exception):
+                raise result
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,

