@@ -67,6 +67,9 @@ def main() -> int:
         malformed_rate=0.02,
         latency_ms=20,
         seed=args.seed,
+        # Every run the soak can start is paid for (40 credits each, with room to spare), so
+        # runs progress instead of ending in 402 once the simulator's default balance is spent.
+        default_credits=40 * (int(args.rate * args.minutes * 60 * 2) + 100),
     )
     faults: dict[str, int] = defaultdict(int)
     accepted: list[str] = []

@@ -5,22 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 
-import redis.asyncio as aioredis
-
 from relay import keys
 from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
+from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
 
 MAX_WAIT = 1.0
 
 
-async def acquire(r: aioredis.Redis, credential: str, rate: float) -> float:
+async def acquire(pipe: AutoPipeline, credential: str, rate: float) -> float:
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after (no slot was taken, so nothing is wasted by leaving)."""
+    script = bind(pipe.redis).reserve_slot
     wait = float(
-        await bind(r).reserve_slot(
-            keys=[keys.budget(credential)], args=[rate, time.time(), MAX_WAIT]
-        )
+        await run_script(pipe, script, [keys.budget(credential)], [rate, time.time(), MAX_WAIT])
     )
     if wait < 0:
         BUDGET_DEFERRED.labels(credential).inc()

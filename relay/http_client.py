@@ -240,7 +240,23 @@ async def post_capped(
     *,
     total_timeout: float | None = None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """POST and keep at most `limit` bytes of the answer, for the delivery log.
+    """POST and keep at most `limit` bytes of the answer, for the delivery log."""
+    return await request_capped(
+        client, "POST", url, content, headers, limit, total_timeout=total_timeout
+    )
+
+
+async def request_capped(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    limit: int = 4096,
+    *,
+    total_timeout: float | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """One request that keeps at most `limit` bytes of the answer.
 
     A receiver's body is never trusted to be small: reading stops at `limit`, and closing an
     unfinished response drops the connection instead of draining it. The body is requested
@@ -254,10 +270,10 @@ async def post_capped(
         send_headers["accept-encoding"] = "identity"
     transport = getattr(client, "_transport", None)
     if isinstance(transport, GuardedTransport) and isinstance(transport._inner, AiohttpTransport):
-        return await _post_capped_aiohttp(
-            client, transport, url, content, send_headers, limit, total_timeout
+        return await _exchange_aiohttp(
+            client, transport, method, url, content, send_headers, limit, total_timeout
         )
-    request = client.build_request("POST", url, content=content, headers=send_headers)
+    request = client.build_request(method, url, content=content or None, headers=send_headers)
     budget = total_timeout if total_timeout is not None else client.timeout.read
     try:
         async with asyncio.timeout(budget):
@@ -278,24 +294,31 @@ async def post_capped(
     return response.status_code, bytes(excerpt), dict(response.headers)
 
 
-async def _post_capped_aiohttp(
+async def _exchange_aiohttp(
     client: httpx.AsyncClient,
     transport: GuardedTransport,
+    method: str,
     url: str,
     content: bytes,
     headers: dict[str, str],
     limit: int,
     total_timeout: float | None,
 ) -> tuple[int, bytes, dict[str, str]]:
-    """`post_capped` straight on the client's aiohttp session: the same guard, timeouts, caps,
-    error classes and headers, without building httpx Request/Response objects per delivery
-    (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py)."""
-    target = _parsed(url)
+    """`request_capped` straight on the client's aiohttp session: the same guard, timeouts,
+    caps, error classes and headers, without building httpx Request/Response objects per
+    request (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py
+    and bench/polling.py)."""
     inner = cast(AiohttpTransport, transport._inner)
-    if transport._guard and not transport._allow_private:
-        reason = _literal_refusal(target.host)
-        if reason is not None:
-            raise BlockedDestination(reason, request=httpx.Request("POST", target))
+    target: httpx.URL | str = url
+    if transport._guard:
+        # Subscriber URLs: aiohttp gets httpx's normalised form of the URL whose host was
+        # checked. Vendor URLs (no guard) are operator configuration, each poll's different,
+        # and go as they are.
+        target = _parsed(url)
+        if not transport._allow_private:
+            reason = _literal_refusal(target.host)
+            if reason is not None:
+                raise BlockedDestination(reason, request=httpx.Request(method, target))
     if not isinstance(inner.client, aiohttp.ClientSession):
         inner.client = inner.get_client()
     session = inner.client
@@ -306,9 +329,9 @@ async def _post_capped_aiohttp(
         async with asyncio.timeout(budget):
             try:
                 async with session.request(
-                    "POST",
+                    method,
                     str(target),
-                    data=content,
+                    data=content or None,
                     headers=send_headers,
                     allow_redirects=False,
                     auto_decompress=False,
@@ -331,11 +354,11 @@ async def _post_capped_aiohttp(
                         answer[key] = f"{answer[key]}, {value}" if key in answer else value
                     return response.status, bytes(excerpt), answer
             except Exception as exc:
-                mapped = _remap(exc, httpx.Request("POST", target))
+                mapped = _remap(exc, httpx.Request(method, target))
                 if mapped is None:
                     raise
                 raise mapped from exc
     except TimeoutError:
         raise httpx.ReadTimeout(
-            "request exceeded its total time budget", request=httpx.Request("POST", target)
+            "request exceeded its total time budget", request=httpx.Request(method, target)
         ) from None

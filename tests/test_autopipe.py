@@ -48,21 +48,22 @@ async def test_each_caller_gets_its_own_results_in_order(ar: aioredis.Redis) -> 
     assert _connections(ar) == 1
 
 
-async def test_a_failed_command_is_returned_in_place_and_spares_the_others(
-    ar: aioredis.Redis,
-) -> None:
+async def test_a_failed_command_is_the_callers_own(ar: aioredis.Redis) -> None:
     pipe = AutoPipeline(ar)
     await ar.set("ap:text", "not a number")
-    bad, good = await asyncio.gather(
-        pipe.execute(("INCR", "ap:text"), ("SET", "ap:after", "1")),
-        pipe.execute(
-            ("INCR", "ap:counter"),
-        ),
+    in_place, raised, good = await asyncio.gather(
+        pipe.execute(("INCR", "ap:text"), ("SET", "ap:after", "1"), raise_on_error=False),
+        pipe.execute(("INCR", "ap:text"), ("SET", "ap:later", "1")),
+        pipe.execute(("INCR", "ap:counter")),
+        return_exceptions=True,
     )
-    assert isinstance(bad[0], ResponseError)
-    assert bad[1] is True  # the caller's next command still ran
-    assert good == [1]
+    assert isinstance(in_place, list)
+    assert isinstance(in_place[0], ResponseError)
+    assert in_place[1] is True  # the caller's next command still ran
+    assert isinstance(raised, ResponseError)  # by default the first failure raises
+    assert good == [1]  # a neighbour in the same round trip is untouched
     assert await ar.get("ap:after") == "1"
+    assert await ar.get("ap:later") == "1"
 
 
 async def test_a_flushed_script_cache_is_reloaded(ar: aioredis.Redis) -> None:

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from relay.http_client import BlockedDestination, make_client, post_capped
+from relay.providers import base as vendor
 from tests.support.servers import free_port, serve_in_thread
 
 BIG = 5 * 1024 * 1024
@@ -68,16 +69,27 @@ async def echo(request: Request) -> Response:
     return JSONResponse({"cookie": request.headers.get("cookie")})
 
 
+async def echo_json(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "method": request.method,
+            "content_type": request.headers.get("content-type"),
+            "body": (await request.body()).decode(),
+        }
+    )
+
+
 def build_app() -> Any:
     app = Starlette(
         routes=[
             Route("/ok", ok, methods=["POST", "GET"]),
             Route("/redirect", redirect, methods=["POST"]),
-            Route("/big", big, methods=["POST"]),
+            Route("/big", big, methods=["POST", "GET"]),
             Route("/small", small, methods=["POST"]),
             Route("/hang", hang, methods=["POST"]),
             Route("/cookie", set_cookie, methods=["POST"]),
             Route("/echo", echo, methods=["POST"]),
+            Route("/echo-json", echo_json, methods=["POST", "GET"]),
         ]
     )
 
@@ -277,3 +289,36 @@ async def test_receiver_hanging_up_is_a_protocol_error_not_a_timeout() -> None:
         stop.set()
         thread.join(timeout=5)
         listener.close()
+
+
+async def test_vendor_send_posts_json_and_answers_an_httpx_response(base_url: str) -> None:
+    async with make_client(timeout=5, allow_private=True, guard=False) as client:
+        sent = await vendor.send(
+            client, "POST", f"{base_url}/echo-json", headers={"x-api-key": "k"}, json={"a": "é"}
+        )
+        got = await vendor.send(client, "GET", f"{base_url}/echo-json", headers={})
+    assert sent.status_code == 200
+    assert sent.json() == {
+        "method": "POST",
+        "content_type": "application/json",
+        "body": '{"a":"é"}',
+    }
+    assert got.json()["method"] == "GET"
+    assert got.json()["body"] == ""  # a GET carries no body
+
+
+async def test_vendor_answer_over_the_limit_is_transient(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vendor, "VENDOR_BODY_LIMIT", 1024 * 1024)
+    async with make_client(timeout=5, allow_private=True, guard=False) as client:
+        with pytest.raises(vendor.Transient, match="larger than"):
+            await vendor.send(client, "GET", f"{base_url}/big", headers={})
+
+
+async def test_vendor_that_hangs_is_a_transient_timeout(base_url: str) -> None:
+    started = time.monotonic()
+    async with make_client(timeout=0.5, allow_private=True, guard=False) as client:
+        with pytest.raises(vendor.Transient, match="timed out"):
+            await vendor.send(client, "POST", f"{base_url}/hang", headers={}, json={})
+    assert time.monotonic() - started < 5

@@ -175,16 +175,16 @@ async def _attempt(
         finish_args = [event_id, repr(now), member, run_id, "succeeded", str(attempt), code_s]
         finish_args += ["", "0"]
         results = await ctx.pipe.execute(
-            *log_attempt, evalsha(scripts.finish_head, finish_keys, finish_args)
+            *log_attempt,
+            evalsha(scripts.finish_head, finish_keys, finish_args),
+            raise_on_error=False,
         )
         for result in results[:2]:
             if isinstance(result, Exception):
                 raise result
         await checked(results[2], scripts.finish_head, finish_keys, finish_args)
     else:
-        for result in await ctx.pipe.execute(*log_attempt):
-            if isinstance(result, Exception):
-                raise result
+        await ctx.pipe.execute(*log_attempt)
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,

@@ -5,6 +5,7 @@ there is one chain per run however many workers run; the job ends by setting the
 from __future__ import annotations
 
 import time
+from itertools import chain
 
 import structlog
 
@@ -13,24 +14,30 @@ from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
 from relay.recorder import RunGone, record
+from relay.store.autopipe import Command
 from relay.store.client import dumps
-from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED, get_run
+from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from workers.context import Context
 
 log = structlog.get_logger("relay.poll")
 
 
 async def _again(ctx: Context, run_id: str, delay: float, **fields: str) -> None:
-    pipe = ctx.redis.pipeline(transaction=True)
+    """Write back what the poll saw, then set the next due time (only if the run is still
+    scheduled: XX, so a run stopped meanwhile stays stopped). Both go out in order on one
+    connection; only this run's single poll chain writes these fields."""
+    commands: list[Command] = []
     if fields:
-        pipe.hset(keys.run(run_id), mapping=fields)
-    pipe.zadd(keys.DUE_POLL, {run_id: time.time() + delay}, xx=True)
-    await pipe.execute()
+        commands.append(("HSET", keys.run(run_id), *chain.from_iterable(fields.items())))
+    commands.append(("ZADD", keys.DUE_POLL, "XX", time.time() + delay, run_id))
+    await ctx.pipe.execute(*commands)
 
 
 async def poll_run(ctx: Context, run_id: str) -> None:
     r, s = ctx.redis, ctx.settings
-    run = await get_run(r, run_id)
+    # Through the auto-pipeline: the reads of the runs claimed together go out together.
+    (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
+    run: dict[str, str] | None = found or None
     if run is None or run.get("state") != TRACKING:
         await r.zrem(keys.DUE_POLL, run_id)
         return
@@ -41,12 +48,12 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
         return
     provider = ctx.providers[run["provider"]]
-    wait = await budget.acquire(r, provider.credential, s.vendor_rate)
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         POLLS.labels(provider.name, "budget_deferred").inc()
         await _again(ctx, run_id, wait)
         return
-    await r.hincrby(keys.run(run_id), "polls", 1)
+    await ctx.pipe.execute(("HINCRBY", keys.run(run_id), "polls", 1))
     try:
         seen = await provider.fetch(
             ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]

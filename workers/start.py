@@ -27,7 +27,7 @@ async def start_run(ctx: Context, run_id: str) -> None:
         return
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = ctx.providers[run["provider"]]
-    wait = await budget.acquire(r, provider.credential, s.vendor_rate)
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         await r.zadd(keys.DUE_START, {run_id: time.time() + wait})
         return

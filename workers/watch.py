@@ -37,7 +37,7 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
         await r.zrem(keys.DUE_WATCH, watch_id)
         return
     provider = ctx.providers[watch["provider"]]
-    wait = await budget.acquire(r, provider.credential, s.vendor_rate)
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)
         return

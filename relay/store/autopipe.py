@@ -32,10 +32,14 @@ class AutoPipeline:
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def execute(self, *commands: Command) -> list[Any]:
-        """Send `commands` with whatever else is queued this turn. Returns one result per
-        command; a command that failed gives its exception in place (as redis-py's
-        `raise_on_error=False`), a failure of the whole round trip raises."""
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._r
+
+    async def execute(self, *commands: Command, raise_on_error: bool = True) -> list[Any]:
+        """Send `commands` with whatever else is queued this turn; one result per command.
+        As in redis-py's pipelines, a failed command raises, or with `raise_on_error=False`
+        gives its exception in place; a failure of the whole round trip always raises."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((commands, future))
@@ -45,7 +49,12 @@ class AutoPipeline:
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        results = await future
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -88,7 +97,7 @@ async def run_script(
     pipe: AutoPipeline, script: AsyncScript, keys: list[str], args: list[Any]
 ) -> Any:
     """One script through the auto-pipeline; loads it first if the server has lost it."""
-    (result,) = await pipe.execute(evalsha(script, keys, args))
+    (result,) = await pipe.execute(evalsha(script, keys, args), raise_on_error=False)
     return await checked(result, script, keys, args)
 
 
