@@ -221,6 +221,88 @@ async def phase(
     }
 
 
+async def lag_at(b: Bench, r: Any, rate: float, seconds: float, worker_pid: int) -> list[Any]:
+    """Inject transitions at `rate` for `seconds`; the lag split into the injector's own record
+    call and what follows it, with the worker's and the injector's CPU over the same time."""
+    await receiver_reset(b.receiver_url)
+    n = max(1, int(rate * seconds))
+    work = plan(await make_runs(r, -(-n // len(STATUSES))), n)
+    sent: dict[str, float] = {}
+    recorded: dict[str, float] = {}
+    inflight: set[asyncio.Task[None]] = set()
+
+    async def fire(run: dict[str, str], status: str) -> None:
+        evt, at = await transition(r, run, status)
+        sent[evt], recorded[evt] = at, time.time()
+
+    cpu0, own0, start = cpu_seconds(worker_pid), time.process_time(), time.monotonic()
+    for i, (run, status) in enumerate(work):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(inflight) >= 48:  # within the bench client's 64 connections: wait, do not fail
+            await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(fire(run, status))
+        inflight.add(task)
+        task.add_done_callback(inflight.discard)
+    if inflight:
+        await asyncio.wait(inflight, timeout=30)
+    wall = time.monotonic() - start
+    worker_cpu, own_cpu = cpu_seconds(worker_pid) - cpu0, time.process_time() - own0
+    await wait_count(b.receiver_url, len(sent), timeout=30)
+    hits = (await receiver_stats(b.receiver_url))["hits"]
+    lags = [(t - sent[evt]) * 1000 for evt, t in hits if evt in sent]
+    record_ms = [(recorded[evt] - sent[evt]) * 1000 for evt in sent]
+    return [
+        rate,
+        len(sent) / wall,
+        percentile(lags, 50),
+        percentile(lags, 99),
+        percentile(record_ms, 99),
+        f"{worker_cpu / wall * 100:.0f}%",
+        f"{own_cpu / wall * 100:.0f}%",
+        len(sent) - len(lags),
+    ]
+
+
+async def sweep_async(args: argparse.Namespace) -> None:
+    """Lag against load with one worker: where the tail starts to grow, and whether the worker
+    or the whole box (the injector's own record call) is what makes it grow."""
+    with bench("delivery") as b:
+        b.start_valkey()
+        b.start_receiver()
+        b.relay_env(
+            RELAY_DELIVERY_CONCURRENCY=str(args.concurrency),
+            RELAY_DELIVERY_PER_SUBSCRIPTION=str(args.concurrency),
+        )
+        b.start_api()
+        r = redis_client(b.redis_url)
+        await subscribe(b.api_url, b.receiver_url + "/hook")
+        (worker,) = b.start_workers(1)
+        await asyncio.sleep(2)
+        rows = [
+            await lag_at(b, r, rate, args.seconds, worker.pid)
+            for rate in map(float, args.lag_rates.split(","))
+        ]
+        b.stop_workers()
+        await r.aclose()
+    print(
+        table(
+            rows,
+            [
+                "want/s",
+                "got/s",
+                "lag p50 ms",
+                "lag p99 ms",
+                "injector record p99 ms",
+                "worker CPU",
+                "injector CPU",
+                "missing",
+            ],
+        )
+    )
+
+
 async def main_async(args: argparse.Namespace) -> None:
     with bench("delivery") as b:
         b.start_valkey()
@@ -296,7 +378,13 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="run workers under cProfile (bench-artifacts/)"
     )
-    asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--lag-rates",
+        default="",
+        help="instead of the phases above: lag at these injected rates, e.g. 500,1000,2000",
+    )
+    args = parser.parse_args()
+    asyncio.run(sweep_async(args) if args.lag_rates else main_async(args))
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ async def measure(name: str, post: Post, seconds: float, concurrency: int) -> Re
 async def run(url: str, seconds: float, concurrency: int) -> list[Result]:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from relay.http_client import make_client, post_capped
+    from relay.http_client import make_client, request_capped
 
     results: list[Result] = []
 
@@ -161,11 +161,11 @@ async def run(url: str, seconds: float, concurrency: int) -> list[Result]:
     async with make_client(timeout=15, allow_private=True, guard=True) as client:
 
         async def capped() -> None:
-            status, _, _ = await post_capped(client, url, BODY, HEADERS)
+            status, _, _ = await request_capped(client, "POST", url, BODY, HEADERS)
             if status >= 300:
                 raise RuntimeError(status)
 
-        label = "make_client guard=True + post_capped"
+        label = "make_client guard=True + request_capped"
         results.append(await measure(label, capped, seconds, concurrency))
 
     return results

@@ -231,21 +231,6 @@ def make_client(
     )
 
 
-async def post_capped(
-    client: httpx.AsyncClient,
-    url: str,
-    content: bytes,
-    headers: Mapping[str, str],
-    limit: int = 4096,
-    *,
-    total_timeout: float | None = None,
-) -> tuple[int, bytes, dict[str, str]]:
-    """POST and keep at most `limit` bytes of the answer, for the delivery log."""
-    return await request_capped(
-        client, "POST", url, content, headers, limit, total_timeout=total_timeout
-    )
-
-
 async def request_capped(
     client: httpx.AsyncClient,
     method: str,

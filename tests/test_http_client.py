@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from relay.http_client import BlockedDestination, make_client, post_capped
+from relay.http_client import BlockedDestination, make_client, request_capped
 from relay.providers import base as vendor
 from tests.support.servers import free_port, serve_in_thread
 
@@ -152,7 +152,7 @@ async def test_guard_refuses_loopback_and_sends_nothing(port: int, host: str) ->
             await client.post(f"http://{host}:{port}/ok", content=b"{}")
         assert info.value.request.url.port == port
         with pytest.raises(BlockedDestination):
-            await post_capped(client, f"http://{host}:{port}/ok", b"{}", {})
+            await request_capped(client, "POST", f"http://{host}:{port}/ok", b"{}", {})
     assert COUNTER.count == before
 
 
@@ -189,8 +189,12 @@ async def test_allow_private_delivers(port: int, host: str) -> None:
     before = COUNTER.count
     async with make_client(timeout=5, allow_private=True) as client:
         response = await client.post(f"http://{host}:{port}/ok", content=b'{"a": 1}')
-        status, excerpt, headers = await post_capped(
-            client, f"http://{host}:{port}/small", b"{}", {"content-type": "application/json"}
+        status, excerpt, headers = await request_capped(
+            client,
+            "POST",
+            f"http://{host}:{port}/small",
+            b"{}",
+            {"content-type": "application/json"},
         )
     assert response.status_code == 204
     assert (status, excerpt) == (200, b"accepted")
@@ -210,22 +214,22 @@ async def test_redirects_are_not_followed(base_url: str) -> None:
         response = await client.post(f"{base_url}/redirect", content=b"{}")
         assert response.status_code == 302
         assert response.headers["location"] == "/ok"
-        status, _, headers = await post_capped(client, f"{base_url}/redirect", b"{}", {})
+        status, _, headers = await request_capped(client, "POST", f"{base_url}/redirect", b"{}", {})
         assert status == 302
         assert headers["location"] == "/ok"
     assert COUNTER.paths[before:] == ["/redirect", "/redirect"]
 
 
-async def test_post_capped_reads_at_most_limit(base_url: str) -> None:
+async def test_request_capped_reads_at_most_limit(base_url: str) -> None:
     async with make_client(timeout=10, allow_private=True) as client:
         started = time.monotonic()
-        status, excerpt, headers = await post_capped(
-            client, f"{base_url}/big", b"{}", {}, limit=4096
+        status, excerpt, headers = await request_capped(
+            client, "POST", f"{base_url}/big", b"{}", {}, limit=4096
         )
         assert status == 200
         assert excerpt == b"x" * 4096
         assert headers["content-length"] == str(BIG)
-        _, tiny, _ = await post_capped(client, f"{base_url}/big", b"{}", {}, limit=10)
+        _, tiny, _ = await request_capped(client, "POST", f"{base_url}/big", b"{}", {}, limit=10)
         assert tiny == b"x" * 10
         # The abandoned connection must not poison the pool for the next delivery.
         again = await client.post(f"{base_url}/ok", content=b"{}")
@@ -242,7 +246,7 @@ async def test_hanging_receiver_times_out(base_url: str) -> None:
 
         started = time.monotonic()
         with pytest.raises(httpx.TimeoutException):
-            await post_capped(client, f"{base_url}/hang", b"{}", {}, total_timeout=0.5)
+            await request_capped(client, "POST", f"{base_url}/hang", b"{}", {}, total_timeout=0.5)
         assert time.monotonic() - started < 1.5
 
 

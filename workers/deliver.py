@@ -16,7 +16,7 @@ import httpx
 import structlog
 
 from relay import keys, metrics, signing
-from relay.http_client import BlockedDestination, post_capped
+from relay.http_client import BlockedDestination, request_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
 from relay.store.autopipe import Command, checked, evalsha, run_script
@@ -114,8 +114,8 @@ async def _attempt(
     response_headers: Any = {}
     error: str | None = None
     try:
-        code, excerpt, response_headers = await post_capped(
-            ctx.deliver_http, sub["url"], body, headers, limit=EXCERPT_BYTES
+        code, excerpt, response_headers = await request_capped(
+            ctx.deliver_http, "POST", sub["url"], body, headers, limit=EXCERPT_BYTES
         )
     except BlockedDestination:
         error = "destination refused: it resolves to a private or reserved address"
