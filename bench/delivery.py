@@ -265,19 +265,25 @@ async def lag_at(b: Bench, r: Any, rate: float, seconds: float, worker_pid: int)
     ]
 
 
+async def start_stack(b: Bench, concurrency: int) -> Any:
+    """Valkey, the receiver, the api and one subscription to the receiver; no worker yet."""
+    b.start_valkey()
+    b.start_receiver()
+    b.relay_env(
+        RELAY_DELIVERY_CONCURRENCY=str(concurrency),
+        RELAY_DELIVERY_PER_SUBSCRIPTION=str(concurrency),
+    )
+    b.start_api()
+    r = redis_client(b.redis_url)
+    await subscribe(b.api_url, b.receiver_url + "/hook")
+    return r
+
+
 async def sweep_async(args: argparse.Namespace) -> None:
     """Lag against load with one worker: where the tail starts to grow, and whether the worker
     or the whole box (the injector's own record call) is what makes it grow."""
     with bench("delivery") as b:
-        b.start_valkey()
-        b.start_receiver()
-        b.relay_env(
-            RELAY_DELIVERY_CONCURRENCY=str(args.concurrency),
-            RELAY_DELIVERY_PER_SUBSCRIPTION=str(args.concurrency),
-        )
-        b.start_api()
-        r = redis_client(b.redis_url)
-        await subscribe(b.api_url, b.receiver_url + "/hook")
+        r = await start_stack(b, args.concurrency)
         (worker,) = b.start_workers(1)
         await asyncio.sleep(2)
         rows = [
@@ -305,15 +311,7 @@ async def sweep_async(args: argparse.Namespace) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     with bench("delivery") as b:
-        b.start_valkey()
-        b.start_receiver()
-        b.relay_env(
-            RELAY_DELIVERY_CONCURRENCY=str(args.concurrency),
-            RELAY_DELIVERY_PER_SUBSCRIPTION=str(args.concurrency),
-        )
-        b.start_api()
-        r = redis_client(b.redis_url)
-        await subscribe(b.api_url, b.receiver_url + "/hook")
+        r = await start_stack(b, args.concurrency)
         body = delivery_body(1024)
         hook = b.receiver_url + "/hook"
         raw = await raw_post_rate(hook, args.raw_seconds, args.concurrency, body)
