@@ -11,19 +11,10 @@ from relay import budget, keys
 from relay.ids import new_id
 from relay.providers.base import RateLimited, VendorError
 from relay.store.runs import TRACKING, create_run, upstream_key
+from relay.store.scripts import FINISH_LISTING
 from workers.context import Context
 
 log = structlog.get_logger("relay.watch")
-
-
-FINISH_LISTING = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
-redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_error', '',
-  'runs_seen', ARGV[3])
-redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
-return 1
-"""
 
 
 def watch_seen(watch_id: str) -> str:

@@ -17,7 +17,6 @@ from relay.api import events_routes, health, runs, subscriptions, watches
 from relay.api.auth import KeyRing
 from relay.api.errors import EXCEPTION_HANDLERS
 from relay.api.openapi import Op, document
-from relay.api.runs import CURSOR_PATTERN
 from relay.api.schemas import (
     Recover,
     Redeliver,
@@ -29,6 +28,7 @@ from relay.api.schemas import (
 from relay.config import Settings
 from relay.console.routes import routes as console_routes
 from relay.logging import register_secrets
+from relay.ops.runs import CURSOR_PATTERN
 from relay.providers.registry import build_providers
 from relay.redis_conn import connect
 
@@ -130,7 +130,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
             "The attempt log, newest first",
             query=(LIMIT, OFFSET_CURSOR, ("event_id", "string")),
         ),
-        subscriptions.deliveries,
+        subscriptions.deliveries_log,
     ),
     (
         Op(

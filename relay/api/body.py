@@ -88,3 +88,14 @@ async def parse(request: Request, model: type[M], *, required: bool = True) -> M
         return model.model_validate(data)
     except ValidationError as exc:
         raise from_validation(exc) from None
+
+
+def query_int(request: Request, name: str, default: int) -> int:
+    """An integer query parameter (its range is the operation's to check)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name}: must be an integer", name) from None

@@ -1,5 +1,9 @@
 """Every error the API returns has the body `{"error": code, "message": text}` (plus `field` when
-one field is at fault), whatever raised it: our checks, routing, JSON parsing or a fault."""
+one field is at fault), whatever raised it: our checks, routing, JSON parsing or a fault.
+
+This is the one place where the operations' domain errors (relay/ops/errors.py) become HTTP:
+NotFound → 404 `not_found`, Invalid → 400 (its code, `invalid_request` or `unsafe_url`, and its
+field), Conflict → 409 (its code)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from relay.ops.errors import Conflict, Invalid, NotFound, OpError, invalid_from
 
 log = structlog.get_logger("relay.api")
 
@@ -64,16 +70,29 @@ def not_found(what: str) -> ApiError:
 
 
 def from_validation(exc: ValidationError, prefix: str = "") -> ApiError:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "__root__")
-    field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    return ApiError(400, "invalid_request", f"{field}: {message}" if field else message, field)
+    return from_op(invalid_from(exc, prefix))
+
+
+def from_op(exc: OpError) -> ApiError:
+    """A domain error of an operation, as the API answers it."""
+    if isinstance(exc, NotFound):
+        return not_found(exc.what)
+    if isinstance(exc, Invalid):
+        return ApiError(400, exc.code, exc.message, exc.field)
+    if isinstance(exc, Conflict):
+        return ApiError(409, exc.code, exc.message, exc.field)
+    return ApiError(400, "invalid_request", exc.message)
 
 
 async def api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.error, exc.message, exc.field, exc.headers)
+
+
+async def op_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OpError)
+    err = from_op(exc)
+    return error_response(err.status, err.error, err.message, err.field, err.headers)
 
 
 async def http_error(_: Request, exc: Exception) -> Response:
@@ -104,6 +123,7 @@ async def internal_error(_: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: api_error,
+    OpError: op_error,
     HTTPException: http_error,
     RedisConnectionError: store_unavailable,
     RedisTimeoutError: store_unavailable,

@@ -18,6 +18,7 @@ class Scripts:
     claim: AsyncScript
     record_event: AsyncScript
     enqueue_lane: AsyncScript
+    recover_dead: AsyncScript
     lane_head: AsyncScript
     finish_head: AsyncScript
     retry_head: AsyncScript
@@ -34,6 +35,7 @@ def bind(r: aioredis.Redis) -> Scripts:
             claim=r.register_script(scripts.CLAIM),
             record_event=r.register_script(scripts.RECORD_EVENT),
             enqueue_lane=r.register_script(scripts.ENQUEUE_LANE),
+            recover_dead=r.register_script(scripts.RECOVER_DEAD),
             lane_head=r.register_script(scripts.LANE_HEAD),
             finish_head=r.register_script(scripts.FINISH_HEAD),
             retry_head=r.register_script(scripts.RETRY_HEAD),

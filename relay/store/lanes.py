@@ -1,4 +1,5 @@
-"""Putting an event (back) on a delivery lane: redeliver, recover, ping."""
+"""Putting an event (back) on a delivery lane: redeliver, recover, ping. Each is one script, and
+each starts the delivery on a fresh retry schedule (see ENQUEUE_LANE and RECOVER_DEAD)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,27 @@ async def enqueue(r: aioredis.Redis, sub_id: str, run_id: str, event_id: str, no
             keys.delivery(event_id, sub_id),
             keys.DUE_DELIVER,
             keys.sub_pairs(sub_id),
+            keys.sub_dead(sub_id),
         ],
         args=[event_id, now, keys.pair(sub_id, run_id), run_id],
     )
+
+
+async def recover_dead(r: aioredis.Redis, sub_id: str, member: str, now: float) -> bool:
+    """Queue one dead letter (`<event_id>|<run_id>` in the dead index) again, atomically; False
+    when it is no longer dead-lettered (a concurrent recover took it)."""
+    event_id, _, run_id = member.partition("|")
+    done = await bind(r).recover_dead(
+        keys=[
+            keys.sub_dead(sub_id),
+            keys.lane(sub_id, run_id),
+            keys.delivery(event_id, sub_id),
+            keys.DUE_DELIVER,
+            keys.sub_pairs(sub_id),
+        ],
+        args=[member, event_id, now, keys.pair(sub_id, run_id), run_id],
+    )
+    return bool(done)
 
 
 async def send_ping(r: aioredis.Redis, sub: dict[str, str], now: float) -> str:

@@ -83,13 +83,52 @@ end
 return 'ok'
 """
 
-# Append one event to a lane again (redeliver, recover, ping). KEYS: lane, dlv, due_deliver, pairs
+# Put one event (back) on a lane with a FRESH retry schedule: redeliver and ping. The delivery's
+# attempt count for the schedule goes back to 0 (the attempt log, a separate list, keeps every
+# earlier attempt), so it gets the whole retry schedule again and Retry-After is read on its
+# first failure. A dead letter of this event for this subscription leaves the dead index in the
+# same step, so a later recover cannot send it a second time.
+# KEYS: lane, dlv, due_deliver, pairs, dead_index
 # ARGV: event_id, now, pair, run_id
+# Returns 1.
 ENQUEUE_LANE = """
 redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'pending', 'updated_at', ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[2])
+redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
+return 1
+"""
+
+# Recover ONE dead letter, as one step: only if it is still in the dead index (so two recovers
+# at once queue it once, and one that died again meanwhile is taken from the index it is in),
+# take it out of the index, reset the delivery to pending with a fresh retry schedule (attempts
+# 0; the attempt log keeps the history), append it to its lane and schedule the lane.
+# KEYS: dead_index, lane, dlv, due_deliver, pairs
+# ARGV: member ('<event_id>|<run_id>'), event_id, now, pair, run_id
+# Returns 1 (queued again) or 0 (no longer dead-lettered: someone else recovered it).
+RECOVER_DEAD = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[5])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
+return 1
+"""
+
+# The end of one listing of a watched agent (workers/watch.py), only if the watch still exists:
+# a DELETE during the listing must not be written back over. Marks the new upstream runs seen,
+# records the listing and schedules the next one (XX: a deleted watch is not re-added).
+# KEYS: watch, watch_seen, due_watch
+# ARGV: watch_id, now, runs_seen, next_at, upstream run ids...
+# Returns 1 (recorded) or 0 (the watch is gone).
+FINISH_LISTING = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_error', '',
+  'runs_seen', ARGV[3])
+redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
 return 1
 """
 

@@ -1,0 +1,256 @@
+"""The console's shared page furniture: the layout, forms with their CSRF token, the session
+check every page goes through (`authed`), and how an operation's domain error (relay/ops/errors.py)
+is shown as a page. Each resource's pages are in their own module (runs, subscriptions,
+notices, login); routes.py wires them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import redis.asyncio as aioredis
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from relay.console import session as sessions
+from relay.console.html import Safe, badge, join, render, template, ts
+from relay.ops.deps import Deps
+from relay.ops.errors import Conflict, NotFound, OpError
+
+Handler = Callable[[Request, sessions.Session], Awaitable[Response]]
+
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+FLASH = {
+    "enabled": "Subscription enabled; its queued deliveries resume.",
+    "disabled": "Subscription disabled; its deliveries wait until it is enabled again.",
+    "test": "A ping event was queued for this subscription.",
+    "recovered": "{n} dead-lettered deliveries were queued again.",
+    "redelivered": "The event was queued again for {n} subscription(s).",
+}
+
+
+# ------------------------------------------------------------------------------------ plumbing
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "content-security-policy": CSP,
+        "x-frame-options": "DENY",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "same-origin",
+        "cache-control": "no-store",
+    }
+
+
+def page(
+    title: str,
+    body: Safe,
+    s: sessions.Session | None = None,
+    *,
+    active: str = "",
+    flash: Safe | str = "",
+    status: int = 200,
+) -> HTMLResponse:
+    nav = Safe("")
+    if s is not None:
+        links = join(
+            render(
+                '<a href="$href" class="$cls">$label</a>',
+                href=href,
+                label=label,
+                cls="on" if key == active else "",
+            )
+            for key, href, label in (
+                ("runs", "/console/runs", "Runs"),
+                ("subs", "/console/subscriptions", "Subscriptions"),
+                ("notices", "/console/notices", "Notices"),
+            )
+        )
+        nav = render(
+            '<header><span class="brand">run relay</span>$links<span class="right">'
+            "<span>tenant <b>$tenant</b></span>"
+            '<form method="post" action="/console/logout">$csrf'
+            '<button type="submit">Log out</button></form></span></header>',
+            links=links,
+            tenant=s.tenant,
+            csrf=csrf_field(s),
+        )
+    else:
+        nav = Safe('<header><span class="brand">run relay</span></header>')
+    flash_html = Safe("")
+    if flash:
+        flash_html = render('<div class="flash" role="status">$m</div>', m=flash)
+    html = render(template("base.html"), title=title, nav=nav, flash=flash_html, body=body)
+    return HTMLResponse(html, status_code=status, headers=_headers())
+
+
+def csrf_field(s: sessions.Session) -> Safe:
+    return render('<input type="hidden" name="csrf" value="$t">', t=s.csrf)
+
+
+def post_button(
+    s: sessions.Session,
+    action: str,
+    label: str,
+    *,
+    cls: str = "",
+    fields: dict[str, str] | None = None,
+    name: str = "",
+) -> Safe:
+    hidden = join(
+        render('<input type="hidden" name="$k" value="$v">', k=k, v=v)
+        for k, v in (fields or {}).items()
+    )
+    return render(
+        '<form method="post" action="$action">$csrf$hidden'
+        '<button type="submit" class="$cls" data-action="$name">$label</button></form>',
+        action=action,
+        csrf=csrf_field(s),
+        hidden=hidden,
+        cls=cls,
+        name=name or label.lower(),
+        label=label,
+    )
+
+
+def not_found(s: sessions.Session | None, what: str) -> HTMLResponse:
+    return page(
+        "Not found",
+        render("<h1>Not found</h1><p>There is no such $what in this tenant.</p>", what=what),
+        s,
+        status=404,
+    )
+
+
+def forbidden(s: sessions.Session | None, why: str) -> HTMLResponse:
+    return page("Forbidden", render("<h1>Forbidden</h1><p>$why</p>", why=why), s, status=403)
+
+
+def flash_of(request: Request) -> str:
+    done = request.query_params.get("done", "")
+    text = FLASH.get(done, "")
+    n = request.query_params.get("n", "0")
+    return text.format(n=int(n) if n.isdigit() else 0)
+
+
+def session_store(request: Request) -> aioredis.Redis:
+    """Where console sessions and login throttles live (relay/console/session.py); pages read
+    and change the relay only through the operations (`deps`)."""
+    r: aioredis.Redis = request.app.state.redis
+    return r
+
+
+def authed(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """GET: a session is required (else the login page). POST: a session, a same-origin request
+    and the session's CSRF token are required (else 403)."""
+
+    async def endpoint(request: Request) -> Response:
+        s = await sessions.current(request)
+        if request.method == "POST":
+            if s is None:
+                return forbidden(None, "Your console session has ended; log in again.")
+            if not sessions.same_origin(request):
+                return forbidden(s, "The request came from another site.")
+            form = await sessions.read_form(request)
+            if form is None or not sessions.same_token(s.csrf, form.get("csrf")):
+                return forbidden(s, "The form's security token is missing or wrong; reload.")
+            request.state.form = form
+            return await _run_op(handler, request, s)
+        if s is None:
+            target = request.url.path
+            if request.url.query:
+                target += "?" + request.url.query
+            return RedirectResponse("/console/login?" + urlencode({"next": target}), 303)
+        return await _run_op(handler, request, s)
+
+    return endpoint
+
+
+async def _run_op(handler: Handler, request: Request, s: sessions.Session) -> Response:
+    try:
+        return await handler(request, s)
+    except OpError as exc:
+        return op_error_page(s, exc)
+
+
+def form_of(request: Request) -> dict[str, str]:
+    form: dict[str, str] = request.state.form
+    return form
+
+
+def safe_next(value: str | None) -> str:
+    if value and value.startswith("/console/") and "//" not in value and "\\" not in value:
+        return value
+    return "/console/runs"
+
+
+def deps(request: Request) -> Deps:
+    """The operations' dependencies, from the app (the same ones the JSON API uses)."""
+    return Deps.of_state(request.app.state)
+
+
+def op_error_page(s: sessions.Session | None, exc: OpError) -> HTMLResponse:
+    """A domain error as the console shows it: NotFound 404, Invalid 400, Conflict 409."""
+    if isinstance(exc, NotFound):
+        return not_found(s, exc.what)
+    title, status = ("Conflict", 409) if isinstance(exc, Conflict) else ("Bad input", 400)
+    return page(title, render("<h1>$t</h1><p>$m</p>", t=title, m=exc.message), s, status=status)
+
+
+def attempts_table(attempts: list[dict[str, Any]], *, show_event: bool) -> Safe:
+    if not attempts:
+        return Safe('<p class="muted">No attempts recorded.</p>')
+    head = "<th>event</th><th>run</th>" if show_event else ""
+    rows = []
+    for a in attempts:
+        excerpt = a.get("response_excerpt") or ""
+        excerpt_html = (
+            render(
+                "<details><summary>$short</summary><pre>$full</pre></details>",
+                short=excerpt[:60],
+                full=excerpt,
+            )
+            if len(excerpt) > 60
+            else render("<code>$e</code>", e=excerpt)
+        )
+        event_cells = Safe("")
+        if show_event:
+            run_id = a.get("run_id") or ""
+            run_link = (
+                render('<a class="mono" href="/console/runs/$r">$r</a>', r=run_id)
+                if run_id and run_id != "ping"
+                else render('<span class="muted">$r</span>', r=run_id or "-")
+            )
+            event_cells = render(
+                '<td class="mono">$e</td><td>$run</td>', e=a.get("event_id") or "", run=run_link
+            )
+        code = a.get("status_code")
+        rows.append(
+            render(
+                '<tr class="attempt" data-outcome="$outcome" data-run="$run_id"><td>$at</td>'
+                "$event_cells"
+                '<td class="num">$n</td><td>$badge</td><td class="num">$code</td>'
+                '<td class="num">$latency</td><td>$error</td><td>$excerpt</td></tr>',
+                outcome=a.get("outcome") or "",
+                run_id=a.get("run_id") or "",
+                at=ts(a.get("at")),
+                event_cells=event_cells,
+                n=a.get("attempt") or "",
+                badge=badge(a.get("outcome")),
+                code="" if code is None else code,
+                latency=f"{float(a.get('latency_ms') or 0):.0f} ms",
+                error=a.get("error") or "",
+                excerpt=excerpt_html,
+            )
+        )
+    return render(
+        "<table><thead><tr><th>time</th>$head<th>#</th><th>outcome</th><th>status</th>"
+        "<th>latency</th><th>error</th><th>response excerpt</th></tr></thead>"
+        "<tbody>$rows</tbody></table>",
+        head=Safe(head),
+        rows=join(rows),
+    )

@@ -1,0 +1,15 @@
+"""Notices: what the relay did to a tenant's subscriptions by itself (`subscription.disabled`),
+newest first. Written by the deliver worker; kept to the last 1,000 per tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay import keys
+from relay.ops.deps import Deps
+from relay.store.client import loads
+
+
+async def list_all(deps: Deps, tenant: str, limit: int = 200) -> list[dict[str, Any]]:
+    rows = await deps.redis.lrange(keys.tenant_notices(tenant), 0, limit - 1)
+    return [loads(row) for row in rows]

@@ -1,0 +1,267 @@
+"""Runs: start or track one, read it with its events and each subscriber's delivery state, list,
+refresh (poll now), stop tracking."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from relay import keys, signing
+from relay.ids import new_id
+from relay.ops.deps import Deps
+from relay.ops.errors import Conflict, Invalid, NotFound, invalid_from
+from relay.ops.guard import checked_url
+from relay.ops.inputs import RunCreate
+from relay.providers.base import Provider
+from relay.secret_box import seal
+from relay.store import subscriptions as subs_store
+from relay.store.client import dumps
+from relay.store.runs import (
+    ACTIVE_STATES,
+    STARTING,
+    STOPPED,
+    TRACKING,
+    body_hash,
+    create_run,
+    get_tenant_run,
+    list_runs,
+    public_run,
+    upstream_key,
+)
+
+#: A run-list cursor: "<score>:<run id>", the score a plain decimal as `repr(float)` writes it,
+#: bounded so it is always finite. Also the cursor's `pattern` in /openapi.json.
+CURSOR_PATTERN = r"^-?(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,2})?:"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+@dataclass(frozen=True)
+class Started:
+    """The run (its public shape) and whether this request made it (False: an existing run was
+    returned, for the same Idempotency-Key and body or an upstream run already tracked)."""
+
+    run: dict[str, Any]
+    created: bool
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def valid_cursor(cursor: str) -> bool:
+    """Only a plain finite decimal, as the relay writes it: Redis refuses "nan", "1_0", "1 "."""
+    return bool(_CURSOR.match(cursor)) and math.isfinite(float(cursor.partition(":")[0]))
+
+
+def _provider(deps: Deps, name: str) -> Provider:
+    if name not in deps.providers:
+        raise Invalid(
+            "provider", f"provider: unknown provider; expected one of {', '.join(deps.providers)}"
+        )
+    return deps.providers[name]
+
+
+def _validated_input(provider: Provider, body: RunCreate) -> dict[str, Any] | None:
+    if body.input is not None and body.upstream_run_id is not None:
+        raise Invalid("input", "give either input (start) or upstream_run_id (track), not both")
+    if body.input is None and body.upstream_run_id is None:
+        raise Invalid("input", "input (start a run) or upstream_run_id (track one) is required")
+    if provider.needs_agent_id and not body.agent_id:
+        raise Invalid("agent_id", f"agent_id: required for {provider.name}")
+    if not provider.needs_agent_id and body.agent_id:
+        raise Invalid("agent_id", f"agent_id: not used by {provider.name}")
+    if body.input is None:
+        return None
+    if not provider.can_start:
+        raise Invalid(
+            "input",
+            f"input: {provider.name} runs cannot be started "
+            "through the relay; track them with upstream_run_id",
+        )
+    try:
+        return provider.validate_input(body.input)
+    except ValidationError as exc:
+        raise invalid_from(exc, "input.") from None
+
+
+async def ensure_callback_secret(deps: Deps, tenant: str) -> None:
+    sealed = seal(signing.new_secret(), deps.settings.relay_encryption_key)
+    await deps.redis.set(keys.tenant_callback_secret(tenant), sealed, nx=True)
+
+
+async def start(
+    deps: Deps, tenant: str, body: RunCreate, idempotency_key: str | None = None
+) -> Started:
+    """Record a run with its first unit of work (a start or a poll) in one script."""
+    provider = _provider(deps, body.provider)
+    payload = _validated_input(provider, body)
+    callback_url = None
+    if body.callback_url is not None:
+        callback_url = await checked_url(deps, body.callback_url, "callback_url")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise Invalid("Idempotency-Key", "Idempotency-Key must be 1-255 characters")
+    r = deps.redis
+    now = time.time()
+    run_id = new_id("run")
+    record: dict[str, str] = {
+        "id": run_id,
+        "tenant": tenant,
+        "provider": provider.name,
+        "agent_id": body.agent_id or "",
+        "upstream_run_id": body.upstream_run_id or "",
+        "state": STARTING if payload is not None else TRACKING,
+        "status": "",
+        "sequence": "0",
+        "source": "start" if payload is not None else "track",
+        "metadata": dumps(body.metadata or {}),
+        "created_at": repr(now),
+        "updated_at": repr(now),
+        "poll_interval": "0",
+    }
+    if payload is not None:
+        record["input"] = dumps(payload)
+    if callback_url:
+        await ensure_callback_secret(deps, tenant)
+        record["callback_url"] = callback_url
+        record["callback_sub"] = new_id("sub")
+        # The callback's subscription exists before the run does, so no crash can leave a run
+        # whose callback is never sent; a replay or conflict removes the unused one.
+        await r.hset(
+            keys.subscription(record["callback_sub"]),
+            mapping=subs_store.new_sub_fields(
+                sub_id=record["callback_sub"],
+                tenant=tenant,
+                url=callback_url,
+                filter_={},
+                description=f"callback of {run_id}",
+                sealed_secret=None,
+                now=now,
+                run_id=run_id,
+            ),
+        )
+    created = await create_run(
+        r,
+        run=record,
+        due_key=keys.DUE_START if payload is not None else keys.DUE_POLL,
+        due_at=now,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash(body.model_dump(mode="json")),
+        upstream_key=None
+        if payload is not None
+        else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+    )
+    if created.outcome != "created" and callback_url:
+        await r.delete(keys.subscription(record["callback_sub"]))
+    if created.outcome == "conflict":
+        raise Conflict(
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different body",
+            "Idempotency-Key",
+        )
+    run = await get_tenant_run(r, tenant, created.run_id)
+    if run is None:
+        raise NotFound("run")
+    return Started(public_run(run), created.outcome == "created")
+
+
+async def _own(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:
+    run = await get_tenant_run(deps.redis, tenant, run_id)
+    if run is None:
+        raise NotFound("run")
+    return run
+
+
+async def events(deps: Deps, run_id: str) -> list[dict[str, Any]]:
+    """A run's events in order, each with every subscriber's delivery state (the API's shape)."""
+    r = deps.redis
+    ids = await r.lrange(keys.run_events(run_id), 0, -1)
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for evt in ids:
+        pipe.hmget(keys.event(evt), ["id", "type", "sequence", "status", "created_at", "subs"])
+    rows = [row for row in await pipe.execute() if row[0]]
+    pipe = r.pipeline(transaction=False)
+    shape: list[tuple[int, str]] = []
+    for index, row in enumerate(rows):
+        for sub in (row[5] or "").split(","):
+            if sub:
+                shape.append((index, sub))
+                pipe.hgetall(keys.delivery(row[0], sub))
+    states = await pipe.execute() if shape else []
+    out = [
+        {
+            "id": row[0],
+            "type": row[1],
+            "sequence": int(row[2] or 0),
+            "status": row[3],
+            "created_at": float(row[4] or 0),
+            "deliveries": [],
+        }
+        for row in rows
+    ]
+    for (index, sub), state in zip(shape, states, strict=True):
+        out[index]["deliveries"].append(
+            {
+                "subscription_id": sub,
+                "state": state.get("state"),
+                "attempts": int(state.get("attempts") or 0),
+                "last_status_code": int(state["last_code"]) if state.get("last_code") else None,
+                "last_error": state.get("last_error") or None,
+                "next_attempt_at": float(state["next_at"]) if state.get("next_at") else None,
+            }
+        )
+    return out
+
+
+async def get(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
+    """One run with its events and their deliveries."""
+    run = await _own(deps, tenant, run_id)
+    return {**public_run(run), "events": await events(deps, run["id"])}
+
+
+async def page(
+    deps: Deps,
+    tenant: str,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    provider: str | None = None,
+    status: str | None = None,
+) -> RunPage:
+    """Newest first, `limit` (1-200) at a time; `cursor` is the previous page's `next_cursor`."""
+    if not 1 <= limit <= 200:
+        raise Invalid("limit", "limit: must be 1-200")
+    if cursor is not None and not valid_cursor(cursor):
+        raise Invalid("cursor", "cursor: malformed")
+    runs, next_cursor = await list_runs(
+        deps.redis, tenant, limit=limit, cursor=cursor, provider=provider, status=status
+    )
+    return RunPage([public_run(run) for run in runs], next_cursor)
+
+
+async def refresh(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
+    """Poll now (a run being tracked only)."""
+    run = await _own(deps, tenant, run_id)
+    if run.get("state") != TRACKING:
+        raise Conflict("not_tracking", f"the run is {run.get('state')}, not being polled")
+    await deps.redis.zadd(keys.DUE_POLL, {run["id"]: time.time()})
+    return public_run(run)
+
+
+async def stop(deps: Deps, tenant: str, run_id: str) -> None:
+    """Stop tracking: no more polls or starts; what was recorded stays."""
+    run = await _own(deps, tenant, run_id)
+    pipe = deps.redis.pipeline(transaction=True)
+    if run.get("state") in ACTIVE_STATES:
+        pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
+    pipe.zrem(keys.DUE_POLL, run["id"])
+    pipe.zrem(keys.DUE_START, run["id"])
+    await pipe.execute()

@@ -1,0 +1,162 @@
+"""Subscriptions: who gets webhooks, with which filter and secrets; enable/disable, rotate the
+secret, send a test ping, and the tenant's callback-URL secret.
+
+Callback subscriptions (made by a run's `callback_url`) belong to their run, not to the tenant's
+list: every operation here answers NotFound for them, as the API's contract says."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from relay import events, keys, signing
+from relay.ids import new_id
+from relay.ops.deps import Deps
+from relay.ops.errors import Conflict, NotFound
+from relay.ops.guard import checked_url
+from relay.ops.inputs import SubscriptionCreate, SubscriptionPatch
+from relay.secret_box import seal, unseal
+from relay.store import lanes
+from relay.store import subscriptions as store
+from relay.store.client import dumps
+
+MAX_SUBSCRIPTIONS = 100
+
+
+@dataclass(frozen=True)
+class Created:
+    subscription: dict[str, Any]
+    secret: str  # shown once
+
+
+@dataclass(frozen=True)
+class Rotated:
+    id: str
+    secret: str  # shown once
+    previous_secret_expires_at: float
+
+
+@dataclass(frozen=True)
+class Pinged:
+    event_id: str
+    type: str = events.PING
+
+
+async def own(deps: Deps, tenant: str, sub_id: str) -> dict[str, str]:
+    """The tenant's own (non-callback) subscription record, or NotFound."""
+    sub = await store.get_tenant_sub(deps.redis, tenant, sub_id)
+    if sub is None or sub.get("kind") == store.CALLBACK:
+        raise NotFound("subscription")
+    return sub
+
+
+def _seal(deps: Deps, secret: str) -> str:
+    return seal(secret, deps.settings.relay_encryption_key)
+
+
+async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
+    url = await checked_url(deps, body.url, "url")
+    r = deps.redis
+    if await r.scard(keys.tenant_subs(tenant)) >= MAX_SUBSCRIPTIONS:
+        raise Conflict("limit_reached", f"a tenant may have {MAX_SUBSCRIPTIONS} subscriptions")
+    secret = signing.new_secret()
+    sub_id = new_id("sub")
+    fields = store.new_sub_fields(
+        sub_id=sub_id,
+        tenant=tenant,
+        url=url,
+        filter_=body.filter.model_dump(),
+        description=body.description,
+        sealed_secret=_seal(deps, secret),
+        now=time.time(),
+    )
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(keys.subscription(sub_id), mapping=fields)
+    pipe.sadd(keys.tenant_subs(tenant), sub_id)
+    await pipe.execute()
+    return Created(store.public_sub(fields), secret)
+
+
+async def list_all(deps: Deps, tenant: str) -> list[dict[str, Any]]:
+    subs = await store.tenant_subs(deps.redis, tenant)
+    return [store.public_sub(s) for s in subs if s.get("kind") != store.CALLBACK]
+
+
+async def get(deps: Deps, tenant: str, sub_id: str) -> dict[str, Any]:
+    return store.public_sub(await own(deps, tenant, sub_id))
+
+
+async def patch(
+    deps: Deps, tenant: str, sub_id: str, body: SubscriptionPatch, *, by: str = "by the tenant"
+) -> dict[str, Any]:
+    """Change url, filter, description, enabled. Enabling a disabled subscription re-schedules
+    its waiting lanes; disabling records `disabled <by>` as the reason (which view did it)."""
+    sub = await own(deps, tenant, sub_id)
+    r = deps.redis
+    now = time.time()
+    fields: dict[str, str] = {"updated_at": repr(now)}
+    if body.url is not None:
+        fields["url"] = await checked_url(deps, body.url, "url")
+    if body.filter is not None:
+        fields["filter"] = dumps(body.filter.model_dump())
+    if body.description is not None:
+        fields["description"] = body.description
+    resume = False
+    if body.enabled is not None:
+        fields["enabled"] = "1" if body.enabled else "0"
+        if body.enabled and sub.get("enabled") != "1":
+            resume = True
+            fields.update(disabled_reason="", disabled_at="", failing_since="")
+        elif not body.enabled:
+            fields.update(disabled_reason=f"disabled {by}", disabled_at=repr(now))
+    await r.hset(keys.subscription(sub["id"]), mapping=fields)
+    if resume:
+        await store.resume_lanes(r, sub["id"], now)
+    fresh = await store.get_sub(r, sub["id"])
+    return store.public_sub(fresh or sub)
+
+
+async def delete(deps: Deps, tenant: str, sub_id: str) -> None:
+    await store.delete_sub(deps.redis, await own(deps, tenant, sub_id))
+
+
+async def rotate_secret(deps: Deps, tenant: str, sub_id: str) -> Rotated:
+    """A new signing secret; the old one keeps signing beside it for `secret_grace`."""
+    sub = await own(deps, tenant, sub_id)
+    grace = deps.settings.secret_grace
+    secret = signing.new_secret()
+    now = time.time()
+    secrets = store.rotated_secrets(sub, _seal(deps, secret), now, grace)
+    await deps.redis.hset(
+        keys.subscription(sub["id"]), mapping={"secrets": secrets, "updated_at": repr(now)}
+    )
+    return Rotated(sub["id"], secret, now + grace)
+
+
+async def send_test(deps: Deps, tenant: str, sub_id: str) -> Pinged:
+    sub = await own(deps, tenant, sub_id)
+    if sub.get("enabled") != "1":
+        raise Conflict("subscription_disabled", "enable the subscription before testing it")
+    return Pinged(await lanes.send_ping(deps.redis, sub, time.time()))
+
+
+async def callback_secret(deps: Deps, tenant: str, *, rotate: bool = False) -> str:
+    """Reveal the tenant's callback signing secret once; `rotate` makes a new one (the old stops
+    signing at once: callbacks are per-run, so there is no endpoint to migrate)."""
+    r = deps.redis
+    key_name = keys.tenant_callback_secret(tenant)
+    enc_key = deps.settings.relay_encryption_key
+    if rotate:
+        await r.set(key_name, seal(signing.new_secret(), enc_key))
+        await r.delete(key_name + ":revealed")
+    else:
+        await r.set(key_name, seal(signing.new_secret(), enc_key), nx=True)
+    if not await r.set(key_name + ":revealed", "1", nx=True):
+        raise Conflict(
+            "already_revealed",
+            "the callback secret was already shown; "
+            "POST /v1/callback-secret?rotate=true makes a new one",
+        )
+    stored = await r.get(key_name)
+    return unseal(stored, enc_key)

@@ -1,0 +1,78 @@
+"""Watches: follow an Autoposting agent so the runs it starts are tracked by themselves (the
+`watch` job in workers/watch.py lists the agent's runs)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from relay import keys
+from relay.ids import new_id
+from relay.ops.deps import Deps
+from relay.ops.errors import NotFound
+from relay.ops.inputs import WatchCreate
+from relay.store.client import dumps, loads
+
+
+def public(w: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": w["id"],
+        "provider": w["provider"],
+        "agent_id": w["agent_id"],
+        "metadata": loads(w.get("metadata"), {}),
+        "include_existing": w.get("include_existing") == "1",
+        "created_at": float(w["created_at"]),
+        "last_listed_at": float(w["last_listed_at"]) if w.get("last_listed_at") else None,
+        "last_error": w.get("last_error") or None,
+    }
+
+
+async def create(deps: Deps, tenant: str, body: WatchCreate) -> dict[str, Any]:
+    r = deps.redis
+    now = time.time()
+    watch_id = new_id("wch")
+    fields = {
+        "id": watch_id,
+        "tenant": tenant,
+        "provider": body.provider,
+        "agent_id": body.agent_id,
+        "metadata": dumps(body.metadata or {}),
+        "include_existing": "1" if body.include_existing else "0",
+        "created_at": repr(now),
+    }
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(keys.watch(watch_id), mapping=fields)
+    pipe.sadd(keys.tenant_watches(tenant), watch_id)
+    pipe.zadd(keys.DUE_WATCH, {watch_id: now})
+    await pipe.execute()
+    return public(fields)
+
+
+async def _own(deps: Deps, tenant: str, watch_id: str) -> dict[str, str]:
+    w: dict[str, str] = await deps.redis.hgetall(keys.watch(watch_id))
+    if not w or w.get("tenant") != tenant:
+        raise NotFound("watch")
+    return w
+
+
+async def list_all(deps: Deps, tenant: str) -> list[dict[str, Any]]:
+    r = deps.redis
+    ids = sorted(await r.smembers(keys.tenant_watches(tenant)))
+    pipe = r.pipeline(transaction=False)
+    for watch_id in ids:
+        pipe.hgetall(keys.watch(watch_id))
+    rows = await pipe.execute() if ids else []
+    return [public(w) for w in rows if w]
+
+
+async def get(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
+    return public(await _own(deps, tenant, watch_id))
+
+
+async def delete(deps: Deps, tenant: str, watch_id: str) -> None:
+    w = await _own(deps, tenant, watch_id)
+    pipe = deps.redis.pipeline(transaction=True)
+    pipe.zrem(keys.DUE_WATCH, w["id"])
+    pipe.delete(keys.watch(w["id"]), keys.watch(w["id"]) + ":seen")
+    pipe.srem(keys.tenant_watches(w["tenant"]), w["id"])
+    await pipe.execute()
