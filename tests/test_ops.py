@@ -82,24 +82,19 @@ def test_disable_and_enable_store_the_same_through_the_api_and_the_console(
     with stack.client("t1") as api:
         by_api = subscribe(api, receiver.url(unique("ops-api")))
         by_console = subscribe(api, receiver.url(unique("ops-console")))
-        off = api.patch(f"/v1/subscriptions/{by_api['id']}", json={"enabled": False})
-        assert off.status_code == 200, off.text
-        done = _console_post(stack, "t1", f"/console/subscriptions/{by_console['id']}/disable")
-        assert done.status_code == 303, done.text
-        a, c = _stored_sub(rdb, by_api["id"]), _stored_sub(rdb, by_console["id"])
-        assert a == c and a["enabled"] == "0"
-        for sub in (by_api, by_console):
-            stored = rdb.hgetall(keys.subscription(sub["id"]))
-            assert stored["disabled_at"] and stored["disabled_reason"].startswith("disabled ")
-        on = api.patch(f"/v1/subscriptions/{by_api['id']}", json={"enabled": True})
-        assert on.status_code == 200, on.text
-        done = _console_post(stack, "t1", f"/console/subscriptions/{by_console['id']}/enable")
-        assert done.status_code == 303, done.text
-        a, c = _stored_sub(rdb, by_api["id"]), _stored_sub(rdb, by_console["id"])
-        assert a == c and a["enabled"] == "1"
-        for sub in (by_api, by_console):
-            stored = rdb.hgetall(keys.subscription(sub["id"]))
-            assert stored["disabled_at"] == "" and stored["disabled_reason"] == ""
+        for enabled, action in ((False, "disable"), (True, "enable")):
+            answer = api.patch(f"/v1/subscriptions/{by_api['id']}", json={"enabled": enabled})
+            assert answer.status_code == 200, answer.text
+            path = f"/console/subscriptions/{by_console['id']}/{action}"
+            done = _console_post(stack, "t1", path)
+            assert done.status_code == 303, done.text
+            a, c = _stored_sub(rdb, by_api["id"]), _stored_sub(rdb, by_console["id"])
+            assert a == c and a["enabled"] == ("1" if enabled else "0")
+            for sub in (by_api, by_console):
+                stored = rdb.hgetall(keys.subscription(sub["id"]))
+                assert bool(stored["disabled_at"]) is not enabled
+                reason = stored["disabled_reason"]
+                assert reason == "" if enabled else reason.startswith("disabled ")
 
 
 def _after_repair(
