@@ -8,11 +8,13 @@ lane, dead after the test stack's schedule (0.2, 0.4, 0.8 s: four attempts)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -279,3 +281,38 @@ async def test_recover_dead_is_one_step_that_only_one_caller_wins(valkey: Valkey
             keys.sub_dead(sub_id),
         )
         await r.aclose()
+
+
+VIEW_MODULES = [
+    "relay/api/runs.py",
+    "relay/api/subscriptions.py",
+    "relay/api/watches.py",
+    "relay/api/events_routes.py",
+    "relay/console/runs.py",
+    "relay/console/subscriptions.py",
+    "relay/console/notices.py",
+    "relay/console/routes.py",
+]
+
+
+def test_views_reach_the_store_only_through_the_operations() -> None:
+    """The API handlers and the console pages import no Redis client, no key names and no store
+    function: every read and change they make is an operation of relay/ops. (Only the console's
+    login-session storage, relay/console/session.py and login.py, talks to Redis itself.)"""
+    root = Path(__file__).resolve().parents[1]
+    for name in VIEW_MODULES:
+        tree = ast.parse((root / name).read_text(encoding="utf-8"))
+        imported: list[str] = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                imported += [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for module in imported:
+            assert not module.startswith("redis"), (name, module)
+            assert module not in ("relay.keys", "relay.store"), (name, module)
+            # relay.store.client.dumps is a pure JSON helper; nothing else of the store.
+            if module.startswith("relay.store."):
+                assert module in ("relay.store.client", "relay.store.client.dumps"), (name, module)
+        assert "relay.ops" in " ".join(imported) or name.endswith("routes.py"), name

@@ -13,8 +13,8 @@ from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, ts
 from relay.console.pages import attempts_table, deps, flash_of, form_of, page, post_button
 from relay.ops import deliveries, runs
+from relay.ops.subscriptions import CALLBACK
 from relay.store.client import dumps
-from relay.store.subscriptions import CALLBACK
 
 PAGE_SIZE = 50
 

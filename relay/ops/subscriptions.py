@@ -22,6 +22,7 @@ from relay.store import subscriptions as store
 from relay.store.client import dumps
 
 MAX_SUBSCRIPTIONS = 100
+CALLBACK = store.CALLBACK  # the `kind` of a run's callback subscription
 
 
 @dataclass(frozen=True)
