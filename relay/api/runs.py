@@ -32,6 +32,7 @@ from relay.store.runs import (
     get_tenant_run,
     list_runs,
     public_run,
+    resume_run,
     upstream_key,
 )
 
@@ -256,6 +257,7 @@ async def refresh(request: Request) -> Response:
     run = await get_tenant_run(r, tenant, request.path_params["run_id"])
     if run is None:
         raise not_found("run")
+    run = await resume_run(r, run, time.time())  # a tracking_failed run is tracked again
     if run.get("state") != TRACKING:
         raise ApiError(409, "not_tracking", f"the run is {run.get('state')}, not being polled")
     await r.zadd(keys.DUE_POLL, {run["id"]: time.time()})
