@@ -65,7 +65,16 @@ local run_id = redis.call('HGET', KEYS[1], 'id')
 local nf = tonumber(ARGV[7])
 local ns = tonumber(ARGV[8])
 local subs = {}
-for i = 9 + 2 * nf, 8 + 2 * nf + ns do subs[#subs + 1] = ARGV[i] end
+local enabled = {}
+for i = 9 + 2 * nf, 8 + 2 * nf + ns do
+  -- A subscription deleted since it was matched gets nothing; a disabled one gets its lane filled
+  -- but not scheduled (parked): enabling it schedules every lane in its pairs set.
+  local on = redis.call('HGET', 'relay:sub:' .. ARGV[i], 'enabled')
+  if on then
+    subs[#subs + 1] = ARGV[i]
+    enabled[ARGV[i]] = on == '1'
+  end
+end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],
   'created_at', ARGV[3], 'body', ARGV[4], 'type', ARGV[5], 'status', ARGV[6],
   'subs', table.concat(subs, ','))
@@ -78,7 +87,7 @@ for _, sub in ipairs(subs) do
   redis.call('HSET', 'relay:dlv:' .. ARGV[1] .. ':' .. sub, 'state', 'pending', 'attempts', 0,
     'updated_at', ARGV[3])
   redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id)
+  if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id) end
 end
 return 'ok'
 """
