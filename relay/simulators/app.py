@@ -244,6 +244,21 @@ def _admin_routes(state: SimState) -> list[Route]:
             state.schedules[agent_id] = Schedule(agent_id, float(every), now)
         return JSONResponse({"agentId": agent_id, "every_seconds": every})
 
+    async def paging(request: Request) -> Response:
+        """`{"honoured": false}`: this agent's runs list ignores limit/offset from now on."""
+        body = await _admin_body(request)
+        if isinstance(body, Response):
+            return body
+        honoured = body.get("honoured")
+        if not isinstance(honoured, bool):
+            return _bad("honoured must be true or false")
+        agent_id = request.path_params["agentId"]
+        if honoured:
+            state.paging_ignored.discard(agent_id)
+        else:
+            state.paging_ignored.add(agent_id)
+        return JSONResponse({"agentId": agent_id, "honoured": honoured})
+
     async def delete_run(request: Request) -> Response:
         if state.delete_run(request.path_params["runId"]):
             return JSONResponse({"deleted": True})
@@ -262,6 +277,7 @@ def _admin_routes(state: SimState) -> list[Route]:
         Route("/_sim/unauthorized", unauthorized, methods=["POST"]),
         Route(f"{agents}/runs", create_agent_run, methods=["POST"]),
         Route(f"{agents}/schedule", schedule, methods=["POST"]),
+        Route(f"{agents}/paging", paging, methods=["POST"]),
         Route("/_sim/runs/{runId}", delete_run, methods=["DELETE"]),
         Route("/_sim/stats", stats, methods=["GET"]),
     ]

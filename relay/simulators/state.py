@@ -246,6 +246,9 @@ class SimState:
         self.unauthorized_until: dict[str, float] = {}
         self.agent_runs: dict[str, AgentRun] = {}
         self.schedules: dict[str, Schedule] = {}
+        # Agents whose runs list ignores `limit`/`offset` (always the first page), as a vendor
+        # that documents no paging may (set by POST /_sim/autoposting/agents/{id}/paging).
+        self.paging_ignored: set[str] = set()
         self.buckets: dict[str, TokenBucket] = {}
         self.seq = 0
 
