@@ -113,6 +113,7 @@ if "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
 else
   if [ ! -s "$TARBALL" ]; then
     command -v debootstrap >/dev/null 2>&1 || fail "debootstrap is not installed"
+    rm -rf "$CACHE"/rootfs.*   # left by a run killed during debootstrap (we hold the lock)
     ROOTFS=$(mktemp -d "$CACHE/rootfs.XXXXXX")
     echo "container: debootstrap bookworm from $MIRROR"
     debootstrap --variant=minbase --include="$PACKAGES" bookworm "$ROOTFS" "$MIRROR" \

@@ -315,6 +315,7 @@ def wait_healthy(docker: Docker, role: str) -> None:
         return bool(state["Health"]["Status"] == "healthy")
 
     wait_for(f"{role} HEALTHCHECK healthy", status, timeout=60)
+    print(f"e2e: {role}: HEALTHCHECK healthy", flush=True)
 
 
 def dump_logs(docker: Docker) -> None:
@@ -358,6 +359,7 @@ def main() -> int:
         with phase("relay check"):
             checked = docker("exec", PREFIX + "worker", "relay", "check")
             assert checked.stdout.strip() == "healthy", checked.stdout
+            print("e2e: worker: relay check healthy", flush=True)
         with phase("healthchecks"):
             for role in ("api", "worker"):
                 wait_healthy(docker, role)
