@@ -6,8 +6,9 @@ its `id` spliced in front, so it is byte for byte what a subscriber receives (pl
 
 Long-polls hold no Redis connection while they wait: each api process keeps ONE pub/sub
 subscription (`Waiter`), and a waiting request only parks an asyncio future that the listener
-resolves when its tenant's stream key is published. Reads go through one auto-pipeline, so a
-hundred requests waking together share one round trip and one connection.
+resolves when its tenant's stream key is published. Reads go through one auto-pipeline that
+sends one batch at a time, so a hundred requests waking together share a round trip or two and
+one connection.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from relay import keys
-from relay.store.autopipe import AutoPipeline
+from relay.store.autopipe import AutoPipeline, Queued
 
 log = structlog.get_logger("relay.pull")
 
@@ -102,6 +103,20 @@ async def read(pipe: AutoPipeline, tenant: str, after: str, limit: int) -> tuple
         if body and body.startswith("{")
     ]
     return items, entries[-1][0]
+
+
+class OneBatchAtATime(AutoPipeline):
+    """The pulls' auto-pipeline sends one batch at a time (what queues meanwhile goes in the
+    next), so however many requests read at once they use one connection, not one per batch in
+    flight."""
+
+    def __init__(self, r: aioredis.Redis) -> None:
+        super().__init__(r)
+        self._turn = asyncio.Lock()
+
+    async def _send(self, batch: list[Queued]) -> None:
+        async with self._turn:
+            await super()._send(batch)
 
 
 def page(items: list[str], cursor: str) -> str:

@@ -15,7 +15,7 @@ from relay.store.autopipe import AutoPipeline
 def _shared(state: State) -> tuple[AutoPipeline, pull.Waiter]:
     """The api process's one auto-pipeline and one waiter for pulls (made on first use)."""
     if getattr(state, "pull_waiter", None) is None:
-        state.pull_pipe = AutoPipeline(state.redis)
+        state.pull_pipe = pull.OneBatchAtATime(state.redis)
         state.pull_waiter = pull.Waiter(state.redis)
     return state.pull_pipe, state.pull_waiter
 

@@ -120,4 +120,5 @@ class Receiver:
         raise ValueError(f"unknown plan {answer!r}")
 
     def app(self) -> Starlette:
+        _body_validator()  # built now: building it on the first POST would delay that answer
         return Starlette(routes=[Route("/hook/{name}", self.handle, methods=["POST"])])
