@@ -7,7 +7,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay import events, keys, signing
+from relay import events, keys, signing, sub_headers
 from relay.api.auth import tenant_of
 from relay.api.body import parse
 from relay.api.errors import ApiError, not_found
@@ -34,6 +34,19 @@ def _seal(request: Request, secret: str) -> str:
     return seal(secret, request.app.state.settings.relay_encryption_key)
 
 
+def _options(
+    request: Request, headers: dict[str, str] | None, limit: float | None
+) -> dict[str, str]:
+    """The `headers` (sealed) and `rate_limit` fields to store; None leaves a field as it is."""
+    out: dict[str, str] = {}
+    if headers is not None:
+        key = request.app.state.settings.relay_encryption_key
+        out["headers"] = sub_headers.sealed(headers, key) if headers else ""
+    if limit is not None:
+        out["rate_limit"] = repr(limit) if limit else ""
+    return out
+
+
 async def create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await parse(request, SubscriptionCreate)
@@ -52,6 +65,7 @@ async def create(request: Request) -> Response:
         sealed_secret=_seal(request, secret),
         now=time.time(),
     )
+    fields.update(_options(request, body.headers, body.rate_limit))
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.subscription(sub_id), mapping=fields)
     pipe.sadd(keys.tenant_subs(tenant), sub_id)
@@ -82,6 +96,7 @@ async def patch(request: Request) -> Response:
         fields["filter"] = dumps(body.filter.model_dump())
     if body.description is not None:
         fields["description"] = body.description
+    fields.update(_options(request, body.headers, body.rate_limit))
     resume = False
     if body.enabled is not None:
         fields["enabled"] = "1" if body.enabled else "0"
