@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from relay import keys, signing
 from relay.api.runs import CURSOR_PATTERN
+from relay.console import event_body
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, esc, join, render, template, ts
 from relay.secret_box import seal
@@ -318,7 +319,9 @@ async def _event_rows(r: aioredis.Redis, run_id: str) -> list[dict[str, Any]]:
         return []
     pipe = r.pipeline(transaction=False)
     for evt in ids:
-        pipe.hmget(keys.event(evt), ["id", "type", "sequence", "status", "created_at", "subs"])
+        pipe.hmget(
+            keys.event(evt), ["id", "type", "sequence", "status", "created_at", "subs", "body"]
+        )
     rows = await pipe.execute()
     out: list[dict[str, Any]] = []
     pipe = r.pipeline(transaction=False)
@@ -334,6 +337,7 @@ async def _event_rows(r: aioredis.Redis, run_id: str) -> list[dict[str, Any]]:
                 "status": row[3],
                 "created_at": row[4],
                 "subs": subs,
+                "body": row[6] or "",
             }
         )
         for sub in subs:
@@ -477,13 +481,15 @@ async def _run(request: Request, s: sessions.Session) -> Response:
             render(
                 '<section class="event" id="$id"><div class="actions"><h2 style="margin:0">'
                 "#$seq $type $status</h2>$redeliver</div>"
-                '<p class="muted">event <code>$id</code> recorded $at</p>$deliveries</section>',
+                '<p class="muted">event <code>$id</code> recorded $at</p>$body'
+                "$deliveries</section>",
                 id=e["id"],
                 seq=e["sequence"],
                 type=e["type"],
                 status=badge(e["status"]),
                 redeliver=redeliver,
                 at=ts(e["created_at"]),
+                body=event_body.block(e["body"]),
                 deliveries=join(deliveries),
             )
         )
