@@ -33,7 +33,8 @@ log = structlog.get_logger("relay.pull")
 MAX_WAIT = 30.0
 MAX_LIMIT = 200
 DEFAULT_LIMIT = 50
-CURSOR_PATTERN = "^[0-9]{1,15}-[0-9]{1,19}$"
+# Empty (or absent): from the oldest kept event.
+CURSOR_PATTERN = "^([0-9]{1,15}-[0-9]{1,19})?$"
 CURSOR = re.compile(CURSOR_PATTERN)
 LIMIT = re.compile(r"^[0-9]{1,3}$")
 SECONDS = re.compile(r"^[0-9]{1,20}(\.[0-9]{0,20})?([eE][-+]?[0-9]{1,3})?$")

@@ -15,6 +15,7 @@ from examples import pull_consumer
 from examples import receiver as example_receiver
 from tests.support.servers import free_port, serve_in_thread
 from tests.support.stack import TENANT_KEYS, Stack, subscribe, unique, wait_for
+from tests.test_pull import tail
 
 PATH = ["queued", "signals_running", "contacts_running", "drafting_running", "completed"]
 
@@ -89,11 +90,7 @@ def test_pull_consumer_survives_a_restart(stack: Stack, tmp_path: Path) -> None:
     cursor_file = tmp_path / "cursor.txt"
     with stack.client("t2") as api:
         # start from the tenant's present (a fresh consumer would read all retained history)
-        cursor = ""
-        while page := api.get("/v1/events", params={"after": cursor, "limit": 200}).json():
-            if not page["data"]:
-                break
-            cursor = page["next_cursor"]
+        cursor = tail(api)
         cursor_file.write_text(cursor)
         run_id = _start(api)
 

@@ -40,14 +40,21 @@ def _page(api: httpx.Client, **params: Any) -> dict[str, Any]:
     return body
 
 
-def _tail(api: httpx.Client) -> str:
-    """The cursor after everything the tenant has now (paging through it all)."""
+def _drain(api: httpx.Client) -> tuple[list[dict[str, Any]], str]:
+    """Everything the tenant has now (paging through it all), and the cursor after it."""
+    out: list[dict[str, Any]] = []
     cursor = ""
     while True:
         page = _page(api, after=cursor, limit=200)
         if not page["data"]:
-            return str(page["next_cursor"])
+            return out, str(page["next_cursor"])
+        out += page["data"]
         cursor = page["next_cursor"]
+
+
+def tail(api: httpx.Client) -> str:
+    """The cursor after everything the tenant has now."""
+    return _drain(api)[1]
 
 
 def _order(cursor: str) -> tuple[int, int]:
@@ -69,7 +76,7 @@ def test_pulled_events_are_the_webhooks_in_order_with_cursor_paging(
 ) -> None:
     hook = unique("pull")
     with stack.client("t1") as api:
-        start = _tail(api)
+        start = tail(api)
         subscribe(api, receiver.url(hook))
         run = _start(api)
         wait_for(lambda: len(receiver.got(hook)) >= 5, timeout=30, what="5 webhooks")
@@ -100,7 +107,7 @@ def test_pulled_events_are_the_webhooks_in_order_with_cursor_paging(
 
 def test_long_poll_wakes_on_a_new_event_and_times_out_empty(stack: Stack) -> None:
     with stack.client("t2") as api:
-        cursor = _tail(api)
+        cursor = tail(api)
         # nothing happens: an empty page after about `wait`, with the same cursor
         began = time.monotonic()
         page = _page(api, after=cursor, wait=1)
@@ -167,26 +174,15 @@ def test_a_tenant_never_pulls_another_tenants_events(stack: Stack) -> None:
             what="t3 run completed",
         )
         theirs = {e["id"] for e in other.get(f"/v1/runs/{run['id']}").json()["events"]}
-        mine_too = {e["id"] for e in _all(other)}
+        mine_too = {e["id"] for e in _drain(other)[0]}
     assert theirs and theirs <= mine_too
     for tenant in ("t1", "t2"):
         with stack.client(tenant) as api:
-            seen = _all(api)
+            seen = _drain(api)[0]
         assert not theirs & {e["id"] for e in seen}
         assert all(e["data"]["run"]["id"] != run["id"] for e in seen if "run" in e["data"])
     unauthenticated = httpx.get(stack.api_url + "/v1/events", timeout=5)
     assert unauthenticated.status_code == 401
-
-
-def _all(api: httpx.Client) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    cursor = ""
-    while True:
-        page = _page(api, after=cursor, limit=200)
-        if not page["data"]:
-            return out
-        out += page["data"]
-        cursor = page["next_cursor"]
 
 
 def test_pull_log_is_trimmed_to_retention_and_expires(valkey: ValkeyServer) -> None:
@@ -194,7 +190,7 @@ def test_pull_log_is_trimmed_to_retention_and_expires(valkey: ValkeyServer) -> N
     stream nodes of 100 entries) and sets the key to expire a retention after its last event."""
 
     async def scenario() -> tuple[int, int, str]:
-        r = connect(valkey.connection_url + "/4")
+        r = connect(valkey.connection_url + "/13")
         await r.flushdb()
         tenant = unique("trim")
         stream = keys.tenant_events(tenant)
@@ -244,9 +240,10 @@ def test_a_hundred_long_polls_share_a_constant_few_redis_connections(
     """One api process on its own database (so CLIENT LIST can tell its connections apart);
     100 concurrent `wait=3` pulls; while they wait, the process holds two connections (the
     waiter's pub/sub and the reads' one-batch-at-a-time pipeline), not one per client."""
-    db = 6
+    db = 12
     env = base_env(f"{valkey.connection_url}/{db}", sim_url)
     plain = redis.Redis.from_url(valkey.connection_url, decode_responses=True)
+    redis.Redis.from_url(f"{valkey.connection_url}/{db}").flushdb()  # no events for t1 there
 
     def connections() -> int:
         return sum(1 for c in plain.client_list() if str(c.get("db")) == str(db))

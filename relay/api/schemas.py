@@ -100,7 +100,10 @@ class SubscriptionCreate(Strict):
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     description: str = Field(default="", max_length=256)
     headers: dict[str, str] = Field(
-        default_factory=dict, max_length=sub_headers.MAX_HEADERS, description=HEADERS_DOC
+        default_factory=dict,
+        max_length=sub_headers.MAX_HEADERS,
+        description=HEADERS_DOC,
+        json_schema_extra=sub_headers.json_schema(),
     )
     rate_limit: float | None = Field(
         default=None, gt=0, le=rate_limit.MAX_RATE, description=RATE_DOC
@@ -121,6 +124,7 @@ class SubscriptionPatch(Strict):
         default=None,
         max_length=sub_headers.MAX_HEADERS,
         description="Replaces all extra headers ({} removes them). " + HEADERS_DOC,
+        json_schema_extra=sub_headers.json_schema(),
     )
     rate_limit: float | None = Field(
         default=None, ge=0, le=rate_limit.MAX_RATE, description=RATE_DOC + " 0 removes the limit."
