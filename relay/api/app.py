@@ -101,7 +101,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
         Op(
             "PATCH",
             "/v1/subscriptions/{sub_id}",
-            "Change url, filter, enabled",
+            "Change url, filter, description, enabled, headers, rate_limit",
             200,
             SubscriptionPatch,
         ),
