@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     )
     lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
+    # How long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
+    retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", ge=60)
 
     log_format: str = Field(default="json", alias="RELAY_LOG_FORMAT", pattern="^(json|console)$")
     log_level: str = Field(default="info", alias="RELAY_LOG_LEVEL")

@@ -159,7 +159,7 @@ UNKNOWN_ROUTES = [
     ("GET", "/v1/runs/x/y"),
     ("POST", "/v1/runs/x/poll"),
     ("GET", "/v1/subscriptions/x/y/z"),
-    ("POST", "/v1/events"),
+    ("POST", "/v1/event"),
     ("GET", "/admin"),
 ]
 
@@ -182,6 +182,7 @@ WRONG_METHODS = [
     ("POST", "/v1/subscriptions/sub_x"),
     ("GET", "/v1/subscriptions/sub_x/recover"),
     ("GET", "/v1/events/evt_x/redeliver"),
+    ("POST", "/v1/events"),
     ("PUT", "/v1/watches/wch_x"),
     ("GET", "/v1/callback-secret"),
     ("DELETE", "/healthz"),

@@ -51,6 +51,13 @@ def _explain(r: redis.Redis, before: Snapshot, key: str) -> tuple[str | None, bo
         run_id = r.get(key)
         existed = run_id is not None and f"relay:run:{run_id}" in before.keys
         return parts[2], existed
+    if kind == "tenant" and len(parts) == 4 and parts[3] == "events":
+        # The tenant's pull log (relay/pull.py), made by a worker recording an event: explained
+        # when its newest entry is an event of a run that existed before.
+        newest = r.xrevrange(key, count=1)
+        event_id = newest[0][1].get("e") if newest else None
+        run_id = r.hget(f"relay:event:{event_id}", "run_id") if event_id else None
+        return parts[2], bool(run_id) and f"relay:run:{run_id}" in before.keys
     if kind in ("idem", "tenant") and len(parts) >= 3:
         return parts[2], False
     if kind == "event" and len(parts) >= 3:

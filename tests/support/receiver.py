@@ -9,12 +9,23 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from relay.webhook_schemas import body_validator
+
+
+@cache
+def _body_validator() -> Any:
+    """Built from the document the ingress serves (relay.api.app.openapi_document)."""
+    from relay.api.app import openapi_document
+
+    return body_validator(openapi_document())
 
 
 @dataclass
@@ -54,8 +65,31 @@ class Receiver:
             self.defaults[name] = default
 
     def got(self, name: str) -> list[Hit]:
+        self.assert_bodies_valid(name)
         with self.lock:
             return list(self.hits[name])
+
+    # --- Schema check: every body received is validated against the published schema
+    # (`webhooks` in /openapi.json); a test reading what it received fails on a body that does
+    # not fit, and the session fixture fails at the end if any body anywhere did not.
+    schema_errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def check_schema(self, name: str, body: bytes) -> None:
+        try:
+            found = _body_validator().iter_errors(json.loads(body))
+            errors = [f"{e.json_path}: {e.message[:300]}" for e in found]
+        except ValueError as exc:
+            errors = [f"not JSON: {exc}"]
+        if errors:
+            with self.lock:
+                self.schema_errors += [(name, e) for e in errors[:5]]
+
+    def assert_bodies_valid(self, name: str | None = None) -> None:
+        with self.lock:
+            bad = [e for n, e in self.schema_errors if name is None or n == name]
+        assert not bad, f"bodies received at {name or 'the receiver'} break the schema: {bad}"
+
+    # --- end of the schema check
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [h.json for h in self.got(name)]
@@ -63,6 +97,7 @@ class Receiver:
     async def handle(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = await request.body()
+        self.check_schema(name, body)
         with self.lock:
             plan = self.plans.get(name) or []
             answer = plan.pop(0) if plan else self.defaults.get(name, 204)
@@ -85,4 +120,5 @@ class Receiver:
         raise ValueError(f"unknown plan {answer!r}")
 
     def app(self) -> Starlette:
+        _body_validator()  # built now: building it on the first POST would delay that answer
         return Starlette(routes=[Route("/hook/{name}", self.handle, methods=["POST"])])
