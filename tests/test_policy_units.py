@@ -5,6 +5,7 @@ that a plausible slip in the code would move."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ def test_next_interval_grows_by_the_factor_until_the_cap() -> None:
         current = polling.next_interval(current, False, 2, 60)
         seen.append(current)
     assert seen[0] == 2
-    assert all(b > a for a, b in zip(seen, seen[1:14], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(seen[:14]))
     assert seen[-1] == 60
 
 
@@ -93,7 +94,7 @@ def test_backoff_doubles_per_error_up_to_the_cap_with_a_quarter_jitter(
 def test_backoff_is_not_a_constant() -> None:
     random.seed(1)
     means = [_backoff_band(n, 2, 60)[2] for n in range(1, 8)]
-    assert all(b > a for a, b in zip(means, means[1:6], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(means[:6]))
     assert means[-1] < 60 * 1.05
 
 
@@ -147,9 +148,15 @@ def test_parse_retry_after(raw: str | None, seconds: float | None) -> None:
 def test_event_id_is_a_stable_digest_of_all_four_parts() -> None:
     base = ids.event_id("t1", "citedy", "run-1", "queued")
     # Pinned: the id is what de-duplicates across processes and releases; it must not drift.
-    assert base == "evt_" + __import__("base64").b32encode(
-        __import__("hashlib").sha256(b"t1\x1fcitedy\x1frun-1\x1fqueued").digest()[:16]
-    ).decode().rstrip("=").lower()
+    assert (
+        base
+        == "evt_"
+        + __import__("base64")
+        .b32encode(__import__("hashlib").sha256(b"t1\x1fcitedy\x1frun-1\x1fqueued").digest()[:16])
+        .decode()
+        .rstrip("=")
+        .lower()
+    )
     assert base.startswith("evt_") and len(base) == 4 + 26 and "=" not in base
     assert base == base.lower()
     assert ids.event_id("t1", "citedy", "run-1", "queued") == base
@@ -268,7 +275,10 @@ KEY = "k" * 16
     [
         ("", {}),
         (f"t1:{KEY}", {KEY: "t1"}),
-        (f" t1 : {KEY} ,, t_2-x:{KEY}2\n t3:{KEY}3,", {KEY: "t1", KEY + "2": "t_2-x", KEY + "3": "t3"}),
+        (
+            f" t1 : {KEY} ,, t_2-x:{KEY}2\n t3:{KEY}3,",
+            {KEY: "t1", KEY + "2": "t_2-x", KEY + "3": "t3"},
+        ),
         (f"t1:{KEY}:with:colons", {f"{KEY}:with:colons": "t1"}),
     ],
 )
@@ -313,7 +323,12 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.lease_seconds == 30.0
     assert s.allow_private_urls is False
     assert s.autoposting_terminal == (
-        "completed", "failed", "succeeded", "partial", "cancelled", "canceled",
+        "completed",
+        "failed",
+        "succeeded",
+        "partial",
+        "cancelled",
+        "canceled",
     )
     assert s.api_keys() == {}
 
@@ -332,7 +347,9 @@ def test_settings_parse_lists(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config._parse_float_list("0", "X") == (0.0,)
 
 
-def test_settings_read_keys_from_a_file_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_settings_read_keys_from_a_file_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     path = tmp_path / "keys"
     path.write_text(f"t2:{KEY}2\nt3:{KEY}3\n")
     s = _settings(monkeypatch, RELAY_API_KEYS=f"t1:{KEY}", RELAY_API_KEYS_FILE=str(path))
@@ -366,7 +383,11 @@ def test_settings_read_keys_from_a_file_too(monkeypatch: pytest.MonkeyPatch, tmp
             "timeouts by more than a second",
         ),
         (
-            {"RELAY_LEASE_SECONDS": "5", "RELAY_VENDOR_TIMEOUT": "4", "RELAY_DELIVERY_TIMEOUT": "1"},
+            {
+                "RELAY_LEASE_SECONDS": "5",
+                "RELAY_VENDOR_TIMEOUT": "4",
+                "RELAY_DELIVERY_TIMEOUT": "1",
+            },
             "invalid configuration: RELAY_LEASE_SECONDS must exceed the delivery and vendor "
             "timeouts by more than a second",
         ),
@@ -413,13 +434,16 @@ def test_settings_bounds_accept_the_edges(monkeypatch: pytest.MonkeyPatch) -> No
 def test_settings_key_file_errors_name_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with pytest.raises(config.ConfigError, match="^invalid RELAY_API_KEYS_FILE: No such file"):
+    with pytest.raises(config.ConfigError, match=r"^invalid RELAY_API_KEYS_FILE: No such file"):
         _settings(monkeypatch, RELAY_API_KEYS_FILE=str(tmp_path / "missing"))
     bad = tmp_path / "bad"
     bad.write_text(f"t1:{KEY}\nt2:short\n")
     with pytest.raises(config.ConfigError) as info:
         _settings(monkeypatch, RELAY_API_KEYS_FILE=str(bad))
-    assert str(info.value) == "invalid RELAY_API_KEYS_FILE: entry 2 has a key shorter than 16 characters"
+    assert (
+        str(info.value)
+        == "invalid RELAY_API_KEYS_FILE: entry 2 has a key shorter than 16 characters"
+    )
 
 
 def test_get_settings_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -478,8 +502,14 @@ def _syntax_error(url: str) -> str | None:
         ("https://public.example/" + "a" * (2048 - 23), None),
         ("https://public.example/" + "a" * (2049 - 23), "URL is longer than 2048 characters"),
         ("https://public.example/a!b", None),
-        ("https://public.example/a\x7fb", "URL contains whitespace, control characters or backslashes"),
-        ("https://public.example/a b", "URL contains whitespace, control characters or backslashes"),
+        (
+            "https://public.example/a\x7fb",
+            "URL contains whitespace, control characters or backslashes",
+        ),
+        (
+            "https://public.example/a b",
+            "URL contains whitespace, control characters or backslashes",
+        ),
         ("http://[::1/", "URL is not well formed"),
         ("ftp://public.example/", "URL scheme must be http or https"),
         ("https://u:p@public.example/", "URL must not contain credentials"),
@@ -508,9 +538,7 @@ async def test_resolved_addresses_are_read_without_their_zone() -> None:
 
     # A zone id is cut at the first %; what is left must be a public address.
     for address in ("93.184.216.34%eth0", "93.184.216.34%x%y", "2606:4700:4700::1111%"):
-        assert await ssrf.resolve_and_check("h.example", 443, False, answers(address)) == [
-            address
-        ]
+        assert await ssrf.resolve_and_check("h.example", 443, False, answers(address)) == [address]
     assert (
         await _refusal(ssrf.resolve_and_check("h.example", 443, False, answers("10.0.0.1%eth0")))
         == "host resolves to a private, loopback or reserved address"
@@ -558,7 +586,12 @@ async def test_the_resolver_gets_the_host_and_the_default_port(
     await ssrf.check_url("http://h.example/x", False, resolver)
     await ssrf.check_url("http://h.example:8080/x", False, resolver)
     await ssrf.check_url("https://h.example:8443/x", False, resolver)
-    assert asked == [("h.example", 443), ("h.example", 80), ("h.example", 8080), ("h.example", 8443)]
+    assert asked == [
+        ("h.example", 443),
+        ("h.example", 80),
+        ("h.example", 8080),
+        ("h.example", 8443),
+    ]
 
     async def system(host: str, port: int) -> list[str]:
         asked.append((host, port))
@@ -596,7 +629,9 @@ def test_verify_edges() -> None:
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(ts)}
 
     def ok(signature: str, now: int = ts, **extra: str) -> bool:
-        return signing.verify(secret, {**headers, "webhook-signature": signature, **extra}, body, now=now)
+        return signing.verify(
+            secret, {**headers, "webhook-signature": signature, **extra}, body, now=now
+        )
 
     assert ok(f"v1,{good}")
     # Freshness: exactly at the tolerance still verifies, one second past does not.
@@ -613,6 +648,11 @@ def test_verify_edges() -> None:
     assert not signing.verify(secret, {"webhook-signature": f"v1,{good}"}, body, now=ts)
     none_signed = _signed(secret, "None", ts, body)
     assert not signing.verify(
-        secret, {"webhook-timestamp": str(ts), "webhook-signature": f"v1,{none_signed}"}, body, now=ts
+        secret,
+        {"webhook-timestamp": str(ts), "webhook-signature": f"v1,{none_signed}"},
+        body,
+        now=ts,
     )
-    assert not signing.verify(secret, {"webhook-id": "msg_1", "webhook-timestamp": str(ts)}, body, now=ts)
+    assert not signing.verify(
+        secret, {"webhook-id": "msg_1", "webhook-timestamp": str(ts)}, body, now=ts
+    )

@@ -52,9 +52,9 @@ class Receiver:
 
     def plan(self, name: str, *answers: Any, default: Any = 204) -> None:
         """Answers consumed in order: an int status, ("hang", s), ("retry_after", code, s),
-        ("big", nbytes), ("stream",) (a body with no end: only a client
-        that stops reading ever finishes), ("redirect", url); then `default` for ever after (which may be a
-        callable returning one of those, for randomised subscribers)."""
+        ("big", nbytes), ("stream",) (a 200 whose body never ends: only a client that stops
+        reading ever finishes), ("redirect", url); then `default` for ever after (which may be
+        a callable returning one of those, for randomised subscribers)."""
         with self.lock:
             self.plans[name] = list(answers)
             self.defaults[name] = default
