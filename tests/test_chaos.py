@@ -49,20 +49,29 @@ def check_invariants(
     run_ids: list[str],
     hits: list[Hit],
     sim: httpx.Client,
-    crashes: int,
+    max_duplicates: int,
+    crashes: list[float],
 ) -> dict[str, Any]:
-    """The invariants after a storm in which `crashes` processes (or Redis) went down; returns
-    the figures."""
+    """The invariants after a storm; returns the figures. At-least-once allows a second POST of
+    a webhook-id only where a crash fell between a 2xx and its record: so there are at most
+    `max_duplicates`, and each one has a crash (a time in `crashes`) between the first POST of
+    its id and itself."""
     first_arrival: dict[str, list[str]] = defaultdict(list)
     per_run: dict[str, list[int]] = defaultdict(list)
     records: dict[tuple[str, str], set[tuple[int, str | None]]] = defaultdict(set)
     bodies: dict[str, set[bytes]] = defaultdict(set)
     posts: Counter[str] = Counter()
+    first_post: dict[str, float] = {}
+    unexplained: list[tuple[str, float]] = []
     for hit in hits:
         run = hit.json["data"]["run"]
         webhook_id = hit.headers["webhook-id"]
         if webhook_id not in posts:
             first_arrival[run["id"]].append(run["status"])
+            first_post[webhook_id] = hit.at
+        elif not any(first_post[webhook_id] - 0.5 <= t <= hit.at for t in crashes):
+            # (0.5 s: the killer notes the time just before the signal goes out)
+            unexplained.append((webhook_id, round(hit.at - first_post[webhook_id], 3)))
         posts[webhook_id] += 1
         per_run[run["id"]].append(run["sequence"])
         # One record per (run, status): a second event made for the same transition would carry
@@ -86,15 +95,14 @@ def check_invariants(
     stats = sim.get("/_sim/stats").json()
     assert stats["charged_runs"] == len(run_ids), stats
     duplicates = sum(n - 1 for n in posts.values())
-    # At-least-once: a duplicate only follows a crash between a 2xx and its record, and a crashed
-    # worker holds at most one POST per lane (one subscriber: one per run) when it dies.
-    assert duplicates <= crashes * len(run_ids), (duplicates, crashes, len(run_ids))
-    assert max(posts.values()) <= 1 + crashes, posts.most_common(3)
+    assert duplicates <= max_duplicates, (duplicates, max_duplicates, posts.most_common(3))
+    assert not unexplained, f"POSTs repeated with no crash in between: {unexplained}"
     return {
         "runs": len(run_ids),
         "posts": len(hits),
         "events": len(posts),
         "duplicate_posts": duplicates,
+        "max_posts_per_id": max(posts.values(), default=0),
     }
 
 
@@ -125,18 +133,26 @@ class KillWitness:
     def kills_with_work(self) -> int:
         return len({kill for kill, _, _ in self.orphaned})
 
-    def before_kill(self) -> None:
-        now = time.time()
-        self._kills += 1
-        leased = [
-            (score - 0.5, self._kills, due, member, score)
+    def _leased(self, now: float) -> list[tuple[str, str, float]]:
+        return [
+            (due, member, score)
             for due in self.DUE
             for member, score in self._r.zrange(due, 0, -1, withscores=True)
             # Poll intervals (<= 0.25 s) and retry delays (<= 0.8 s) are far shorter.
             if score > now + 1.5
         ]
+
+    def before_kill(self, patience: float = 0.5) -> None:
+        """Note the leases out now, waiting up to `patience` seconds for there to be some (the
+        storm aims its kills at busy moments; which worker dies is still left to chance)."""
+        deadline = time.time() + patience
+        while not (leased := self._leased(time.time())) and time.time() < deadline:
+            time.sleep(0.02)
+        self._kills += 1
         with self._lock:
-            self._pending.extend(leased)
+            self._pending.extend(
+                (score - 0.5, self._kills, due, member, score) for due, member, score in leased
+            )
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -150,6 +166,8 @@ class KillWitness:
             time.sleep(0.05)
 
     def close(self) -> None:
+        if self._stop.is_set():
+            return
         deadline = time.time() + 10
         while time.time() < deadline:
             with self._lock:
@@ -192,26 +210,39 @@ def test_sigkill_storm_loses_nothing_and_doubles_nothing(
     storm_stack: Stack, receiver: Receiver, sim: httpx.Client
 ) -> None:
     # Vendor answers take 100 ms, so a poll is in flight for a while, as with a real vendor.
-    sim.post("/_sim/config", json={"step_seconds": 0.8, "latency_ms": 100}).raise_for_status()
+    sim.post("/_sim/config", json={"step_seconds": 1.2, "latency_ms": 100}).raise_for_status()
     hook = unique("storm")
     rng = random.Random(5)
     kills = 0
+    kill_times: list[float] = []
     witness = KillWitness(storm_stack.env["REDIS_URL"])
     try:
         with storm_stack.client() as api:
             subscribe(api, receiver.url(hook))
             run_ids = _start_runs(api, 12)
-            deadline = time.monotonic() + 8
+            deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                time.sleep(rng.uniform(0.3, 1.0))
+                time.sleep(rng.uniform(0.2, 0.6))
                 witness.before_kill()
+                kill_times.append(time.time())
                 storm_stack.kill_worker(rng.choice(storm_stack.workers))
                 kills += 1
                 storm_stack.start_worker()
-                if kills % 3 == 0:
+                if kills % 2 == 0:
                     run_ids += _start_runs(api, 2)
             await_drained(api, run_ids, receiver, hook, "after the storm")
-            figures = check_invariants(api, run_ids, receiver.got(hook), sim, crashes=kills)
+            witness.close()
+            # A lane is one POST at a time, so each delivery lease a kill orphaned can repeat one
+            # POST; 2 more for a lease claimed in the instant between the note and the kill.
+            orphaned_lanes = sum(1 for _, due, _ in witness.orphaned if due == "relay:due:deliver")
+            figures = check_invariants(
+                api,
+                run_ids,
+                receiver.got(hook),
+                sim,
+                max_duplicates=orphaned_lanes + 2,
+                crashes=kill_times,
+            )
     finally:
         witness.close()
     print(
@@ -332,6 +363,7 @@ def test_redis_restart_loses_nothing_and_unreachable_redis_is_a_fast_503(
             subscribe(api, receiver.url(hook))
             run_ids = _start_runs(api, 6)
             wait_for(lambda: len(receiver.got(hook)) >= 6, what="some deliveries")
+            outage = time.time()
             server.terminate()  # SIGKILL-like: AOF with fsync always must have everything
             started = time.monotonic()
             down = api.post(
@@ -348,7 +380,17 @@ def test_redis_restart_loses_nothing_and_unreachable_redis_is_a_fast_503(
                 lambda: httpx.get(stack.api_url + "/readyz").status_code == 200, what="ready again"
             )
             await_drained(api, run_ids, receiver, hook, "after the restart")
-            figures = check_invariants(api, run_ids, receiver.got(hook), sim, crashes=1)
+            # Redis went away once: at most one POST per lane (one subscriber: per run) was
+            # between its 2xx and its record.
+            figures = check_invariants(
+                api,
+                run_ids,
+                receiver.got(hook),
+                sim,
+                max_duplicates=len(run_ids),
+                crashes=[outage],
+            )
             assert all(w.poll() is None for w in stack.workers), "a worker died with Redis"
     server.stop()
     print(f"\nredis restart: {figures}")
+    assert figures["max_posts_per_id"] <= 2, "one outage repeats a POST at most once"
