@@ -371,7 +371,8 @@ def test_redis_restart_loses_nothing_and_unreachable_redis_is_a_fast_503(
             )
             elapsed = time.monotonic() - started
             assert down.status_code == 503 and down.json()["error"] == "unavailable"
-            assert elapsed < 5, f"503 took {elapsed:.1f}s"
+            # Fast: well inside the client's 10 s timeout (generous for a busy box).
+            assert elapsed < 8, f"503 took {elapsed:.1f}s"
             assert httpx.get(stack.api_url + "/readyz").status_code == 503
             assert httpx.get(stack.api_url + "/healthz").status_code == 200
             time.sleep(2)  # workers see the outage and wait

@@ -118,6 +118,8 @@ class Stats:
     runs_created: int = 0
     status_429: int = 0
     status_500: int = 0
+    #: Answers replaced by the malformed-JSON fault, so a test can check the fault fired.
+    malformed: int = 0
     max_requests_per_second: int = 0
     gets_per_run: dict[str, int] = field(default_factory=dict)
     _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
@@ -154,6 +156,7 @@ class Stats:
             "runs_created": self.runs_created,
             "status_429": self.status_429,
             "status_500": self.status_500,
+            "malformed": self.malformed,
             "max_requests_per_second": self.max_requests_per_second,
             "gets_per_run": dict(self.gets_per_run),
         }
