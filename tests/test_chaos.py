@@ -185,11 +185,18 @@ def await_drained(
     """Every run completed and every recorded event delivered. Recorded, not five per run:
     statuses that passed while workers were dead or Redis was down were never observed, so
     there is nothing to send for them."""
-    wait_for(
-        lambda: all(api.get(f"/v1/runs/{r}").json()["state"] == "completed" for r in run_ids),
-        timeout=60,
-        what=f"every run completed {what}",
-    )
+    def unfinished() -> list[tuple[str, str, str, list[str]]]:
+        out = []
+        for r in run_ids:
+            d = api.get(f"/v1/runs/{r}").json()
+            if d["state"] != "completed":
+                out.append((r, d["state"], d["status"], [e["status"] for e in d["events"]]))
+        return out
+
+    try:
+        wait_for(lambda: not unfinished(), timeout=60, what=f"every run completed {what}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; unfinished (id, state, status, events): {unfinished()}")
     recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
     wait_for(
         lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,

@@ -177,7 +177,10 @@ def test_redeliver_sends_the_same_event_again(stack: Stack, receiver: Receiver) 
         wait_for(lambda: len(receiver.got(hook)) == 5)
         event_id = api.get(f"/v1/runs/{run['id']}").json()["events"][1]["id"]
         response = api.post(f"/v1/events/{event_id}/redeliver", json={})
-        assert response.status_code == 202 and response.json()["subscriptions"] == [sub["id"]]
+        assert response.status_code == 202 and response.json()["subscriptions"] == [sub["id"]], (
+            "only this test's subscription matched the event",
+            response.json(),
+        )
         wait_for(lambda: len(receiver.got(hook)) == 6)
     last = receiver.got(hook)[-1]
     assert last.headers["webhook-id"] == event_id

@@ -202,6 +202,9 @@ def changes(r: redis.Redis, before: Snapshot, tenant: str) -> list[str]:
             found.append(f"new key {key}")
         elif new is None:
             found.append(f"deleted key {key}")
+        elif old[0] == new[0] == "hash":
+            fields = sorted(k for k in set(old[1]) | set(new[1]) if old[1].get(k) != new[1].get(k))
+            found.append(f"changed key {key} (fields {', '.join(fields)})")
         else:
             found.append(f"changed key {key} ({digest(before, key)} -> {digest(after, key)})")
     for name in DUE_SETS:
