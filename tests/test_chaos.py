@@ -196,7 +196,8 @@ def await_drained(
     try:
         wait_for(lambda: not unfinished(), timeout=60, what=f"every run completed {what}")
     except AssertionError as exc:
-        raise AssertionError(f"{exc}; unfinished (id, state, status, events): {unfinished()}") from None
+        left = unfinished()
+        raise AssertionError(f"{exc}; unfinished (id, state, status, events): {left}") from None
     recorded = sum(len(api.get(f"/v1/runs/{r}").json()["events"]) for r in run_ids)
     wait_for(
         lambda: len({h.headers["webhook-id"] for h in receiver.got(hook)}) == recorded,
