@@ -402,8 +402,20 @@ def send(
     # them ends as an xfail naming the bug (see known_bug below), not as a pass.
     bug = [f for f in found if any(w in f for w in _deleted_watches)]
     _watch_bug_seen.extend(bug)
-    # Likewise a poll that was in flight when an earlier example's run was deleted (POLL_BUG).
-    late = [f for f in found if f not in bug and any(f"relay:run:{r} " in f for r in _deleted_runs)]
+    # Likewise a poll or start that was in flight when an earlier example's run was deleted
+    # (POLL_BUG): writes to the run's hash, or the upstream index key naming it.
+    late = [
+        f
+        for f in found
+        if f not in bug
+        and (
+            any(f"relay:run:{r} " in f for r in _deleted_runs)
+            or (
+                f.startswith("new key relay:upstream:")
+                and rdb.get(f.removeprefix("new key ")) in _deleted_runs
+            )
+        )
+    ]
     _poll_bug_seen.extend(late)
     bug += late
     assert [f for f in found if f not in bug] == [], (found, raw[:500])
@@ -452,9 +464,10 @@ WATCH_BUG = (
 
 
 POLL_BUG = (
-    "known bug in workers/poll.py: a poll in flight when DELETE /v1/runs/{id} lands still "
-    "writes to the stopped run's hash afterwards (_again's HSET of snapshot/poll_interval/"
-    "last_polled_at, HINCRBY of errors/not_found, and on a terminal status HSET state=completed)"
+    "known bug in workers/poll.py and workers/start.py: a job in flight when DELETE "
+    "/v1/runs/{id} lands still writes to the stopped run afterwards (poll: _again's HSET of "
+    "snapshot/poll_interval/last_polled_at, HINCRBY of errors/not_found, on a terminal status "
+    "HSET state=completed; start: HSET upstream_run_id and SET of the relay:upstream:* key)"
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -220,8 +221,10 @@ def reservation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(budget, "bind", bind)
     monkeypatch.setattr(budget, "run_script", run_script)
-    monkeypatch.setattr(budget.asyncio, "sleep", sleep)
-    monkeypatch.setattr(budget.time, "time", lambda: 1000.0)
+    # The module's own names only: patching asyncio.sleep or time.time themselves would catch
+    # every other task on the shared event loop too.
+    monkeypatch.setattr(budget, "asyncio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(budget, "time", SimpleNamespace(time=lambda: 1000.0))
     seen["script"] = Scripts.reserve_slot
     return seen
 
