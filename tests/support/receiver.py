@@ -8,13 +8,14 @@ import json
 import threading
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from relay.webhook_schemas import body_validator
@@ -52,14 +53,19 @@ class Receiver:
     defaults: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
+    #: Bytes of `("stream",)` bodies handed to the server per name, and names whose stream ended
+    #: because the client hung up.
+    streamed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    hung_up: set[str] = field(default_factory=set)
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/hook/{name}"
 
     def plan(self, name: str, *answers: Any, default: Any = 204) -> None:
         """Answers consumed in order: an int status, ("hang", s), ("retry_after", code, s),
-        ("big", nbytes), ("redirect", url); then `default` for ever after (which may be a
-        callable returning one of those, for randomised subscribers)."""
+        ("big", nbytes), ("stream",) (a 200 whose body never ends: only a client that stops
+        reading ever finishes), ("redirect", url); then `default` for ever after (which may be
+        a callable returning one of those, for randomised subscribers)."""
         with self.lock:
             self.plans[name] = list(answers)
             self.defaults[name] = default
@@ -115,9 +121,23 @@ class Receiver:
             return Response(status_code=answer[1], headers={"retry-after": str(answer[2])})
         if kind == "big":
             return Response(b"x" * answer[1], status_code=200)
+        if kind == "stream":
+            return StreamingResponse(self._endless(request, name), status_code=200)
         if kind == "redirect":
             return Response(status_code=302, headers={"location": answer[1]})
         raise ValueError(f"unknown plan {answer!r}")
+
+    async def _endless(self, request: Request, name: str) -> AsyncIterator[bytes]:
+        chunk = b"x" * 65536
+        try:
+            # uvicorn keeps accepting writes after a hang-up, so the stream asks.
+            while not await request.is_disconnected():
+                with self.lock:
+                    self.streamed[name] += len(chunk)
+                yield chunk
+        finally:
+            with self.lock:
+                self.hung_up.add(name)
 
     def app(self) -> Starlette:
         _body_validator()  # built now: building it on the first POST would delay that answer
