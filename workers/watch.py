@@ -10,18 +10,25 @@ import structlog
 from relay import budget, keys
 from relay.ids import new_id
 from relay.providers.base import RateLimited, VendorError
+from relay.store.leases import Lease, release, unheld
 from relay.store.runs import TRACKING, create_run, upstream_key
+from relay.store.scripts import LEASE_LIB
 from workers.context import Context
 
 log = structlog.get_logger("relay.watch")
 
 
-FINISH_LISTING = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+# KEYS: watch, seen, due_watch, leases. ARGV: watch_id, now, runs_seen, interval, token, ids...
+FINISH_LISTING = LEASE_LIB + """
+if not lease_held(KEYS[4], ARGV[1], ARGV[5]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  release(KEYS[3], KEYS[4], ARGV[1], nil)
+  return 0
+end
+for i = 6, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_error', '',
   'runs_seen', ARGV[3])
-redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
+release(KEYS[3], KEYS[4], ARGV[1], server_now() + tonumber(ARGV[4]))
 return 1
 """
 
@@ -30,25 +37,26 @@ def watch_seen(watch_id: str) -> str:
     return keys.watch(watch_id) + ":seen"
 
 
-async def watch_agent(ctx: Context, watch_id: str) -> None:
+async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
+    lease = lease or unheld(keys.DUE_WATCH, watch_id)
     watch = await r.hgetall(keys.watch(watch_id))
     if not watch:
-        await r.zrem(keys.DUE_WATCH, watch_id)
+        await release(ctx.pipe, lease, None)
         return
     provider = ctx.providers[watch["provider"]]
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)
+        await release(ctx.pipe, lease, wait)
         return
     try:
         runs = await provider.list_runs(ctx.vendor_http, watch["agent_id"])
     except RateLimited as exc:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + exc.retry_after}, xx=True)
+        await release(ctx.pipe, lease, exc.retry_after)
         return
     except VendorError as exc:
         await r.hset(keys.watch(watch_id), "last_error", exc.reason)
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + s.watch_interval}, xx=True)
+        await release(ctx.pipe, lease, s.watch_interval)
         return
     seen_key = watch_seen(watch_id)
     baseline = watch.get("baselined") != "1"
@@ -90,13 +98,15 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     # Only if the watch still exists: a DELETE during the listing must not be written back over.
     await r.eval(
         FINISH_LISTING,
-        3,
+        4,
         keys.watch(watch_id),
         seen_key,
         keys.DUE_WATCH,
+        lease.leases,
         watch_id,
         repr(now),
         str(len(runs)),
-        repr(now + s.watch_interval),
+        repr(s.watch_interval),
+        lease.token,
         *[run.upstream_run_id for run in fresh],
     )

@@ -32,6 +32,7 @@ from relay.store.runs import (
     get_tenant_run,
     list_runs,
     public_run,
+    refresh_poll,
     upstream_key,
 )
 
@@ -258,7 +259,7 @@ async def refresh(request: Request) -> Response:
         raise not_found("run")
     if run.get("state") != TRACKING:
         raise ApiError(409, "not_tracking", f"the run is {run.get('state')}, not being polled")
-    await r.zadd(keys.DUE_POLL, {run["id"]: time.time()})
+    await refresh_poll(r, run["id"])
     return JSONResponse({**public_run(run), "refresh": "scheduled"}, status_code=202)
 
 

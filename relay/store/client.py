@@ -24,6 +24,9 @@ class Scripts:
     settle_lane: AsyncScript
     park_lane: AsyncScript
     reserve_slot: AsyncScript
+    release: AsyncScript
+    fail: AsyncScript
+    refresh_poll: AsyncScript
 
 
 def bind(r: aioredis.Redis) -> Scripts:
@@ -40,6 +43,9 @@ def bind(r: aioredis.Redis) -> Scripts:
             settle_lane=r.register_script(scripts.SETTLE_LANE),
             park_lane=r.register_script(scripts.PARK_LANE),
             reserve_slot=r.register_script(scripts.RESERVE_SLOT),
+            release=r.register_script(scripts.RELEASE),
+            fail=r.register_script(scripts.FAIL),
+            refresh_poll=r.register_script(scripts.REFRESH_POLL),
         )
         r._relay_scripts = cached  # type: ignore[attr-defined]
     return cached

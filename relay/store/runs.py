@@ -82,6 +82,9 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
         "callback_url": run.get("callback_url") or None,
         "error": loads(run.get("error")),
         "polls": int(run.get("polls") or 0),
+        # Set when the run's job failed RELAY_POISON_AFTER times in a row and was set aside
+        # (workers/pump.py); a refresh clears it and tries again.
+        "job_error": loads(run.get("job_error")),
         "created_at": float(run["created_at"]),
         "updated_at": float(run.get("updated_at") or run["created_at"]),
         "upstream": loads(run.get("snapshot")),
@@ -132,6 +135,22 @@ async def list_runs(
             if len(out) == limit:
                 return out, f"{score!r}:{run_id}"
     return out, None
+
+
+async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
+    """Poll a tracked run now — unless a poll of it is in flight, which then reschedules itself
+    at once when it ends (never two polls of one run at a time). Puts a run set aside as poison
+    back. Returns 'scheduled', 'queued' (after the poll in flight) or 'not_tracking'."""
+    result = await bind(r).refresh_poll(
+        keys=[
+            keys.run(run_id),
+            keys.DUE_POLL,
+            keys.leases(keys.DUE_POLL),
+            keys.poison(keys.DUE_POLL),
+        ],
+        args=[run_id],
+    )
+    return str(result)
 
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
