@@ -130,24 +130,21 @@ async def create(request: Request) -> Response:
     }
     if payload is not None:
         record["input"] = dumps(payload)
+    callback_sub = None
     if callback_url:
         await ensure_callback_secret(request, tenant)
         record["callback_url"] = callback_url
         record["callback_sub"] = new_id("sub")
-        # The callback's subscription exists before the run does, so no crash can leave a run
-        # whose callback is never sent; a replay or conflict removes the unused one.
-        await r.hset(
-            keys.subscription(record["callback_sub"]),
-            mapping=subs_store.new_sub_fields(
-                sub_id=record["callback_sub"],
-                tenant=tenant,
-                url=callback_url,
-                filter_={},
-                description=f"callback of {run_id}",
-                sealed_secret=None,
-                now=now,
-                run_id=run_id,
-            ),
+        # Written with the run, in one step (relay/store/runs.py create_run).
+        callback_sub = subs_store.new_sub_fields(
+            sub_id=record["callback_sub"],
+            tenant=tenant,
+            url=callback_url,
+            filter_={},
+            description=f"callback of {run_id}",
+            sealed_secret=None,
+            now=now,
+            run_id=run_id,
         )
     created = await create_run(
         r,
@@ -159,9 +156,8 @@ async def create(request: Request) -> Response:
         upstream_key=None
         if payload is not None
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+        callback_sub=callback_sub,
     )
-    if created.outcome != "created" and callback_url:
-        await r.delete(keys.subscription(record["callback_sub"]))
     if created.outcome == "conflict":
         raise ApiError(
             409,

@@ -38,7 +38,13 @@ async def create_run(
     idempotency_key: str | None,
     request_hash: str,
     upstream_key: str | None,
+    callback_sub: dict[str, str] | None = None,
 ) -> Created:
+    """Create the run (and its callback subscription, if any) in one step, unless the
+    Idempotency-Key or the upstream run already names one."""
+    sub_fields: list[str] = []
+    for name, value in (callback_sub or {}).items():
+        sub_fields += [name, value]
     fields: list[str] = []
     for name, value in run.items():
         fields += [name, value]
@@ -49,8 +55,18 @@ async def create_run(
             due_key,
             keys.idempotency(run["tenant"], idempotency_key) if idempotency_key else "",
             upstream_key or "",
+            keys.subscription(callback_sub["id"]) if callback_sub else "",
         ],
-        args=[run["id"], run["created_at"], due_at, request_hash, IDEMPOTENCY_TTL, *fields],
+        args=[
+            run["id"],
+            run["created_at"],
+            due_at,
+            request_hash,
+            IDEMPOTENCY_TTL,
+            len(sub_fields) // 2,
+            *sub_fields,
+            *fields,
+        ],
     )
     return Created(outcome=str(result[0]), run_id=str(result[1]))
 

@@ -8,8 +8,11 @@ Redis/Valkey or Sentinel primary (the supported deployments) and not meant for R
 
 from __future__ import annotations
 
-# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip)
-# ARGV: run_id, now, due_at, body_hash, idem_ttl, field, value, field, value, ...
+# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip)
+# ARGV: run_id, now, due_at, body_hash, idem_ttl, n_sub_fields, sub field/value pairs...,
+#       run field/value pairs...
+# The run's callback subscription is written in the same step, so no crash leaves a callback
+# subscription without its run, or a run whose callback is never sent.
 CREATE_RUN = """
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
@@ -26,11 +29,17 @@ if KEYS[5] ~= '' then
     if state and state ~= 'stopped' then return {'tracked', known} end
   end
 end
+local nsub = tonumber(ARGV[6])
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7 + 2 * nsub, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if KEYS[6] ~= '' and nsub > 0 then
+  local sub = {}
+  for i = 7, 6 + 2 * nsub do sub[#sub + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[6], unpack(sub))
+end
 if KEYS[4] ~= '' then
   redis.call('HSET', KEYS[4], 'body_hash', ARGV[4], 'run_id', ARGV[1])
   redis.call('EXPIRE', KEYS[4], ARGV[5])

@@ -144,8 +144,11 @@ async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
 
 
 async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:
-    """Re-schedule every non-empty lane of a (re-)enabled subscription."""
+    """Re-schedule every non-empty lane of a (re-)enabled subscription. NX: a lane already
+    scheduled or held keeps its time and its lease (two workers never hold one lane)."""
     runs = await r.smembers(keys.sub_pairs(sub_id))
     if runs:
-        await r.zadd(keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs})
+        await r.zadd(
+            keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs}, nx=True
+        )
     return len(runs)
