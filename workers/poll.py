@@ -29,7 +29,7 @@ async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> Non
         ctx.pipe,
         lease,
         delay,
-        run_key=keys.run(lease.member) if fields else "",
+        run_key=keys.run(lease.member),
         observed=bool(fields),
         **fields,
     )

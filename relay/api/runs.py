@@ -255,8 +255,9 @@ async def refresh(request: Request) -> Response:
         raise not_found("run")
     if run.get("state") != TRACKING:
         raise ApiError(409, "not_tracking", f"the run is {run.get('state')}, not being polled")
-    await refresh_poll(r, run["id"])
-    return JSONResponse({**public_run(run), "refresh": "scheduled"}, status_code=202)
+    # 'scheduled', or 'queued' behind a poll in flight (never two polls of a run at once).
+    outcome = await refresh_poll(r, run["id"])
+    return JSONResponse({**public_run(run), "refresh": outcome}, status_code=202)
 
 
 async def stop(request: Request) -> Response:
