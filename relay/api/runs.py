@@ -33,6 +33,7 @@ from relay.store.runs import (
     list_runs,
     public_run,
     refresh_poll,
+    unschedule,
     upstream_key,
 )
 
@@ -269,7 +270,6 @@ async def stop(request: Request) -> Response:
     pipe = r.pipeline(transaction=True)
     if run.get("state") in ACTIVE_STATES:
         pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
-    pipe.zrem(keys.DUE_POLL, run["id"])
-    pipe.zrem(keys.DUE_START, run["id"])
+    unschedule(pipe, run["id"])
     await pipe.execute()
     return Response(status_code=204)

@@ -169,5 +169,16 @@ async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
     return str(result)
 
 
+def unschedule(pipe: Any, run_id: str) -> None:
+    """Queue on `pipe` the removal of a run from the start and poll schedules, with its lease
+    entries and failure counts (a worker that still holds it then finds its lease gone and
+    writes nothing): where those entries end for a stopped run."""
+    for due in (keys.DUE_START, keys.DUE_POLL):
+        pipe.zrem(due, run_id)
+        pipe.hdel(keys.leases(due), run_id)
+        pipe.hdel(keys.leases(due) + ":fails", run_id)
+    pipe.zrem(keys.poison(keys.DUE_POLL), run_id)
+
+
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
     return keys.upstream(tenant, provider, agent_id, upstream_run_id)
