@@ -465,6 +465,34 @@ async def redeliver_path(world: World, env: Env, counter: Counter) -> list[str]:
     return await recover(env, done)
 
 
+async def watch_create_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """POST /v1/watches: afterwards, a run the agent starts is tracked once and completes."""
+    await add_subscription(env.r, env.receiver.url(env.hook))
+    agent = unique("agent")
+    body = {"provider": "autoposting", "agent_id": agent}
+    if await request(env, counter, "POST", "/v1/watches", json=body) is None:
+        await request(env, None, "POST", "/v1/watches", json=body)
+    started: list[str] = []
+
+    async def done() -> list[str]:
+        watches = await env.r.smembers(keys.tenant_watches(crash.TENANT))
+        if not watches:
+            return ["no watch"]
+        for watch_id in watches:
+            if await env.r.hget(keys.watch(watch_id), "baselined") != "1":
+                return [f"{watch_id} not listed yet"]
+        if not started:
+            started.append(sim_autoposting.create_run(world.states["ok"], agent).id)
+            return ["the agent just started a run"]
+        runs = [await env.r.hgetall(keys.run(r)) for r in await tenant_runs(env)]
+        mine = [r["id"] for r in runs if r.get("upstream_run_id") == started[0]]
+        if len(mine) != 1:
+            return [f"{started[0]} tracked by {mine}"]
+        return await run_problems(env, mine[0], state=COMPLETED)
+
+    return await recover(env, done)
+
+
 PATHS: dict[str, Path_] = {
     "start: started": start_path("ok", "ok", COMPLETED),
     "start: refused (402)": start_path("broke", "broke", "start_failed"),
@@ -489,6 +517,7 @@ PATHS: dict[str, Path_] = {
     "ingress: subscription create": sub_create_path,
     "ingress: subscription enable": sub_enable_path,
     "ingress: subscription delete": sub_delete_path,
+    "ingress: watch create": watch_create_path,
     "ingress: recover": recover_path,
     "ingress: redeliver": redeliver_path,
 }
