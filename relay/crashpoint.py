@@ -54,18 +54,30 @@ class Counter:
 
     after: int = 0
     exit_process: bool = False
+    #: Die *before* the `after`-th write is sent instead: the same Redis state as after the
+    #: write before it, but past whatever the process did in between (a vendor call, a POST).
+    before: bool = False
     writes: int = 0
+    packed: int = 0
     dead: bool = False
     log: list[str] = field(default_factory=list)
 
     def landed(self, name: str) -> None:
         self.writes += 1
         self.log.append(name)
-        if self.after and self.writes >= self.after:
-            if self.exit_process:
-                os._exit(137)
-            self.dead = True
-            raise CrashPoint(f"crashed after write {self.writes} ({name})")
+        if self.after and not self.before and self.writes >= self.after:
+            self.die(f"crashed after write {self.writes} ({name})")
+
+    def sending(self, name: str) -> None:
+        self.packed += 1
+        if self.after and self.before and self.packed >= self.after:
+            self.die(f"crashed before write {self.packed} ({name})")
+
+    def die(self, why: str) -> None:
+        if self.exit_process:
+            os._exit(137)
+        self.dead = True
+        raise CrashPoint(why)
 
 
 def _name(args: tuple[Any, ...]) -> str:
@@ -90,6 +102,7 @@ def connection_class(counter: Counter) -> type[Connection]:
             # What each pending reply answers: (command, kind); kinds: read, write, claim.
             self._sent: deque[tuple[str, str]] = deque()
             self._multi: list[str] | None = None
+            self._packing_multi: list[str] | None = None
 
         async def on_connect(self) -> None:
             self._sent.clear()
@@ -104,6 +117,17 @@ def connection_class(counter: Counter) -> type[Connection]:
             if name in ("EVAL", "EVALSHA"):
                 sha = _script_sha(name, args)
                 kind = "read" if sha in READ_ONLY_SHAS else "claim" if sha == CLAIM_SHA else kind
+            if name == "MULTI":
+                self._packing_multi = []
+            elif name == "EXEC":
+                queued, self._packing_multi = self._packing_multi or [], None
+                if "write" in queued or "claim" in queued:
+                    self._counter.sending("MULTI/EXEC")
+            elif self._packing_multi is not None:
+                self._packing_multi.append(kind)
+            elif kind != "read":
+                # (a claim counts as a write here: whether it claims is known only after)
+                self._counter.sending(name)
             self._sent.append((name, kind))
             return super().pack_command(*args)
 

@@ -524,13 +524,13 @@ PATHS: dict[str, Path_] = {
 
 
 async def _point(
-    world: World, name: str, after: int, gate: asyncio.Semaphore
+    world: World, name: str, after: int, gate: asyncio.Semaphore, before: bool = False
 ) -> tuple[int, list[str]]:
     async with gate:
         db_url = world.db()
         r: aioredis.Redis = aioredis.Redis.from_url(db_url, decode_responses=True)
         env = Env(db_url, world.sims, world.receiver, unique("cp"), r)
-        counter = Counter(after=after)
+        counter = Counter(after=after, before=before)
         t0 = time.monotonic()
         try:
             problems = await PATHS[name](world, env, counter)
@@ -540,19 +540,26 @@ async def _point(
             await r.flushdb()
             await r.aclose()
         took = time.monotonic() - t0
-        print(f"point {name} #{after}: {counter.writes} writes, {took:.1f}s {problems[:2]}")
+        where = f"{'before' if before else 'after'} #{after}"
+        print(f"point {name} {where}: {counter.writes} writes, {took:.1f}s {problems[:2]}")
         return counter.writes, problems
 
 
-async def _all_points(world: World) -> tuple[dict[str, int], dict[tuple[str, int], list[str]]]:
+Failures = dict[tuple[str, int, bool], list[str]]
+
+
+async def _all_points(world: World) -> tuple[dict[str, int], Failures]:
     gate = asyncio.Semaphore(PARALLEL)
     only = os.environ.get("CRASH_PATHS", "")  # a substring, to run some paths while working
     names = [name for name in PATHS if only in name]
     measured = await asyncio.gather(*(_point(world, name, 0, gate) for name in names))
     counts = {name: writes for name, (writes, _) in zip(names, measured, strict=True)}
-    failures = {(n, 0): p for n, (_, p) in zip(names, measured, strict=True) if p}
-    points = [(name, n) for name in names for n in range(1, counts[name] + 1)]
-    results = await asyncio.gather(*(_point(world, name, n, gate) for name, n in points))
+    failures = {(n, 0, False): p for n, (_, p) in zip(names, measured, strict=True) if p}
+    # After each write N, and before each write N > 1 (the same Redis state as after N - 1, but
+    # past what the process did in between: a vendor call, a POST to a subscriber).
+    points = [(name, n, False) for name in names for n in range(1, counts[name] + 1)]
+    points += [(name, n, True) for name in names for n in range(2, counts[name] + 1)]
+    results = await asyncio.gather(*(_point(world, point[0], point[1], gate, point[2]) for point in points))
     for point, (_, problems) in zip(points, results, strict=True):
         if problems:
             failures[point] = problems
@@ -565,6 +572,7 @@ def test_every_crash_point_of_every_path_loses_nothing(world: World) -> None:
     counts, failures = asyncio.run(_all_points(world))
     took = time.monotonic() - started
     lines = [f"{name}: {count} writes" for name, count in counts.items()]
-    print(f"\ncrash points: {sum(counts.values())} in {took:.0f}s\n" + "\n".join(lines))
+    total = sum(counts.values()) + sum(count - 1 for count in counts.values())
+    print(f"\ncrash points: {total} in {took:.0f}s\n" + "\n".join(lines))
     assert all(count >= 1 for count in counts.values()), counts
     assert not failures, "\n".join(f"{p}: {v}" for p, v in sorted(failures.items()))
