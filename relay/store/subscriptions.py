@@ -136,6 +136,7 @@ async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
     pipe = r.pipeline(transaction=True)
     for run_id in runs:
         pipe.zrem(keys.DUE_DELIVER, keys.pair(sub["id"], run_id))
+        pipe.hdel(keys.leases(keys.DUE_DELIVER), keys.pair(sub["id"], run_id))
         pipe.delete(keys.lane(sub["id"], run_id))
     pipe.delete(keys.subscription(sub["id"]), keys.sub_pairs(sub["id"]), keys.sub_dead(sub["id"]))
     pipe.expire(keys.sub_attempts(sub["id"]), 7 * 86400)
