@@ -559,7 +559,9 @@ async def _all_points(world: World) -> tuple[dict[str, int], Failures]:
     # past what the process did in between: a vendor call, a POST to a subscriber).
     points = [(name, n, False) for name in names for n in range(1, counts[name] + 1)]
     points += [(name, n, True) for name in names for n in range(2, counts[name] + 1)]
-    results = await asyncio.gather(*(_point(world, point[0], point[1], gate, point[2]) for point in points))
+    results = await asyncio.gather(
+        *(_point(world, name, n, gate, before) for name, n, before in points)
+    )
     for point, (_, problems) in zip(points, results, strict=True):
         if problems:
             failures[point] = problems
