@@ -221,10 +221,9 @@ def reservation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(budget, "bind", bind)
     monkeypatch.setattr(budget, "run_script", run_script)
-    # The module's own names only: patching asyncio.sleep or time.time themselves would catch
-    # every other task on the shared event loop too.
+    # The module's own name only: patching asyncio.sleep itself would catch every other task on
+    # the shared event loop too. (The time is the script's: Redis TIME, never the worker's.)
     monkeypatch.setattr(budget, "asyncio", SimpleNamespace(sleep=sleep))
-    monkeypatch.setattr(budget, "time", SimpleNamespace(time=lambda: 1000.0))
     seen["script"] = Scripts.reserve_slot
     return seen
 
@@ -242,7 +241,7 @@ async def test_budget_send_now(reservation: dict[str, Any]) -> None:
     script, keys, args = reservation["calls"][0]
     assert script is reservation["script"]
     assert keys == [budget.keys.budget("cred-now")]
-    assert args == [20.0, 1000.0, budget.MAX_WAIT]
+    assert args == [20.0, budget.MAX_WAIT]
     assert budget.MAX_WAIT == 1.0
     assert _count(budget.BUDGET_REQUESTS, "cred-now") == before + 1
     assert _count(budget.BUDGET_DEFERRED, "cred-now") == deferred
