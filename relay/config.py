@@ -99,6 +99,10 @@ class Settings(BaseSettings):
         default=("completed", "failed", "succeeded", "partial", "cancelled", "canceled"),
         alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
     )
+    retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", gt=0)
+    tombstone_ttl: float = Field(default=180 * 86400.0, alias="RELAY_TOMBSTONE_TTL", gt=0)
+    sweep_interval: float = Field(default=30.0, alias="RELAY_SWEEP_INTERVAL", gt=0)
+    memory_threshold: float = Field(default=0.9, alias="RELAY_MEMORY_THRESHOLD", gt=0, le=1)
     lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
 

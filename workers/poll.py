@@ -16,6 +16,7 @@ from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
 from relay.recorder import RunGone, record
 from relay.store.autopipe import Command
 from relay.store.client import dumps
+from relay.store.lifecycle import live_write
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from workers.context import Context
 
@@ -28,7 +29,8 @@ async def _again(ctx: Context, run_id: str, delay: float, **fields: str) -> None
     connection; only this run's single poll chain writes these fields."""
     commands: list[Command] = []
     if fields:
-        commands.append(("HSET", keys.run(run_id), *chain.from_iterable(fields.items())))
+        # Only to a run that still exists: an erase during the poll must not bring it back.
+        commands.append(live_write("HSET", keys.run(run_id), *chain.from_iterable(fields.items())))
     commands.append(("ZADD", keys.DUE_POLL, "XX", time.time() + delay, run_id))
     await ctx.pipe.execute(*commands)
 
@@ -53,7 +55,7 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         POLLS.labels(provider.name, "budget_deferred").inc()
         await _again(ctx, run_id, wait)
         return
-    await ctx.pipe.execute(("HINCRBY", keys.run(run_id), "polls", 1))
+    await ctx.pipe.execute(live_write("HINCRBY", keys.run(run_id), "polls", 1))
     try:
         seen = await provider.fetch(
             ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
@@ -64,7 +66,10 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         return
     except NotFound:
         POLLS.labels(provider.name, "not_found").inc()
-        misses = await r.hincrby(keys.run(run_id), "not_found", 1)
+        (misses_raw,) = await ctx.pipe.execute(
+            live_write("HINCRBY", keys.run(run_id), "not_found", 1)
+        )
+        misses = int(misses_raw or 0)
         if misses >= s.not_found_limit:
             await _give_up(ctx, run, "not_found", "the vendor no longer knows this run")
         else:
@@ -76,8 +81,8 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         return
     except Transient as exc:
         POLLS.labels(provider.name, "transient").inc()
-        errors = await r.hincrby(keys.run(run_id), "errors", 1)
-        delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
+        (errors_raw,) = await ctx.pipe.execute(live_write("HINCRBY", keys.run(run_id), "errors", 1))
+        delay = backoff(int(errors_raw or 0), s.poll_min_interval, s.poll_max_interval)
         log.info("poll_retry", run_id=run_id, reason=exc.reason, delay=round(delay, 2))
         await _again(ctx, run_id, delay)
         return
@@ -124,10 +129,11 @@ async def poll_run(ctx: Context, run_id: str) -> None:
             outcome=outcome,
         )
     if terminal:
-        pipe = r.pipeline(transaction=True)
-        pipe.hset(keys.run(run_id), mapping={**fields, "state": COMPLETED})
-        pipe.zrem(keys.DUE_POLL, run_id)
-        await pipe.execute()
+        done = {**fields, "state": COMPLETED}
+        await ctx.pipe.execute(
+            live_write("HSET", keys.run(run_id), *chain.from_iterable(done.items())),
+            ("ZREM", keys.DUE_POLL, run_id),
+        )
         return
     await _again(ctx, run_id, jitter(interval, 0.05), **({} if changed else fields))
 

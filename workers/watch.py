@@ -9,7 +9,8 @@ import structlog
 
 from relay import budget, keys
 from relay.ids import new_id
-from relay.providers.base import RateLimited, VendorError
+from relay.providers.base import Observed, RateLimited, VendorError
+from relay.store.lifecycle import TOMB
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.scripts import FINISH_LISTING
 from workers.context import Context
@@ -19,6 +20,21 @@ log = structlog.get_logger("relay.watch")
 
 def watch_seen(watch_id: str) -> str:
     return keys.watch(watch_id) + ":seen"
+
+
+async def _without_tombstones(
+    ctx: Context, watch: dict[str, str], runs: list[Observed]
+) -> list[Observed]:
+    """Runs whose relay run expired or was erased leave a tombstone on their upstream key (and
+    leave the seen-set): the watch does not track them again, nor remember them again."""
+    if not runs:
+        return runs
+    pipe = ctx.redis.pipeline(transaction=False)
+    for run in runs:
+        up = run.upstream_run_id
+        pipe.get(upstream_key(watch["tenant"], watch["provider"], watch["agent_id"], up))
+    found = await pipe.execute()
+    return [run for run, value in zip(runs, found, strict=True) if value != TOMB]
 
 
 async def watch_agent(ctx: Context, watch_id: str) -> None:
@@ -45,6 +61,7 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     baseline = watch.get("baselined") != "1"
     known = await r.smembers(seen_key)
     fresh = [run for run in runs if run.upstream_run_id not in known]
+    fresh = await _without_tombstones(ctx, watch, fresh)
     now = time.time()
     for run in fresh:
         if baseline and not watch.get("include_existing") == "1":
@@ -64,6 +81,7 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
             "metadata": watch.get("metadata") or "{}",
             "created_at": repr(now),
             "updated_at": repr(now),
+            "retention": repr(s.retention),
         }
         created = await create_run(
             r,

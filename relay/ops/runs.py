@@ -13,12 +13,14 @@ from pydantic import ValidationError
 
 from relay import keys, signing
 from relay.ids import new_id
+from relay.memory_guard import ensure_room
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, Invalid, NotFound, invalid_from
 from relay.ops.guard import checked_url
 from relay.ops.inputs import RunCreate
 from relay.providers.base import Provider
 from relay.secret_box import seal
+from relay.store import lifecycle
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
@@ -102,6 +104,7 @@ async def start(
     """Record a run with its first unit of work (a start or a poll) in one script."""
     provider = _provider(deps, body.provider)
     payload = _validated_input(provider, body)
+    await ensure_room(deps.redis, deps.settings.memory_threshold)
     callback_url = None
     if body.callback_url is not None:
         callback_url = await checked_url(deps, body.callback_url, "callback_url")
@@ -124,6 +127,8 @@ async def start(
         "created_at": repr(now),
         "updated_at": repr(now),
         "poll_interval": "0",
+        # Carried by the run so every script that ends it knows how long to keep it.
+        "retention": repr(deps.settings.retention),
     }
     if payload is not None:
         record["input"] = dumps(payload)
@@ -257,7 +262,8 @@ async def refresh(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
 
 
 async def stop(deps: Deps, tenant: str, run_id: str) -> None:
-    """Stop tracking: no more polls or starts; what was recorded stays."""
+    """Stop tracking: no more polls or starts; what was recorded stays for RELAY_RETENTION
+    after its deliveries settle (the retention clock starts here if they already have)."""
     run = await _own(deps, tenant, run_id)
     pipe = deps.redis.pipeline(transaction=True)
     if run.get("state") in ACTIVE_STATES:
@@ -265,3 +271,15 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
     pipe.zrem(keys.DUE_POLL, run["id"])
     pipe.zrem(keys.DUE_START, run["id"])
     await pipe.execute()
+    await lifecycle.settle_run(deps.redis, run["id"])
+
+
+async def erase(deps: Deps, tenant: str, run_id: str) -> None:
+    """Stop tracking and delete the run with everything about it now (a personal-data request):
+    events and their bodies, snapshots, delivery records, pending deliveries, dead letters, its
+    callback subscription, index entries. Only a tombstone of its upstream key stays, so a watch
+    does not track it again. One script, so a poll in flight finds the run gone and records
+    nothing (RECORD_EVENT answers 'gone')."""
+    run = await _own(deps, tenant, run_id)
+    if not await lifecycle.erase_run(deps.redis, run["id"], deps.settings.tombstone_ttl):
+        raise NotFound("run")

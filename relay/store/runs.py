@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis.asyncio as aioredis
 
 from relay import keys
 from relay.store.client import bind, dumps, loads
+from relay.store.lifecycle import retained
 
 IDEMPOTENCY_TTL = 24 * 3600
 
@@ -62,7 +64,7 @@ async def get_run(r: aioredis.Redis, run_id: str) -> dict[str, str] | None:
 
 async def get_tenant_run(r: aioredis.Redis, tenant: str, run_id: str) -> dict[str, str] | None:
     run = await get_run(r, run_id)
-    if run is None or run.get("tenant") != tenant:
+    if run is None or run.get("tenant") != tenant or not retained(run, time.time()):
         return None
     return run
 
@@ -107,6 +109,7 @@ async def list_runs(
     out: list[dict[str, str]] = []
     index = keys.tenant_runs(tenant)
     offset = 0
+    now = time.time()
     while len(out) < limit:
         batch = await r.zrevrangebyscore(
             index, max_score, "-inf", start=offset, num=200, withscores=True
@@ -122,7 +125,7 @@ async def list_runs(
             # Equal scores come in reverse member order, so "after the cursor" is a smaller id.
             if after_id is not None and float(score) == float(max_score) and run_id >= after_id:
                 continue
-            if not run:
+            if not run or not retained(run, now):
                 continue
             if provider and run.get("provider") != provider:
                 continue

@@ -8,6 +8,8 @@ Redis/Valkey or Sentinel primary (the supported deployments) and not meant for R
 
 from __future__ import annotations
 
+from relay.store.lifecycle import PRELUDE as _LC
+
 # KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip)
 # ARGV: run_id, now, due_at, body_hash, idem_ttl, field, value, field, value, ...
 CREATE_RUN = """
@@ -53,7 +55,9 @@ return items
 #       run field/value pairs..., sub ids...
 # Returns 'dup' (already recorded), 'gone' (run deleted or stopped), 'stale' (sequence moved;
 # re-read and retry) or 'ok'.
-RECORD_EVENT = """
+RECORD_EVENT = (
+    _LC
+    + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
 -- A deleted or stopped run records nothing more: a poll in flight when DELETE landed must not
 -- write the run back to life.
@@ -80,8 +84,11 @@ for _, sub in ipairs(subs) do
   redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
   redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id)
 end
+-- lifecycle (relay/store/lifecycle.py): an ended run with nothing to deliver starts retention.
+lc_settle(run_id)
 return 'ok'
 """
+)
 
 # Put one event (back) on a lane with a FRESH retry schedule: redeliver and ping. The delivery's
 # attempt count for the schedule goes back to 0 (the attempt log, a separate list, keeps every
@@ -91,14 +98,19 @@ return 'ok'
 # KEYS: lane, dlv, due_deliver, pairs, dead_index
 # ARGV: event_id, now, pair, run_id
 # Returns 1.
-ENQUEUE_LANE = """
+ENQUEUE_LANE = (
+    _LC
+    + """
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
+-- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
+lc_reopen(ARGV[4])
 return 1
 """
+)
 
 # Recover ONE dead letter, as one step: only if it is still in the dead index (so two recovers
 # at once queue it once, and one that died again meanwhile is taken from the index it is in),
@@ -107,15 +119,20 @@ return 1
 # KEYS: dead_index, lane, dlv, due_deliver, pairs
 # ARGV: member ('<event_id>|<run_id>'), event_id, now, pair, run_id
 # Returns 1 (queued again) or 0 (no longer dead-lettered: someone else recovered it).
-RECOVER_DEAD = """
+RECOVER_DEAD = (
+    _LC
+    + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
+-- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
+lc_reopen(ARGV[5])
 return 1
 """
+)
 
 # The end of one listing of a watched agent (workers/watch.py), only if the watch still exists:
 # a DELETE during the listing must not be written back over. Marks the new upstream runs seen,
@@ -148,7 +165,9 @@ return {head, body, attempts, sub}
 # event, so a late finisher whose lease was taken over cannot pop someone else's event.
 # KEYS: lane, dlv, due_deliver, pairs, dead_index
 # ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0')
-FINISH_HEAD = """
+FINISH_HEAD = (
+    _LC
+    + """
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('LPOP', KEYS[1])
 redis.call('HSET', KEYS[2], 'state', ARGV[5], 'attempts', ARGV[6], 'last_code', ARGV[7],
@@ -162,8 +181,11 @@ else
   redis.call('ZREM', KEYS[3], ARGV[3])
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+-- lifecycle (relay/store/lifecycle.py): the last pending delivery of an ended run starts retention.
+lc_settle(ARGV[4])
 return 1
 """
+)
 
 # Retry the head later. KEYS: lane, dlv, due_deliver
 # ARGV: event_id, now, pair, attempts, code, error, next_at

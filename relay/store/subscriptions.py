@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 
 from relay import keys
 from relay.store.client import dumps, loads
+from relay.store.lifecycle import settle_run
 
 CALLBACK = "callback"
 
@@ -141,6 +142,9 @@ async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
     pipe.expire(keys.sub_attempts(sub["id"]), 7 * 86400)
     pipe.srem(keys.tenant_subs(sub["tenant"]), sub["id"])
     await pipe.execute()
+    # Its pending deliveries are moot now: runs that waited only for them start retention.
+    for run_id in runs:
+        await settle_run(r, run_id)
 
 
 async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:

