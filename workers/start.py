@@ -13,6 +13,7 @@ from relay.polling import backoff
 from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
 from relay.recorder import RunGone, record
 from relay.store.client import dumps, loads
+from relay.store.packing import pack
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
 from workers.context import Context
 
@@ -73,7 +74,7 @@ async def start_run(ctx: Context, run_id: str) -> None:
             snapshot=started.snapshot,
             run_fields={
                 "state": COMPLETED if terminal else TRACKING,
-                "snapshot": dumps(started.snapshot),
+                "snapshot": pack(dumps(started.snapshot)),
                 "last_change_at": repr(now),
                 "poll_interval": repr(s.poll_min_interval),
                 "errors": "0",

@@ -20,7 +20,7 @@ from relay.ops.guard import checked_url
 from relay.ops.inputs import RunCreate
 from relay.providers.base import Provider
 from relay.secret_box import seal
-from relay.store import lifecycle
+from relay.store import lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
@@ -173,6 +173,7 @@ async def start(
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
         raise NotFound("run")
+    await snapshots.resolve(r, [run])
     return Started(public_run(run), created.outcome == "created")
 
 
@@ -180,6 +181,7 @@ async def _own(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:
     run = await get_tenant_run(deps.redis, tenant, run_id)
     if run is None:
         raise NotFound("run")
+    await snapshots.resolve(deps.redis, [run])
     return run
 
 
@@ -249,6 +251,7 @@ async def page(
     runs, next_cursor = await list_runs(
         deps.redis, tenant, limit=limit, cursor=cursor, provider=provider, status=status
     )
+    await snapshots.resolve(deps.redis, runs)
     return RunPage([public_run(run) for run in runs], next_cursor)
 
 

@@ -5,16 +5,18 @@ tracking_failed, stopped) AND none of its deliveries is still pending. RECORD_EV
 transition) and FINISH_HEAD (the last delivery of a lane) call `lc_settle` from the Lua prelude
 below, as do stop (DELETE) and deleting a subscription (whose lanes are then moot). From then on:
 
-- every data key of the run (events list, event hashes with their bodies, delivery records,
-  snapshots, the callback subscription with its attempts/dead/pairs) carries PEXPIREAT
+- every data key of the run (events list, event hashes with their bodies and snapshots,
+  delivery records, the callback subscription with its attempts/dead/pairs) carries PEXPIREAT
   `retain_until`: Redis deletes them itself, exactly on time;
 - the run hash carries `retain_until` (readers treat the run as gone from then) and expires a
   grace later, so the sweep can still read what to unindex;
 - `relay:retention` (zset, score = retain_until) drives the sweep (SWEEP_RUN, run by every
-  worker's sweeper loop), which removes what cannot expire per member: the tenant's run index,
-  the due sets, the subscription's dead letters and attempt-log entries and the tenant's notices
-  older than the retention, the watch's seen-set member; it turns the upstream de-duplication key
-  into a tombstone ('tomb', `RELAY_TOMBSTONE_TTL`) and deletes the run hash.
+  worker's sweeper loop), which removes what cannot expire per member: the tenant's run indexes
+  (by provider and status too), the due sets, the subscription's dead letters and attempt-log
+  entries and the tenant's notices older than the retention, the watch's seen-set member; it
+  turns the upstream de-duplication key of an agent's run into a tombstone ('tomb',
+  `RELAY_TOMBSTONE_TTL`: a watch listing the agent must not track it again), deletes any other
+  run's, and deletes the run hash.
 
 A delivery queued again for an ended run (redeliver, recover) calls `lc_reopen`: the keys lose
 their expiry until that delivery settles too, so retention never cuts a pending delivery short.
@@ -39,6 +41,47 @@ DEFAULT_RETENTION = 30 * 86400
 PRELUDE = (
     """
 local LC_ENDED = {completed = true, start_failed = true, tracking_failed = true, stopped = true}
+-- Listing indexes (relay/store/runs.py list_runs): per tenant, zsets scored by created_at, by
+-- provider (p:), by status or state (s:), and by both (ps:). The values indexed are kept on the
+-- run hash (ix_status, ix_state) so a change moves the entry and the sweep knows what to remove.
+local function lc_ix(tenant, kind, a, b)
+  local key = 'relay:tenant:' .. tenant .. ':runs:' .. kind .. ':' .. a
+  if b then key = key .. ':' .. b end
+  return key
+end
+local function lc_index(run_id)
+  local rk = 'relay:run:' .. run_id
+  local f = redis.call('HMGET', rk, 'tenant', 'provider', 'status', 'state', 'created_at',
+    'ix_status', 'ix_state')
+  if not f[1] then return end
+  local t, p, score = f[1], f[2], f[5]
+  if not f[6] and not f[7] then redis.call('ZADD', lc_ix(t, 'p', p), score, run_id) end
+  local now_vals = {f[3] or '', f[4] or ''}
+  local old_vals = {f[6] or '', f[7] or ''}
+  for i = 1, 2 do
+    if now_vals[i] ~= old_vals[i] then
+      if old_vals[i] ~= '' and old_vals[i] ~= now_vals[3 - i] then
+        redis.call('ZREM', lc_ix(t, 's', old_vals[i]), run_id)
+        redis.call('ZREM', lc_ix(t, 'ps', p, old_vals[i]), run_id)
+      end
+      if now_vals[i] ~= '' then
+        redis.call('ZADD', lc_ix(t, 's', now_vals[i]), score, run_id)
+        redis.call('ZADD', lc_ix(t, 'ps', p, now_vals[i]), score, run_id)
+      end
+    end
+  end
+  redis.call('HSET', rk, 'ix_status', now_vals[1], 'ix_state', now_vals[2])
+end
+local function lc_unindex(run_id, tenant, provider, status, state)
+  redis.call('ZREM', 'relay:tenant:' .. tenant .. ':runs', run_id)
+  redis.call('ZREM', lc_ix(tenant, 'p', provider), run_id)
+  for _, v in ipairs({status or '', state or ''}) do
+    if v ~= '' then
+      redis.call('ZREM', lc_ix(tenant, 's', v), run_id)
+      redis.call('ZREM', lc_ix(tenant, 'ps', provider, v), run_id)
+    end
+  end
+end
 local function lc_now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,15 +90,12 @@ end
 local function lc_keys(run_id)
   local rk = 'relay:run:' .. run_id
   local out = {rk .. ':events'}
-  local snap = redis.call('HGET', rk, 'snapshot_ref')
-  if snap then out[#out + 1] = 'relay:snap:' .. run_id .. ':' .. snap end
   for _, e in ipairs(redis.call('LRANGE', rk .. ':events', 0, -1)) do
     out[#out + 1] = 'relay:event:' .. e
-    local ev = redis.call('HMGET', 'relay:event:' .. e, 'subs', 'snap')
-    for sub in string.gmatch(ev[1] or '', '[^,]+') do
+    local subs = redis.call('HGET', 'relay:event:' .. e, 'subs') or ''
+    for sub in string.gmatch(subs, '[^,]+') do
       out[#out + 1] = 'relay:dlv:' .. e .. ':' .. sub
     end
-    if ev[2] and ev[2] ~= snap then out[#out + 1] = 'relay:snap:' .. run_id .. ':' .. ev[2] end
   end
   local cb = redis.call('HGET', rk, 'callback_sub')
   if cb then
@@ -89,6 +129,19 @@ local function lc_settled(run_id)
   end
   return true
 end
+-- The upstream de-duplication key of a run that is gone. A run of an agent (the only kind a
+-- watch lists) leaves a tombstone ('tomb', ttl ms) so the watch does not track it again; any
+-- other run's key just goes (tracking its upstream run again makes a new run).
+local function lc_bury(run_id, tenant, provider, agent_id, upstream_run_id, ttl)
+  local up = 'relay:upstream:' .. tenant .. ':' .. provider .. ':' .. (agent_id or '') .. ':'
+    .. upstream_run_id
+  if redis.call('GET', up) ~= run_id then return end
+  if agent_id and agent_id ~= '' then
+    redis.call('SET', up, 'tomb', 'PX', ttl)
+  else
+    redis.call('DEL', up)
+  end
+end
 -- Start the run's retention clock if it ended and its deliveries settled. Returns 1 if started.
 local function lc_settle(run_id)
   local rk = 'relay:run:' .. run_id
@@ -121,7 +174,7 @@ end
 )
 
 # Settle one run now (stop, a deleted subscription). ARGV: run_id. Returns 1 if the clock started.
-SETTLE_RUN = PRELUDE + "return lc_settle(ARGV[1])\n"
+SETTLE_RUN = PRELUDE + "lc_index(ARGV[1])\nreturn lc_settle(ARGV[1])\n"
 
 # Trim a list of JSON records (newest first, each with "at") to those newer than `cutoff`.
 _TRIM_OLD = """
@@ -149,17 +202,14 @@ if not score or tonumber(score) > now then return 0 end
 redis.call('ZREM', 'relay:retention', ARGV[1])
 local rk = 'relay:run:' .. ARGV[1]
 local r = redis.call('HMGET', rk, 'tenant', 'provider', 'agent_id', 'upstream_run_id',
-  'watch_id', 'subs_seen', 'retention', 'status', 'state')
+  'watch_id', 'subs_seen', 'retention', 'ix_status', 'ix_state')
 for _, k in ipairs(lc_keys(ARGV[1])) do redis.call('DEL', k) end
 redis.call('DEL', rk)
 redis.call('ZREM', 'relay:due:poll', ARGV[1])
 redis.call('ZREM', 'relay:due:start', ARGV[1])
 if not r[1] then return 1 end
 local tenant = r[1]
-redis.call('ZREM', 'relay:tenant:' .. tenant .. ':runs', ARGV[1])
-"""
-    + "-- INDEXES:SWEEP\n"
-    + """
+lc_unindex(ARGV[1], tenant, r[2], r[8], r[9])
 local cutoff = now - tonumber(r[7] or '"""
     + str(DEFAULT_RETENTION)
     + """')
@@ -170,10 +220,7 @@ for sub in string.gmatch(r[6] or '', '[^,]+') do
 end
 lc_trim_old('relay:tenant:' .. tenant .. ':notices', cutoff)
 if r[4] and r[4] ~= '' then
-  local up = 'relay:upstream:' .. tenant .. ':' .. r[2] .. ':' .. (r[3] or '') .. ':' .. r[4]
-  if redis.call('GET', up) == ARGV[1] then
-    redis.call('SET', up, 'tomb', 'PX', ARGV[3])
-  end
+  lc_bury(ARGV[1], tenant, r[2], r[3], r[4], ARGV[3])
   if r[5] and r[5] ~= '' then redis.call('SREM', 'relay:watch:' .. r[5] .. ':seen', r[4]) end
 end
 return 1
@@ -188,7 +235,7 @@ ERASE_RUN = (
     + """
 local rk = 'relay:run:' .. ARGV[1]
 local r = redis.call('HMGET', rk, 'tenant', 'provider', 'agent_id', 'upstream_run_id',
-  'watch_id', 'status', 'state')
+  'watch_id', 'ix_status', 'ix_state')
 if not r[1] then return 0 end
 local tenant = r[1]
 for _, e in ipairs(redis.call('LRANGE', rk .. ':events', 0, -1)) do
@@ -213,14 +260,8 @@ redis.call('DEL', rk)
 redis.call('ZREM', 'relay:retention', ARGV[1])
 redis.call('ZREM', 'relay:due:poll', ARGV[1])
 redis.call('ZREM', 'relay:due:start', ARGV[1])
-redis.call('ZREM', 'relay:tenant:' .. tenant .. ':runs', ARGV[1])
-"""
-    + "-- INDEXES:ERASE\n"
-    + """
-if r[4] and r[4] ~= '' then
-  local up = 'relay:upstream:' .. tenant .. ':' .. r[2] .. ':' .. (r[3] or '') .. ':' .. r[4]
-  if redis.call('GET', up) == ARGV[1] then redis.call('SET', up, 'tomb', 'PX', ARGV[2]) end
-end
+lc_unindex(ARGV[1], tenant, r[2], r[6], r[7])
+if r[4] and r[4] ~= '' then lc_bury(ARGV[1], tenant, r[2], r[3], r[4], ARGV[2]) end
 return 1
 """
 )

@@ -12,7 +12,9 @@ from relay.store.lifecycle import PRELUDE as _LC
 
 # KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip)
 # ARGV: run_id, now, due_at, body_hash, idem_ttl, field, value, field, value, ...
-CREATE_RUN = """
+CREATE_RUN = (
+    _LC
+    + """
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
   if seen[2] then
@@ -38,8 +40,11 @@ if KEYS[4] ~= '' then
   redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
 if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
+-- lifecycle (relay/store/lifecycle.py): the listing indexes by provider and status.
+lc_index(ARGV[1])
 return {'created', ARGV[1]}
 """
+)
 
 # Claim due members by pushing their score to a lease deadline; an unfinished claim (its worker
 # died) becomes due again when the lease passes. KEYS: due. ARGV: now, lease_until, limit.
@@ -84,7 +89,9 @@ for _, sub in ipairs(subs) do
   redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
   redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id)
 end
--- lifecycle (relay/store/lifecycle.py): an ended run with nothing to deliver starts retention.
+-- lifecycle (relay/store/lifecycle.py): the listing indexes follow the new status and state; an
+-- ended run with nothing to deliver starts retention.
+lc_index(run_id)
 lc_settle(run_id)
 return 'ok'
 """
