@@ -295,21 +295,27 @@ def test_console_erase_button(lstack: Stack, lrdb: redis.Redis) -> None:
 def test_erase_during_a_poll_in_flight_does_not_resurrect(
     lstack: Stack, lrdb: redis.Redis, lsim: str
 ) -> None:
-    domain = unique("inflight") + ".example"
+    """The poll in flight sees no change (so it writes what it saw back to the run, the path that
+    could bring an erased run back) and then finds the run erased."""
+    agent = unique("agent")
     with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
-        run = start_run(api, domain)
+        made = sim.post(
+            f"/_sim/autoposting/agents/{agent}/runs", json={"statuses": ["running"] * 20}
+        ).json()["data"]
+        body = {"provider": "autoposting", "agent_id": agent, "upstream_run_id": made["id"]}
+        run = api.post("/v1/runs", json=body).json()
         wait_for(
-            lambda: api.get(f"/v1/runs/{run['id']}").json()["state"] == "tracking",
-            what="tracking",
+            lambda: api.get(f"/v1/runs/{run['id']}").json()["status"] == "running",
+            what="running",
         )
         sim.post("/_sim/config", json={"latency_ms": 1200}).raise_for_status()
         try:
             time.sleep(0.6)  # a poll is waiting on the vendor now
             assert api.post(f"/v1/runs/{run['id']}/erase").status_code == 204
-            time.sleep(2.5)  # it answers, and the worker writes what it saw
+            time.sleep(2.5)  # it answers "running" again, and the worker writes what it saw
         finally:
             sim.post("/_sim/config", json={"latency_ms": 0}).raise_for_status()
-        assert not traces_of(lrdb, domain, run["id"])
+        assert not traces_of(lrdb, run["id"])
         assert api.get(f"/v1/runs/{run['id']}").status_code == 404
 
 
