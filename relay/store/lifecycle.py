@@ -176,14 +176,17 @@ end
 # Settle one run now (stop, a deleted subscription). ARGV: run_id. Returns 1 if the clock started.
 SETTLE_RUN = PRELUDE + "lc_index(ARGV[1])\nreturn lc_settle(ARGV[1])\n"
 
-# Trim a list of JSON records (newest first, each with "at") to those newer than `cutoff`.
+# Trim a list of JSON records (newest first, each with "at", unix seconds) to those newer than
+# `cutoff`, from the oldest end.
 _TRIM_OLD = """
 local function lc_trim_old(key, cutoff)
   for _ = 1, 10000 do
     local last = redis.call('LINDEX', key, -1)
     if not last then return end
     local ok, rec = pcall(cjson.decode, last)
-    if ok and type(rec) == 'table' and tonumber(rec['at'] or 0) >= cutoff then return end
+    -- A record of another shape (no numeric "at") is kept: only what is known old goes.
+    local at = ok and type(rec) == 'table' and tonumber(rec['at'])
+    if not at or at >= cutoff then return end
     redis.call('RPOP', key)
   end
 end
