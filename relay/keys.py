@@ -86,3 +86,9 @@ def watch(watch_id: str) -> str:
 
 def budget(provider: str) -> str:
     return f"{P}budget:{provider}"
+
+
+def notice_gate(tenant: str, name: str) -> str:
+    """Set (with an expiry) when a notice `name` was last kept for a tenant, so a fault that hits
+    many runs at once makes one notice per period, not one per run. Ends: its own expiry."""
+    return f"{P}tenant:{tenant}:notice-gate:{name}"

@@ -148,11 +148,12 @@ def test_tracked_run_that_vanishes_gives_tracking_failed(stack: Stack, sim: http
 
 def test_revoked_vendor_key_gives_tracking_failed(stack: Stack, sim: httpx.Client) -> None:
     agent = unique("agent")
+    # Slow steps first: a run takes its step length when it is created.
+    sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     created = sim.post(
         f"/_sim/autoposting/agents/{agent}/runs",
         json={"statuses": ["queued", "running", "completed"]},
     ).json()["data"]
-    sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     with stack.client() as api:
         run = api.post(
             "/v1/runs",

@@ -540,6 +540,8 @@ def test_stats_count_requests_without_exposing_keys(client: httpx.Client) -> Non
         "runs_created",
         "status_429",
         "status_500",
+        "status_401",
+        "unauthorized_forced",
         "max_requests_per_second",
         "gets_per_run",
     }
