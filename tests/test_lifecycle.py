@@ -438,3 +438,29 @@ def test_listing_by_index_reads_only_its_page(own_valkey: ValkeyServer, lrdb: re
         await r.aclose()
 
     asyncio.run(go())
+
+
+def test_refresh_of_a_run_that_gave_up_stops_its_retention(
+    lstack: Stack, lrdb: redis.Redis, lsim: str
+) -> None:
+    """A tracking_failed run starts its retention clock; refresh tracks it again (RESUME_RUN),
+    which must lift the expiry of its keys, or they would vanish under a live run."""
+    with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
+        run = start_run(api, unique("gaveup") + ".example")
+        wait_for(lambda: api.get(f"/v1/runs/{run['id']}").json()["events"], what="started")
+        upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
+        sim.delete(f"/_sim/runs/{upstream}").raise_for_status()  # the vendor forgets it: 404s
+        wait_for(
+            lambda: lrdb.zscore("relay:retention", run["id"]) is not None,
+            what="gave up, retention started",
+        )
+        assert api.get(f"/v1/runs/{run['id']}").json()["state"] == "tracking_failed"
+        assert lrdb.pttl(f"relay:run:{run['id']}:events") > 0
+        resumed = api.post(f"/v1/runs/{run['id']}/refresh")
+        assert resumed.status_code == 202, resumed.text
+        assert lrdb.zscore("relay:retention", run["id"]) is None
+        assert lrdb.pttl(f"relay:run:{run['id']}:events") == -1
+        assert lrdb.hget(f"relay:run:{run['id']}", "retain_until") is None
+        tracking = api.get("/v1/runs", params={"status": "tracking", "limit": 200}).json()
+        assert run["id"] in {r["id"] for r in tracking["data"]}
+        api.post(f"/v1/runs/{run['id']}/erase")
