@@ -464,3 +464,21 @@ def test_refresh_of_a_run_that_gave_up_stops_its_retention(
         tracking = api.get("/v1/runs", params={"status": "tracking", "limit": 200}).json()
         assert run["id"] in {r["id"] for r in tracking["data"]}
         api.post(f"/v1/runs/{run['id']}/erase")
+
+
+def test_erase_during_a_start_in_flight_leaves_nothing(
+    lstack: Stack, lrdb: redis.Redis, lsim: str
+) -> None:
+    """The vendor accepts the start after the run was erased: the worker must not write the
+    upstream id (or its de-duplication key) back for a run that no longer exists."""
+    domain = unique("startfly") + ".example"
+    with lstack.client("t1") as api, httpx.Client(base_url=lsim) as sim:
+        sim.post("/_sim/config", json={"latency_ms": 1200}).raise_for_status()
+        try:
+            run = start_run(api, domain)
+            time.sleep(0.6)  # the start call is waiting on the vendor now
+            assert api.post(f"/v1/runs/{run['id']}/erase").status_code == 204
+            time.sleep(2.5)
+        finally:
+            sim.post("/_sim/config", json={"latency_ms": 0}).raise_for_status()
+        assert not traces_of(lrdb, domain, run["id"])

@@ -13,6 +13,7 @@ from relay.polling import backoff
 from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
 from relay.recorder import RunGone, record
 from relay.store.client import dumps, loads
+from relay.store.lifecycle import live_write, note_started
 from relay.store.packing import pack
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
 from workers.context import Context
@@ -40,8 +41,8 @@ async def start_run(ctx: Context, run_id: str) -> None:
         await r.zadd(keys.DUE_START, {run_id: time.time() + exc.retry_after})
         return
     except Transient as exc:
-        errors = await r.hincrby(keys.run(run_id), "errors", 1)
-        delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
+        (errors,) = await ctx.pipe.execute(live_write("HINCRBY", keys.run(run_id), "errors", 1))
+        delay = backoff(int(errors or 0), s.poll_min_interval, s.poll_max_interval)
         bound.warning("start_retry", reason=exc.reason, delay=round(delay, 2))
         await r.zadd(keys.DUE_START, {run_id: time.time() + delay})
         return
@@ -62,15 +63,13 @@ async def start_run(ctx: Context, run_id: str) -> None:
     now = time.time()
     # The upstream id first: the event id derives from it, and a crash here just repeats the
     # (idempotent) start.
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(keys.run(run_id), mapping={"upstream_run_id": started.upstream_run_id})
-    pipe.set(
-        upstream_key(
-            run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
-        ),
-        run_id,
+    # (Only to a run that still exists: one erased during the start call stays erased.)
+    up_key = upstream_key(
+        run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
     )
-    await pipe.execute()
+    if not await note_started(r, run_id, up_key, started.upstream_run_id):
+        await r.zrem(keys.DUE_START, run_id)
+        return
     run["upstream_run_id"] = started.upstream_run_id
     terminal = provider.is_terminal(started.status)
     try:

@@ -316,3 +316,22 @@ return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
 def live_write(command: str, run_key: str, *args: Any) -> tuple[Any, ...]:
     """`command` on `run_key` as a queued command that writes only to a run that still exists."""
     return ("EVAL", LIVE_WRITE, 1, run_key, command, *args)
+
+
+# The vendor accepted a start: note its upstream id on the run and claim the upstream key, only if
+# the run still exists (an erase while the start call was out must not be written back).
+# KEYS: run, upstream. ARGV: upstream_run_id, run_id. Returns 1, or 0 when the run is gone.
+LIVE_STARTED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'upstream_run_id', ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
+
+async def note_started(
+    r: aioredis.Redis, run_id: str, upstream_key: str, upstream_run_id: str
+) -> bool:
+    """Record the upstream id of a started run; False if the run was erased meanwhile."""
+    script = _script(r, "started", LIVE_STARTED)
+    return bool(await script(keys=[keys.run(run_id), upstream_key], args=[upstream_run_id, run_id]))
