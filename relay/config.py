@@ -102,6 +102,8 @@ class Settings(BaseSettings):
         default=("completed", "failed", "succeeded", "partial", "cancelled", "canceled"),
         alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
     )
+    # How long an ended run is kept with everything about it (relay/store/lifecycle.py), and how
+    # long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
     retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", gt=0)
     tombstone_ttl: float = Field(default=180 * 86400.0, alias="RELAY_TOMBSTONE_TTL", gt=0)
     sweep_interval: float = Field(default=30.0, alias="RELAY_SWEEP_INTERVAL", gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -12,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay import metrics
-from relay.api import events_routes, health, runs, subscriptions, watches
+from relay import metrics, webhook_schemas
+from relay.api import events_routes, health, pull_routes, runs, subscriptions, watches
 from relay.api.auth import KeyRing
 from relay.api.errors import EXCEPTION_HANDLERS
 from relay.api.openapi import Op, document
@@ -31,6 +32,8 @@ from relay.logging import register_secrets
 from relay.memory_guard import warn_if_evicting
 from relay.ops.runs import CURSOR_PATTERN
 from relay.providers.registry import build_providers
+from relay.pull import CURSOR_PATTERN as EVENTS_CURSOR
+from relay.pull import MAX_WAIT
 from relay.redis_conn import connect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -108,7 +111,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
         Op(
             "PATCH",
             "/v1/subscriptions/{sub_id}",
-            "Change url, filter, enabled",
+            "Change url, filter, description, enabled, headers, rate_limit",
             200,
             SubscriptionPatch,
         ),
@@ -165,6 +168,20 @@ TABLE: list[tuple[Op, Endpoint]] = [
     ),
     (
         Op(
+            "GET",
+            "/v1/events",
+            "Pull: the tenant's events in recording order, each the webhook body plus its id",
+            query=(
+                ("after", {"type": "string", "pattern": EVENTS_CURSOR}),
+                LIMIT,
+                ("wait", {"type": "number", "minimum": 0, "maximum": MAX_WAIT}),
+            ),
+            returns="EventPage",
+        ),
+        pull_routes.list_events,
+    ),
+    (
+        Op(
             "POST",
             "/v1/callback-secret",
             "Reveal (once) or rotate the secret that signs callback_url deliveries",
@@ -183,6 +200,16 @@ def _version() -> str:
         return "0.0.0"
 
 
+def openapi_document() -> dict[str, Any]:
+    """What `/openapi.json` serves: the routes, and the webhooks the relay sends."""
+    return document(
+        [op for op, _ in TABLE],
+        _version(),
+        webhook_schemas.webhooks(),
+        webhook_schemas.components(),
+    )
+
+
 def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
     routes = [Route(op.path, endpoint, methods=[op.method]) for op, endpoint in TABLE]
     # Prometheus scrape target (unauthenticated, counts only) and the operator console (HTML).
@@ -198,6 +225,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         try:
             yield
         finally:
+            await pull_routes.close(app.state)
             if owned:
                 await app.state.redis.aclose()
 
@@ -208,7 +236,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     app.state.metrics = metrics.ApiMetrics(
         keys_by_value.values(), [p.credential for p in app.state.providers.values()]
     )
-    app.state.openapi = document([op for op, _ in TABLE], _version())
+    app.state.openapi = openapi_document()
     if redis is not None:
         app.state.redis = redis
     return app

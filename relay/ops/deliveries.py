@@ -20,6 +20,7 @@ from relay.ops.subscriptions import own
 from relay.store import lanes
 from relay.store import subscriptions as subs_store
 from relay.store.client import loads
+from relay.store.packing import unpack
 from relay.store.runs import get_tenant_run
 
 PING_LANE = "ping"
@@ -58,6 +59,8 @@ class RunDeliveries:
     run: dict[str, Any]
     subscriptions: dict[str, dict[str, Any]]
     attempts: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    #: event id -> the body it sent (the same bytes to every subscriber, on every attempt)
+    bodies: dict[str, str] = field(default_factory=dict)
 
 
 async def redeliver(
@@ -165,4 +168,11 @@ async def of_run(deps: Deps, tenant: str, run_id: str) -> RunDeliveries:
         for a in map(loads, log):
             if a.get("run_id") == run["id"]:
                 by_pair[(a.get("event_id") or "", sub_id)].append(a)
-    return RunDeliveries(run, subs, dict(by_pair))
+    ids = [e["id"] for e in run["events"]]
+    pipe = deps.redis.pipeline(transaction=False)
+    for evt in ids:
+        pipe.hget(keys.event(evt), "body")
+    sent = await pipe.execute() if ids else []
+    # Stored compressed where that pays (relay/store/packing.py): shown as sent.
+    bodies = {evt: unpack(body) for evt, body in zip(ids, sent, strict=True) if body}
+    return RunDeliveries(run, subs, dict(by_pair), bodies)

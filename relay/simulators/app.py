@@ -73,6 +73,7 @@ def _fault(state: SimState, vendor: Vendor) -> Response | None:
     if state.roll(state.config.error_rate):
         return vendor.error(500, "internal_error", "Simulated internal error.")
     if state.roll(state.config.malformed_rate):
+        state.stats.malformed += 1
         return Response(MALFORMED_BODY, status_code=200, media_type="application/json")
     return None
 

@@ -120,7 +120,11 @@ class Stats:
     status_500: int = 0
     status_401: int = 0
     unauthorized_forced: dict[str, int] = field(default_factory=dict)
+    #: Answers replaced by the malformed-JSON fault, so a test can check the fault fired.
+    malformed: int = 0
     max_requests_per_second: int = 0
+    #: The same per API key (by key_id), for a test that shares the simulator with others.
+    max_per_second_by_key: dict[str, int] = field(default_factory=dict)
     gets_per_run: dict[str, int] = field(default_factory=dict)
     _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
 
@@ -131,6 +135,7 @@ class Stats:
         while window and window[0] <= now - 1.0:
             window.popleft()
         self.max_requests_per_second = max(self.max_requests_per_second, len(window))
+        self.max_per_second_by_key[who] = max(self.max_per_second_by_key.get(who, 0), len(window))
 
     def record_status(self, status: int) -> None:
         if status == 429:
@@ -160,7 +165,9 @@ class Stats:
             "status_500": self.status_500,
             "status_401": self.status_401,
             "unauthorized_forced": dict(self.unauthorized_forced),
+            "malformed": self.malformed,
             "max_requests_per_second": self.max_requests_per_second,
+            "max_per_second_by_key": dict(self.max_per_second_by_key),
             "gets_per_run": dict(self.gets_per_run),
         }
 

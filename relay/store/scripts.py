@@ -55,9 +55,9 @@ return items
 """
 
 # Record a transition and all of its delivery work in one step.
-# KEYS: run, event, run_events, due_deliver
+# KEYS: run, event, run_events, due_deliver, tenant_events
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
-#       run field/value pairs..., sub ids...
+#       run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
 # Returns 'dup' (already recorded), 'gone' (run deleted or stopped), 'stale' (sequence moved;
 # re-read and retry) or 'ok'.
 RECORD_EVENT = (
@@ -98,6 +98,15 @@ for _, sub in ipairs(subs) do
   redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
   if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id) end
 end
+-- The pull log (GET /v1/events, relay/pull.py): the event id on the tenant's stream, trimmed by
+-- MINID to the retention (Redis time, as the stream ids are) and expiring a retention after its
+-- newest entry; then one wake-up for the api processes' long-polls.
+local keep = tonumber(ARGV[#ARGV])
+local clock = redis.call('TIME')
+local oldest = math.floor((tonumber(clock[1]) - keep) * 1000)
+redis.call('XADD', KEYS[5], 'MINID', '~', oldest, '*', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[5], math.ceil(keep))
+redis.call('PUBLISH', 'relay:events:wake', KEYS[5])
 -- lifecycle (relay/store/lifecycle.py): the listing indexes follow the new status and state; an
 -- ended run with nothing to deliver starts retention.
 lc_index(run_id)
