@@ -21,6 +21,7 @@ from relay import budget, keys, notices
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
 from relay.providers.base import Observed, Provider, RateLimited, VendorError
+from relay.store.leases import Lease, release, unheld
 from relay.store.lifecycle import TOMB
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.scripts import FINISH_LISTING
@@ -38,21 +39,6 @@ TRUNCATED_NOTICE_EVERY = 3600.0
 
 def watch_seen(watch_id: str) -> str:
     return keys.watch(watch_id) + ":seen"
-
-
-async def _without_tombstones(
-    ctx: Context, watch: dict[str, str], runs: list[Observed]
-) -> list[Observed]:
-    """Runs whose relay run expired or was erased leave a tombstone on their upstream key (and
-    leave the seen-set): the watch does not track them again, nor remember them again."""
-    if not runs:
-        return runs
-    pipe = ctx.redis.pipeline(transaction=False)
-    for run in runs:
-        up = run.upstream_run_id
-        pipe.get(upstream_key(watch["tenant"], watch["provider"], watch["agent_id"], up))
-    found = await pipe.execute()
-    return [run for run, value in zip(runs, found, strict=True) if value != TOMB]
 
 
 def started_at(run: Observed) -> float | None:
@@ -123,16 +109,32 @@ async def list_all(
     return Listing(list(runs.values()), total, truncated=True)
 
 
-async def watch_agent(ctx: Context, watch_id: str) -> None:
+async def _without_tombstones(
+    ctx: Context, watch: dict[str, str], runs: list[Observed]
+) -> list[Observed]:
+    """Runs whose relay run expired or was erased leave a tombstone on their upstream key (and
+    leave the seen-set): the watch does not track them again, nor remember them again."""
+    if not runs:
+        return runs
+    pipe = ctx.redis.pipeline(transaction=False)
+    for run in runs:
+        up = run.upstream_run_id
+        pipe.get(upstream_key(watch["tenant"], watch["provider"], watch["agent_id"], up))
+    found = await pipe.execute()
+    return [run for run, value in zip(runs, found, strict=True) if value != TOMB]
+
+
+async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
+    lease = lease or unheld(keys.DUE_WATCH, watch_id)
     watch = await r.hgetall(keys.watch(watch_id))
     if not watch:
-        await r.zrem(keys.DUE_WATCH, watch_id)
+        await release(ctx.pipe, lease, None)
         return
     provider = ctx.providers[watch["provider"]]
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)
+        await release(ctx.pipe, lease, wait)
         return
     seen_key = watch_seen(watch_id)
     known = await r.smembers(seen_key)
@@ -140,11 +142,14 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     try:
         listing = await list_all(ctx, provider, watch["agent_id"], known, created_at)
     except RateLimited as exc:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + exc.retry_after}, xx=True)
+        await release(ctx.pipe, lease, exc.retry_after)
         return
     except VendorError as exc:
-        await r.hset(keys.watch(watch_id), "last_error", exc.reason)
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + s.watch_interval}, xx=True)
+        # With the release, and only if the watch still exists (a DELETE during the listing
+        # stays deleted).
+        await release(
+            ctx.pipe, lease, s.watch_interval, run_key=keys.watch(watch_id), last_error=exc.reason
+        )
         return
     runs = listing.runs
     if listing.truncated:
@@ -190,14 +195,16 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     # Only if the watch still exists: a DELETE during the listing must not be written back over.
     await r.eval(
         FINISH_LISTING,
-        3,
+        4,
         keys.watch(watch_id),
         seen_key,
         keys.DUE_WATCH,
+        lease.leases,
         watch_id,
         repr(now),
         str(len(runs)),
-        repr(now + s.watch_interval),
+        repr(s.watch_interval),
+        lease.token,
         *[run.upstream_run_id for run in fresh],
     )
 
