@@ -53,8 +53,9 @@ async def record(
     workers serialise: the loser re-reads the run and either finds its event recorded or records
     after the winner with the next sequence.
     """
-    upstream = run.get("upstream_run_id") or run["id"]
-    evt = event_id(run["tenant"], run["provider"], upstream, status_key)
+    # (not `upstream`: that is the caller's de-duplication key, passed to the script as KEYS[8])
+    upstream_id = run.get("upstream_run_id") or run["id"]
+    evt = event_id(run["tenant"], run["provider"], upstream_id, status_key)
     for _ in range(8):
         sequence = int(run.get("sequence") or 0) + 1
         previous = run.get("status") or None
