@@ -202,8 +202,9 @@ async def one_completed_run(r: Any, sub_id: str, seed: int) -> None:
                 keys.DUE_DELIVER,
                 keys.sub_pairs(sub_id),
                 keys.sub_dead(sub_id),
+                "",  # no lease: this benchmark is the only writer
             ],
-            args=[evt, time.time(), member, run["id"], "succeeded", 1, "204", "", "0"],
+            args=[evt, time.time(), member, run["id"], "succeeded", 1, "204", "", "0", ""],
         )
 
 
