@@ -1,4 +1,4 @@
-"""The `relay` command: dev, api, worker, check, simulate."""
+"""The `relay` command: dev, api, worker, check, simulate, erase-tenant."""
 
 from __future__ import annotations
 
@@ -76,6 +76,33 @@ def cmd_demo_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase_tenant(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from relay.ops.deps import Deps
+    from relay.ops.tenant_data import erase_tenant
+    from relay.providers.registry import build_providers
+    from relay.redis_conn import connect
+
+    settings = _settings()
+
+    async def go() -> int:
+        r = connect(settings.redis_url or "redis://127.0.0.1:6379")
+        try:
+            deps = Deps(r, settings, build_providers(settings))
+            counted = await erase_tenant(deps, args.tenant, dry_run=args.dry_run)
+        finally:
+            await r.aclose()
+        verb = "would erase" if args.dry_run else "erased"
+        print(
+            f"tenant {args.tenant}: {verb} {counted.runs} runs, {counted.subscriptions} "
+            f"subscriptions, {counted.watches} watches, {counted.other_keys} other keys"
+        )
+        return 0
+
+    return asyncio.run(go())
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.dev import run_dev
 
@@ -100,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8100)
     p.add_argument("--quiet", action="store_true", help="no access log")
     p.set_defaults(func=cmd_simulate)
+    p = sub.add_parser("erase-tenant", help="erase all of one tenant's data (operator)")
+    p.add_argument("tenant")
+    p.add_argument("--dry-run", action="store_true", help="count what would be erased")
+    p.set_defaults(func=cmd_erase_tenant)
     p = sub.add_parser("demo-receiver", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--secret-file", required=True)

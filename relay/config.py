@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         default=("completed", "failed", "succeeded", "partial", "cancelled", "canceled"),
         alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
     )
+    # How long an ended run is kept with everything about it (relay/store/lifecycle.py), and how
+    # long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
+    retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", gt=0)
+    tombstone_ttl: float = Field(default=180 * 86400.0, alias="RELAY_TOMBSTONE_TTL", gt=0)
+    sweep_interval: float = Field(default=30.0, alias="RELAY_SWEEP_INTERVAL", gt=0)
+    memory_threshold: float = Field(default=0.9, alias="RELAY_MEMORY_THRESHOLD", gt=0, le=1)
     lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
     poison_after: int = Field(default=5, alias="RELAY_POISON_AFTER", ge=1)
     pump_stale_after: float = Field(default=60.0, alias="RELAY_PUMP_STALE_AFTER", gt=0)
@@ -109,8 +115,6 @@ class Settings(BaseSettings):
         default=("start", "poll", "deliver", "watch"), alias="RELAY_WORKER_PUMPS"
     )
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
-    # How long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
-    retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", ge=60)
 
     log_format: str = Field(default="json", alias="RELAY_LOG_FORMAT", pattern="^(json|console)$")
     log_level: str = Field(default="info", alias="RELAY_LOG_LEVEL")

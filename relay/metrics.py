@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import keys
+from relay import keys, memory_guard
 
 log = structlog.get_logger("relay.metrics")
 
@@ -238,6 +238,8 @@ class Snapshot:
     dead_letters: int = 0
     budget_backlog: dict[str, float] = field(default_factory=dict)
     scrape_seconds: float = 0.0
+    used_memory: int = 0
+    maxmemory: int = 0
     ok: bool = True
 
 
@@ -308,6 +310,8 @@ async def read_snapshot(
             if provider:
                 tally[(provider, status or "unknown")] += 1
         snap.tracked_by_status = dict(tally)
+    memory = await memory_guard.read(r)
+    snap.used_memory, snap.maxmemory = memory.used, memory.maxmemory
     snap.scrape_seconds = time.perf_counter() - started
     return snap
 
@@ -387,6 +391,13 @@ class StoreCollector(Collector):
         for name, value in sorted(s.budget_backlog.items()):
             backlog.add_metric([name], value)
         yield backlog
+        used = GaugeMetricFamily("relay_redis_used_memory_bytes", "Redis used_memory.")
+        used.add_metric([], s.used_memory)
+        limit = GaugeMetricFamily(
+            "relay_redis_maxmemory_bytes", "Redis maxmemory (0: no limit set)."
+        )
+        limit.add_metric([], s.maxmemory)
+        yield from (used, limit)
         took = GaugeMetricFamily(
             "relay_metrics_scrape_seconds", "Time the last Redis read for metrics took."
         )

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from relay import keys
 from relay.store.autopipe import AutoPipeline, Queued
+from relay.store.packing import unpack
 
 log = structlog.get_logger("relay.pull")
 
@@ -97,7 +98,9 @@ async def read(pipe: AutoPipeline, tenant: str, after: str, limit: int) -> tuple
     if not entries:
         return [], after
     ids = [fields.get("e", "") for _, fields in entries]
-    bodies = await pipe.execute(*[("HGET", keys.event(evt), "body") for evt in ids])
+    stored = await pipe.execute(*[("HGET", keys.event(evt), "body") for evt in ids])
+    # Bodies are stored compressed where that pays (relay/store/packing.py).
+    bodies = [unpack(body) if body else body for body in stored]
     items = [
         '{"id":' + json.dumps(evt) + "," + body[1:]
         for evt, body in zip(ids, bodies, strict=True)

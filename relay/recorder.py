@@ -10,8 +10,10 @@ import redis.asyncio as aioredis
 from relay import events, keys
 from relay.config import get_settings
 from relay.ids import event_id
+from relay.store import snapshots
 from relay.store.client import bind
 from relay.store.leases import Lease
+from relay.store.packing import pack
 from relay.store.runs import get_run
 from relay.store.subscriptions import matching_subs
 
@@ -51,8 +53,9 @@ async def record(
     workers serialise: the loser re-reads the run and either finds its event recorded or records
     after the winner with the next sequence.
     """
-    upstream = run.get("upstream_run_id") or run["id"]
-    evt = event_id(run["tenant"], run["provider"], upstream, status_key)
+    # (not `upstream`: that is the caller's de-duplication key, passed to the script as KEYS[8])
+    upstream_id = run.get("upstream_run_id") or run["id"]
+    evt = event_id(run["tenant"], run["provider"], upstream_id, status_key)
     for _ in range(8):
         sequence = int(run.get("sequence") or 0) + 1
         previous = run.get("status") or None
@@ -72,6 +75,10 @@ async def record(
         body = events.body(event_type, now, data)
         subs = await matching_subs(r, run, event_type, status)
         fields = {**run_fields}
+        if event_type == events.STATUS_CHANGED and "snapshot" in fields:
+            # Stored once: the run points at this event's body, which holds the same snapshot
+            # (relay/store/snapshots.py resolves it); later polls write their own if it changes.
+            fields["snapshot"] = snapshots.REF + evt
         if status is not None:
             fields.update(status=status, previous_status=previous or "")
         fields["terminal"] = "1" if terminal else "0"
@@ -94,7 +101,7 @@ async def record(
                 evt,
                 sequence,
                 repr(now),
-                body,
+                pack(body),
                 event_type,
                 status_key,
                 len(fields),

@@ -151,6 +151,8 @@ def test_another_tenants_ids_are_404(stack: Stack, receiver: Receiver) -> None:
             assert response.status_code == 404, action
         redeliver = client.post(f"/console/events/{event_id}/redeliver", data={"csrf": token})
         assert redeliver.status_code == 404
+        erase = client.post(f"/console/runs/{run['id']}/erase", data={"csrf": token})
+        assert erase.status_code == 404
         listing = client.get("/console/subscriptions").text
         assert sub["id"] not in listing
     with console(stack, "t2") as owner:

@@ -100,6 +100,7 @@ def id_routes(o: Owned) -> list[tuple[str, str, Any]]:
         ("GET", f"/v1/runs/{run}", None),
         ("POST", f"/v1/runs/{run}/refresh", None),
         ("DELETE", f"/v1/runs/{run}", None),
+        ("POST", f"/v1/runs/{run}/erase", None),
         ("GET", f"/v1/watches/{watch}", None),
         ("DELETE", f"/v1/watches/{watch}", None),
         ("GET", f"/v1/subscriptions/{sub}", None),

@@ -22,6 +22,7 @@ from relay.secret_box import unseal
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.leases import Lease, release, unheld
+from relay.store.packing import unpack
 from relay.store.subscriptions import CALLBACK, active_secrets
 from workers.context import Context
 
@@ -131,6 +132,7 @@ async def _attempt(
         )
         return
     attempt = int(attempts_raw or 0) + 1
+    body_text = unpack(body_text)  # stored compressed when that pays (relay/store/packing.py)
     body = body_text.encode()
     secrets = await _secrets(ctx, sub)
     timestamp = int(time.time())

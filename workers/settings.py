@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from relay import keys, metrics
 from relay.config import get_settings
 from relay.logging import configure, register_secrets
+from relay.memory_guard import warn_if_evicting
 from relay.redis_conn import arq_settings, connect
 from workers import heartbeat
 from workers.context import Context, build_context
@@ -26,6 +27,7 @@ from workers.deliver import deliver_lane
 from workers.poll import poll_run
 from workers.pump import Pump
 from workers.start import start_run
+from workers.sweeper import sweep_forever
 from workers.watch import watch_agent
 
 log = structlog.get_logger("relay.worker")
@@ -98,6 +100,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     redis_url = settings.redis_url or "redis://127.0.0.1:6379"
     c = build_context(connect(redis_url, timeout=5.0), settings)
+    await warn_if_evicting(c.redis, "worker")
     pumps = build_pumps(c)
     ctx["relay"] = c
     ctx["pumps"] = pumps
@@ -105,6 +108,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["tasks"].append(
         asyncio.create_task(_beat_forever(pumps, settings.pump_stale_after), name="heartbeat")
     )
+    ctx["tasks"].append(asyncio.create_task(sweep_forever(c), name="retention-sweep"))
     for pump in pumps:
         metrics.IN_FLIGHT.labels(pump.name).set_function(lambda p=pump: p.in_flight)
     for provider in c.providers.values():

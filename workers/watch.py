@@ -22,6 +22,7 @@ from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
 from relay.providers.base import Observed, Provider, RateLimited, VendorError
 from relay.store.leases import Lease, release, unheld
+from relay.store.lifecycle import TOMB
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.scripts import FINISH_LISTING
 from workers.context import Context
@@ -108,6 +109,21 @@ async def list_all(
     return Listing(list(runs.values()), total, truncated=True)
 
 
+async def _without_tombstones(
+    ctx: Context, watch: dict[str, str], runs: list[Observed]
+) -> list[Observed]:
+    """Runs whose relay run expired or was erased leave a tombstone on their upstream key (and
+    leave the seen-set): the watch does not track them again, nor remember them again."""
+    if not runs:
+        return runs
+    pipe = ctx.redis.pipeline(transaction=False)
+    for run in runs:
+        up = run.upstream_run_id
+        pipe.get(upstream_key(watch["tenant"], watch["provider"], watch["agent_id"], up))
+    found = await pipe.execute()
+    return [run for run, value in zip(runs, found, strict=True) if value != TOMB]
+
+
 async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
     lease = lease or unheld(keys.DUE_WATCH, watch_id)
@@ -141,6 +157,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
     first_listing = watch.get("baselined") != "1"
     include_existing = watch.get("include_existing") == "1"
     fresh = [run for run in runs if run.upstream_run_id not in known]
+    fresh = await _without_tombstones(ctx, watch, fresh)
     now = time.time()
     for run in fresh:
         if not include_existing and not is_new(run, created_at, first_listing):
@@ -160,6 +177,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
             "metadata": watch.get("metadata") or "{}",
             "created_at": repr(now),
             "updated_at": repr(now),
+            "retention": repr(s.retention),
         }
         created = await create_run(
             r,

@@ -29,6 +29,7 @@ from relay.api.schemas import (
 from relay.config import Settings
 from relay.console.routes import routes as console_routes
 from relay.logging import register_secrets
+from relay.memory_guard import warn_if_evicting
 from relay.ops.runs import CURSOR_PATTERN
 from relay.providers.registry import build_providers
 from relay.pull import CURSOR_PATTERN as EVENTS_CURSOR
@@ -80,6 +81,15 @@ TABLE: list[tuple[Op, Endpoint]] = [
         runs.refresh,
     ),
     (Op("DELETE", "/v1/runs/{run_id}", "Stop tracking", 204), runs.stop),
+    (
+        Op(
+            "POST",
+            "/v1/runs/{run_id}/erase",
+            "Stop tracking and delete the run with everything about it now",
+            204,
+        ),
+        runs.erase,
+    ),
     (Op("POST", "/v1/watches", "Follow an Autoposting agent", 201, WatchCreate), watches.create),
     (Op("GET", "/v1/watches", "List watches"), watches.list_all),
     (Op("GET", "/v1/watches/{watch_id}", "One watch"), watches.get_one),
@@ -211,6 +221,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = redis is None
         app.state.redis = redis or connect(settings.redis_url or "redis://127.0.0.1:6379")
+        await warn_if_evicting(app.state.redis, "api")
         try:
             yield
         finally:

@@ -3,7 +3,7 @@ one field is at fault), whatever raised it: our checks, routing, JSON parsing or
 
 This is the one place where the operations' domain errors (relay/ops/errors.py) become HTTP:
 NotFound → 404 `not_found`, Invalid → 400 (its code, `invalid_request` or `unsafe_url`, and its
-field), Conflict → 409 (its code)."""
+field), Conflict → 409 (its code), StoreFull → 503 `store_full` with Retry-After."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay.ops.errors import Conflict, Invalid, NotFound, OpError, invalid_from
+from relay.ops.errors import Conflict, Invalid, NotFound, OpError, StoreFull, invalid_from
 
 log = structlog.get_logger("relay.api")
 
@@ -81,6 +82,10 @@ def from_op(exc: OpError) -> ApiError:
         return ApiError(400, exc.code, exc.message, exc.field)
     if isinstance(exc, Conflict):
         return ApiError(409, exc.code, exc.message, exc.field)
+    if isinstance(exc, StoreFull):
+        return ApiError(
+            503, "store_full", exc.message, headers={"retry-after": str(exc.retry_after)}
+        )
     return ApiError(400, "invalid_request", exc.message)
 
 
@@ -116,6 +121,12 @@ async def store_unavailable(_: Request, exc: Exception) -> Response:
     )
 
 
+async def store_out_of_memory(request: Request, exc: Exception) -> Response:
+    """Redis refused a write (maxmemory under noeviction): the same answer as the guard's."""
+    log.warning("redis_out_of_memory")
+    return await op_error(request, StoreFull())
+
+
 async def internal_error(_: Request, exc: Exception) -> Response:
     log.exception("internal_error", error=type(exc).__name__)
     return error_response(500, "internal_error", "the relay hit an internal error")
@@ -127,5 +138,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: http_error,
     RedisConnectionError: store_unavailable,
     RedisTimeoutError: store_unavailable,
+    OutOfMemoryError: store_out_of_memory,
     Exception: internal_error,
 }

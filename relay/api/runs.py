@@ -13,7 +13,7 @@ from relay.ops.deps import Deps
 from relay.ops.inputs import RunCreate
 from relay.ops.runs import CURSOR_PATTERN
 
-__all__ = ["CURSOR_PATTERN", "create", "get_one", "list_all", "refresh", "stop"]
+__all__ = ["CURSOR_PATTERN", "create", "erase", "get_one", "list_all", "refresh", "stop"]
 
 
 async def create(request: Request) -> Response:
@@ -56,4 +56,10 @@ async def refresh(request: Request) -> Response:
 async def stop(request: Request) -> Response:
     tenant = tenant_of(request)
     await runs.stop(Deps.of_state(request.app.state), tenant, request.path_params["run_id"])
+    return Response(status_code=204)
+
+
+async def erase(request: Request) -> Response:
+    tenant = tenant_of(request)
+    await runs.erase(Deps.of_state(request.app.state), tenant, request.path_params["run_id"])
     return Response(status_code=204)

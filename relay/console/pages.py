@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, template, ts
 from relay.ops.deps import Deps
-from relay.ops.errors import Conflict, NotFound, OpError
+from relay.ops.errors import Conflict, NotFound, OpError, StoreFull
 
 Handler = Callable[[Request, sessions.Session], Awaitable[Response]]
 
@@ -30,6 +30,7 @@ FLASH = {
     "test": "A ping event was queued for this subscription.",
     "recovered": "{n} dead-lettered deliveries were queued again.",
     "redelivered": "The event was queued again for {n} subscription(s).",
+    "erased": "The run and everything about it were erased.",
 }
 
 
@@ -194,10 +195,13 @@ def deps(request: Request) -> Deps:
 
 
 def op_error_page(s: sessions.Session | None, exc: OpError) -> HTMLResponse:
-    """A domain error as the console shows it: NotFound 404, Invalid 400, Conflict 409."""
+    """A domain error as the console shows it: NotFound 404, Invalid 400, Conflict 409,
+    StoreFull 503."""
     if isinstance(exc, NotFound):
         return not_found(s, exc.what)
     title, status = ("Conflict", 409) if isinstance(exc, Conflict) else ("Bad input", 400)
+    if isinstance(exc, StoreFull):
+        title, status = "Store full", 503
     return page(title, render("<h1>$t</h1><p>$m</p>", t=title, m=exc.message), s, status=status)
 
 

@@ -29,6 +29,7 @@ def routes() -> list[Route]:
         Route("/console/logout", authed(login.logout), methods=["POST"]),
         Route("/console/runs", authed(runs.runs_page), methods=["GET"]),
         Route("/console/runs/{run_id}", authed(runs.run_page), methods=["GET"]),
+        Route("/console/runs/{run_id}/erase", authed(runs.erase), methods=["POST"]),
         Route("/console/events/{event_id}/redeliver", authed(runs.redeliver), methods=["POST"]),
         Route("/console/subscriptions", authed(subscriptions.list_page), methods=["GET"]),
         Route(sub, authed(subscriptions.sub_page), methods=["GET"]),

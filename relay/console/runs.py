@@ -138,7 +138,8 @@ async def run_page(request: Request, s: sessions.Session) -> Response:
     blocks = [_event_block(s, e, view) for e in run["events"]]
     error = run.get("error")
     body = render(
-        '<h1>Run <span class="mono">$id</span></h1><div class="card"><dl class="kv">'
+        '<div class="actions"><h1>Run <span class="mono">$id</span></h1>$erase</div>'
+        '<div class="card"><dl class="kv">'
         "<dt>provider</dt><dd>$provider</dd><dt>state</dt><dd>$state</dd>"
         '<dt>vendor status</dt><dd>$status</dd><dt>upstream run</dt><dd class="mono">$up</dd>'
         "<dt>agent</dt><dd>$agent</dd><dt>polls</dt><dd>$polls</dd>"
@@ -147,6 +148,9 @@ async def run_page(request: Request, s: sessions.Session) -> Response:
         "<dt>error</dt><dd>$error</dd></dl></div>"
         "<h2>Status history and deliveries</h2>$blocks",
         id=run["id"],
+        erase=post_button(
+            s, f"/console/runs/{quote(run['id'])}/erase", "Erase", cls="danger", name="erase"
+        ),
         provider=run["provider"],
         state=badge(run["state"]),
         status=badge(run["status"]),
@@ -176,3 +180,9 @@ async def redeliver(request: Request, s: sessions.Session) -> Response:
         else "/console/runs"
     )
     return RedirectResponse(f"{back}?done=redelivered&n={len(done.subscriptions)}", 303)
+
+
+async def erase(request: Request, s: sessions.Session) -> Response:
+    """Erase the run now (relay/ops/runs.py `erase`), then back to the list."""
+    await runs.erase(deps(request), s.tenant, request.path_params["run_id"])
+    return RedirectResponse("/console/runs?done=erased", 303)

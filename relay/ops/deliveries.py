@@ -20,6 +20,7 @@ from relay.ops.subscriptions import own
 from relay.store import lanes
 from relay.store import subscriptions as subs_store
 from relay.store.client import loads
+from relay.store.packing import unpack
 from relay.store.runs import get_tenant_run
 
 PING_LANE = "ping"
@@ -172,5 +173,6 @@ async def of_run(deps: Deps, tenant: str, run_id: str) -> RunDeliveries:
     for evt in ids:
         pipe.hget(keys.event(evt), "body")
     sent = await pipe.execute() if ids else []
-    bodies = {evt: body for evt, body in zip(ids, sent, strict=True) if body}
+    # Stored compressed where that pays (relay/store/packing.py): shown as sent.
+    bodies = {evt: unpack(body) for evt, body in zip(ids, sent, strict=True) if body}
     return RunDeliveries(run, subs, dict(by_pair), bodies)

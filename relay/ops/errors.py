@@ -41,6 +41,16 @@ class Invalid(OpError):
         self.code = code
 
 
+class StoreFull(OpError):
+    """Redis is above RELAY_MEMORY_THRESHOLD of its maxmemory: no new work is taken until the
+    workers' expiry brings it down (relay/memory_guard.py)."""
+
+    retry_after = 30
+
+    def __init__(self) -> None:
+        super().__init__("the relay's store is nearly full; try again later")
+
+
 def invalid_from(exc: ValidationError, prefix: str = "") -> Invalid:
     """The first problem pydantic found, named by its field (`prefix` places a nested model)."""
     first = exc.errors()[0]

@@ -13,12 +13,14 @@ from pydantic import ValidationError
 
 from relay import keys, signing
 from relay.ids import new_id
+from relay.memory_guard import ensure_room
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, Invalid, NotFound, invalid_from
 from relay.ops.guard import checked_url
 from relay.ops.inputs import RunCreate
 from relay.providers.base import Provider
 from relay.secret_box import seal
+from relay.store import lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
@@ -105,6 +107,7 @@ async def start(
     """Record a run with its first unit of work (a start or a poll) in one script."""
     provider = _provider(deps, body.provider)
     payload = _validated_input(provider, body)
+    await ensure_room(deps.redis, deps.settings.memory_threshold)
     callback_url = None
     if body.callback_url is not None:
         callback_url = await checked_url(deps, body.callback_url, "callback_url")
@@ -127,6 +130,8 @@ async def start(
         "created_at": repr(now),
         "updated_at": repr(now),
         "poll_interval": "0",
+        # Carried by the run so every script that ends it knows how long to keep it.
+        "retention": repr(deps.settings.retention),
     }
     if payload is not None:
         record["input"] = dumps(payload)
@@ -167,6 +172,7 @@ async def start(
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
         raise NotFound("run")
+    await snapshots.resolve(r, [run])
     return Started(public_run(run), created.outcome == "created")
 
 
@@ -174,6 +180,7 @@ async def _own(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:
     run = await get_tenant_run(deps.redis, tenant, run_id)
     if run is None:
         raise NotFound("run")
+    await snapshots.resolve(deps.redis, [run])
     return run
 
 
@@ -243,6 +250,7 @@ async def page(
     runs, next_cursor = await list_runs(
         deps.redis, tenant, limit=limit, cursor=cursor, provider=provider, status=status
     )
+    await snapshots.resolve(deps.redis, runs)
     return RunPage([public_run(run) for run in runs], next_cursor)
 
 
@@ -257,6 +265,7 @@ async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
     """Poll now (a run being tracked, or one that gave up: it is tracked again)."""
     run = await _own(deps, tenant, run_id)
     run = await resume_run(deps.redis, run, time.time())  # a tracking_failed run is tracked again
+    await snapshots.resolve(deps.redis, [run])
     if run.get("state") != TRACKING:
         raise Conflict("not_tracking", f"the run is {run.get('state')}, not being polled")
     outcome = await refresh_poll(deps.redis, run["id"])
@@ -266,10 +275,23 @@ async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
 
 
 async def stop(deps: Deps, tenant: str, run_id: str) -> None:
-    """Stop tracking: no more polls or starts; what was recorded stays."""
+    """Stop tracking: no more polls or starts; what was recorded stays for RELAY_RETENTION
+    after its deliveries settle (the retention clock starts here if they already have)."""
     run = await _own(deps, tenant, run_id)
     pipe = deps.redis.pipeline(transaction=True)
     if run.get("state") in ACTIVE_STATES:
         pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
     unschedule(pipe, run["id"])
     await pipe.execute()
+    await lifecycle.settle_run(deps.redis, run["id"])
+
+
+async def erase(deps: Deps, tenant: str, run_id: str) -> None:
+    """Stop tracking and delete the run with everything about it now (a personal-data request):
+    events and their bodies, snapshots, delivery records, pending deliveries, dead letters, its
+    callback subscription, index entries. Only a tombstone of its upstream key stays, so a watch
+    does not track it again. One script, so a poll in flight finds the run gone and records
+    nothing (RECORD_EVENT answers 'gone')."""
+    run = await _own(deps, tenant, run_id)
+    if not await lifecycle.erase_run(deps.redis, run["id"], deps.settings.tombstone_ttl):
+        raise NotFound("run")

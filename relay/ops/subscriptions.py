@@ -12,6 +12,7 @@ from typing import Any
 
 from relay import events, keys, signing, sub_headers
 from relay.ids import new_id
+from relay.memory_guard import ensure_room
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, NotFound
 from relay.ops.guard import checked_url
@@ -71,6 +72,7 @@ def _options(deps: Deps, headers: dict[str, str] | None, limit: float | None) ->
 async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
     url = await checked_url(deps, body.url, "url")
     r = deps.redis
+    await ensure_room(r, deps.settings.memory_threshold)
     if await r.scard(keys.tenant_subs(tenant)) >= MAX_SUBSCRIPTIONS:
         raise Conflict("limit_reached", f"a tenant may have {MAX_SUBSCRIPTIONS} subscriptions")
     secret = signing.new_secret()

@@ -63,4 +63,6 @@ async def send_ping(r: aioredis.Redis, sub: dict[str, str], now: float) -> str:
     pipe.expire(keys.event(event_id), PING_TTL)
     await pipe.execute()
     await enqueue(r, sub["id"], "ping", event_id, now)
+    # A ping has no run whose retention would end its delivery record: it ends with the ping.
+    await r.expire(keys.delivery(event_id, sub["id"]), PING_TTL)
     return event_id

