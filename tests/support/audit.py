@@ -28,8 +28,16 @@ from typing import Any
 import redis
 
 DUE_SETS = ("relay:due:start", "relay:due:poll", "relay:due:deliver", "relay:due:watch")
-#: Keys that are global bookkeeping (rate budgets, worker heartbeats) and not tenant data.
-_GLOBAL_PREFIXES = ("relay:budget:", "relay:workers")
+#: Keys that are global bookkeeping and not tenant data: rate budgets, worker heartbeats, the
+#: due sets' lease hashes and failure counts (`relay:due:<queue>:leases[:fails]`, written by every
+#: claim and release), the poison sets and the retention schedule (the sweeper's).
+_GLOBAL_PREFIXES = (
+    "relay:budget:",
+    "relay:workers",
+    "relay:due:",
+    "relay:poison:",
+    "relay:retention",
+)
 #: Keys of the tenant itself (not of one object) that a worker writes while moving a live run
 #: along (its index scores, its notices), so they may change only while the tenant has one.
 _TENANT_LEVEL = ("relay:tenant:",)
