@@ -272,6 +272,8 @@ def deliver_path(
 async def watch_path(world: World, env: Env, counter: Counter) -> list[str]:
     await add_subscription(env.r, env.receiver.url(env.hook))
     agent = unique("agent")
+    # The watch exists before the agent starts its runs: they are new to it by their startedAt.
+    created_at = time.time() - 1.0
     upstreams = [sim_autoposting.create_run(world.states["ok"], agent).id for _ in range(2)]
     watch_id = new_id("wch")
     await env.r.hset(
@@ -283,7 +285,7 @@ async def watch_path(world: World, env: Env, counter: Counter) -> list[str]:
             "agent_id": agent,
             "metadata": "{}",
             "include_existing": "0",
-            "created_at": repr(time.time()),
+            "created_at": repr(created_at),
             "baselined": "1",
         },
     )
