@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from relay import keys, metrics, signing
+from relay import keys, metrics, signing, usage
 from relay.http_client import BlockedDestination, request_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
@@ -185,6 +185,9 @@ async def _attempt(
         await checked(results[2], scripts.finish_head, finish_keys, finish_args)
     else:
         await ctx.pipe.execute(*log_attempt)
+    await ctx.pipe.execute(
+        *usage.commands(sub["tenant"], {"deliveries": 1, "delivered": int(ok)}, s.usage_days, now)
+    )
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,

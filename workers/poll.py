@@ -9,7 +9,7 @@ from itertools import chain
 
 import structlog
 
-from relay import budget, events, keys
+from relay import budget, connections, events, keys
 from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
@@ -47,7 +47,7 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         POLLS.labels(run["provider"], "window_expired").inc()
         await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
         return
-    provider = ctx.providers[run["provider"]]
+    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         POLLS.labels(provider.name, "budget_deferred").inc()

@@ -7,7 +7,7 @@ import time
 
 import structlog
 
-from relay import budget, keys
+from relay import budget, connections, keys
 from relay.ids import new_id
 from relay.providers.base import RateLimited, VendorError
 from relay.store.runs import TRACKING, create_run, upstream_key
@@ -27,7 +27,7 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     if not watch:
         await r.zrem(keys.DUE_WATCH, watch_id)
         return
-    provider = ctx.providers[watch["provider"]]
+    provider = await connections.provider_for(ctx, watch["tenant"], watch["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)

@@ -13,8 +13,9 @@ from pydantic import ValidationError
 
 from relay import keys, signing
 from relay.ids import new_id
+from relay.ops import connections
 from relay.ops.deps import Deps
-from relay.ops.errors import Conflict, Invalid, NotFound, invalid_from
+from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid_from
 from relay.ops.guard import checked_url
 from relay.ops.inputs import RunCreate
 from relay.providers.base import Provider
@@ -102,6 +103,7 @@ async def start(
     """Record a run with its first unit of work (a start or a poll) in one script."""
     provider = _provider(deps, body.provider)
     payload = _validated_input(provider, body)
+    await connections.require(deps, tenant, provider.name)
     callback_url = None
     if body.callback_url is not None:
         callback_url = await checked_url(deps, body.callback_url, "callback_url")
@@ -156,9 +158,13 @@ async def start(
         upstream_key=None
         if payload is not None
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+        max_active=deps.settings.max_active_runs,
     )
     if created.outcome != "created" and callback_url:
         await r.delete(keys.subscription(record["callback_sub"]))
+    if created.outcome == "quota":
+        limit = deps.settings.max_active_runs
+        raise QuotaExceeded("RELAY_MAX_ACTIVE_RUNS", limit, "active runs")
     if created.outcome == "conflict":
         raise Conflict(
             "idempotency_conflict",
@@ -264,4 +270,5 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
         pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
     pipe.zrem(keys.DUE_POLL, run["id"])
     pipe.zrem(keys.DUE_START, run["id"])
+    pipe.srem(keys.tenant_active(tenant), run["id"])
     await pipe.execute()

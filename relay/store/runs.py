@@ -21,7 +21,7 @@ ACTIVE_STATES = frozenset({STARTING, TRACKING})
 
 @dataclass(frozen=True)
 class Created:
-    outcome: str  # created | existing | conflict | tracked
+    outcome: str  # created | existing | conflict | tracked | quota
     run_id: str
 
 
@@ -38,7 +38,9 @@ async def create_run(
     idempotency_key: str | None,
     request_hash: str,
     upstream_key: str | None,
+    max_active: int = 0,
 ) -> Created:
+    """`max_active` > 0 counts the run against the tenant's active-run quota (0: not counted)."""
     fields: list[str] = []
     for name, value in run.items():
         fields += [name, value]
@@ -49,8 +51,17 @@ async def create_run(
             due_key,
             keys.idempotency(run["tenant"], idempotency_key) if idempotency_key else "",
             upstream_key or "",
+            keys.tenant_active(run["tenant"]) if max_active > 0 else "",
         ],
-        args=[run["id"], run["created_at"], due_at, request_hash, IDEMPOTENCY_TTL, *fields],
+        args=[
+            run["id"],
+            run["created_at"],
+            due_at,
+            request_hash,
+            IDEMPOTENCY_TTL,
+            max_active,
+            *fields,
+        ],
     )
     return Created(outcome=str(result[0]), run_id=str(result[1]))
 

@@ -8,8 +8,13 @@ Redis/Valkey or Sentinel primary (the supported deployments) and not meant for R
 
 from __future__ import annotations
 
-# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip)
-# ARGV: run_id, now, due_at, body_hash, idem_ttl, field, value, field, value, ...
+# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip),
+#       tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS)
+# ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, field, value, field, value, ...
+# Returns {outcome, run id}: created | existing | conflict | tracked | quota (nothing written).
+# The active set is the quota's count: the run joins it here; when the count reaches the limit,
+# the members whose run is no longer starting/tracking (ended, stopped, erased) leave it first, so
+# the set is bounded by the limit and the check is exact at the moment it matters.
 CREATE_RUN = """
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
@@ -26,8 +31,19 @@ if KEYS[5] ~= '' then
     if state and state ~= 'stopped' then return {'tracked', known} end
   end
 end
+if KEYS[6] ~= '' then
+  local limit = tonumber(ARGV[6])
+  if redis.call('SCARD', KEYS[6]) >= limit then
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+      local st = redis.call('HGET', 'relay:run:' .. id, 'state')
+      if st ~= 'starting' and st ~= 'tracking' then redis.call('SREM', KEYS[6], id) end
+    end
+    if redis.call('SCARD', KEYS[6]) >= limit then return {'quota', ''} end
+  end
+  redis.call('SADD', KEYS[6], ARGV[1])
+end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
