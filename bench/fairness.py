@@ -127,6 +127,13 @@ async def b_lags(r: Any, run_ids: list[str], receiver_url: str) -> tuple[list[fl
     return detection, delivery
 
 
+async def polls_of(r: Any, run_ids: list[str]) -> int:
+    pipe = r.pipeline(transaction=False)
+    for rid in run_ids:
+        pipe.hget(keys.run(rid), "polls")
+    return sum(int(p or 0) for p in await pipe.execute()) if run_ids else 0
+
+
 async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
     with bench("fairness") as b:
         b.start_valkey()
@@ -164,7 +171,8 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
         if backlog:
             ups = await create_upstream(b.sim_url, "A", backlog, "a")
             a_runs = await track(b.api_url, "A", ups)
-            await asyncio.sleep(args.settle)  # A's backlog is in full swing
+        await asyncio.sleep(args.settle)  # workers up; A's backlog (if any) in full swing
+        a_from, a_polls0 = time.monotonic(), await polls_of(r, a_runs)
         with httpx.Client(base_url=b.sim_url, timeout=10) as sim:
             sim.post(
                 "/_sim/config",
@@ -187,12 +195,8 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
         detection, delivery = await b_lags(r, b_runs, b.receiver_url)
         with httpx.Client(base_url=b.sim_url, timeout=10) as sim:
             stats = sim.get("/_sim/stats").json()
-        a_polls = 0
-        if a_runs:
-            pipe = r.pipeline(transaction=False)
-            for rid in a_runs:
-                pipe.hget(keys.run(rid), "polls")
-            a_polls = sum(int(p or 0) for p in await pipe.execute())
+        a_seconds = time.monotonic() - a_from
+        a_polls = await polls_of(r, a_runs) - a_polls0
         async with aiohttp.ClientSession() as s, s.get(f"{slow_url}/_stats") as resp:
             a_delivered = (await resp.json())["count"]
         due_poll = await r.zcard(keys.DUE_POLL)
@@ -205,6 +209,9 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
         "dlv_p50": percentile(delivery, 50),
         "dlv_p99": percentile(delivery, 99),
         "a_polls": a_polls,
+        "a_rate": a_polls / a_seconds,
+        "b_seen": len(detection) + len(b_runs),
+        "b_expected": 5 * len(b_runs),
         "a_delivered": a_delivered,
         "due_poll": due_poll,
         "status_429": stats["status_429"] - stats0["status_429"],
@@ -227,12 +234,13 @@ async def main_async(args: argparse.Namespace) -> None:
             [
                 [
                     x["backlog"],
+                    f"{x['b_seen']}/{x['b_expected']}",
                     x["b_events"],
                     x["det_p50"],
                     x["det_p99"],
                     x["dlv_p50"],
                     x["dlv_p99"],
-                    x["a_polls"],
+                    x["a_rate"],
                     x["a_delivered"],
                     x["status_429"],
                     x["due_poll"],
@@ -241,12 +249,13 @@ async def main_async(args: argparse.Namespace) -> None:
             ],
             [
                 "A's runs",
-                "B events",
+                "B statuses seen",
+                "B deliveries",
                 "B detect p50 s",
                 "B detect p99 s",
                 "B deliver p50 s",
                 "B deliver p99 s",
-                "A polls",
+                "A polls/s",
                 "A delivered",
                 "vendor 429s",
                 "runs due at end",

@@ -12,9 +12,11 @@ vendor client stays the same object."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
-from typing import Any, Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -25,6 +27,7 @@ from relay.secret_box import unseal
 from relay.store.autopipe import AutoPipeline
 
 SEALED = "sealed"
+T = TypeVar("T")
 
 
 class HasVendors(Protocol):
@@ -50,6 +53,15 @@ class Metered(Provider):
     async def _count(self, **counts: int) -> None:
         await self._pipe.execute(*usage.commands(self._tenant, counts, self._days))
 
+    async def _counted(self, call: Awaitable[T]) -> T:
+        """`call` (one vendor request) with the request counted beside it: the count's round
+        trip overlaps the vendor's answer instead of adding to it."""
+        counting = asyncio.ensure_future(self._count(vendor_requests=1))
+        try:
+            return await call
+        finally:
+            await counting
+
     async def start(
         self, client: httpx.AsyncClient, payload: dict[str, Any], idempotency_key: str
     ) -> Started:
@@ -57,8 +69,7 @@ class Metered(Provider):
             given = payload.get("idempotencyKey")
             if given:
                 payload = {**payload, "idempotencyKey": scoped_idempotency_key(self._tenant, given)}
-        await self._count(vendor_requests=1)
-        started = await super().start(client, payload, idempotency_key)
+        started = await self._counted(super().start(client, payload, idempotency_key))
         if not started.idempotent:
             credits = started.snapshot.get("credits_charged")
             await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)
@@ -67,12 +78,10 @@ class Metered(Provider):
     async def fetch(
         self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
     ) -> Observed:
-        await self._count(vendor_requests=1)
-        return await super().fetch(client, agent_id, upstream_run_id)
+        return await self._counted(super().fetch(client, agent_id, upstream_run_id))
 
     async def list_runs(self, client: httpx.AsyncClient, agent_id: str) -> list[Observed]:
-        await self._count(vendor_requests=1)
-        return await super().list_runs(client, agent_id)
+        return await self._counted(super().list_runs(client, agent_id))
 
 
 _METERED: dict[type[Provider], type[Provider]] = {}

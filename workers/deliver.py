@@ -22,6 +22,7 @@ from relay.secret_box import unseal
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.subscriptions import CALLBACK, active_secrets
+from relay.turns import busy_turn
 from workers.context import Context
 
 log = structlog.get_logger("relay.deliver")
@@ -57,7 +58,8 @@ async def deliver_lane(ctx: Context, member: str) -> None:
         await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
         return
     if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
-        await r.zadd(keys.DUE_DELIVER, {member: time.time() + BUSY_DEFER}, xx=True)
+        delay = await busy_turn(ctx.pipe, sub_id, BUSY_DEFER, s.delivery_per_subscription)
+        await r.zadd(keys.DUE_DELIVER, {member: time.time() + delay}, xx=True)
         return
     ctx.in_flight[sub_id] += 1
     try:
@@ -169,6 +171,7 @@ async def _attempt(
         ("LPUSH", keys.sub_attempts(sub_id), record),
         ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),
     ]
+    counts = usage.commands(sub["tenant"], {"deliveries": 1, "delivered": int(ok)}, s.usage_days)
     if ok:
         # The common case in the same round trip: log first, then pop the head (a crash between
         # the two only repeats the POST, which at-least-once allows).
@@ -177,6 +180,7 @@ async def _attempt(
         results = await ctx.pipe.execute(
             *log_attempt,
             evalsha(scripts.finish_head, finish_keys, finish_args),
+            *counts,
             raise_on_error=False,
         )
         for result in results[:2]:
@@ -184,10 +188,7 @@ async def _attempt(
                 raise result
         await checked(results[2], scripts.finish_head, finish_keys, finish_args)
     else:
-        await ctx.pipe.execute(*log_attempt)
-    await ctx.pipe.execute(
-        *usage.commands(sub["tenant"], {"deliveries": 1, "delivered": int(ok)}, s.usage_days, now)
-    )
+        await ctx.pipe.execute(*log_attempt, *counts)
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,
