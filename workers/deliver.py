@@ -22,7 +22,6 @@ from relay.secret_box import unseal
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.subscriptions import CALLBACK, active_secrets
-from relay.turns import busy_turn
 from workers.context import Context
 
 log = structlog.get_logger("relay.deliver")
@@ -58,8 +57,7 @@ async def deliver_lane(ctx: Context, member: str) -> None:
         await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
         return
     if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
-        delay = await busy_turn(ctx.pipe, sub_id, BUSY_DEFER, s.delivery_per_subscription)
-        await r.zadd(keys.DUE_DELIVER, {member: time.time() + delay}, xx=True)
+        await r.zadd(keys.DUE_DELIVER, {member: time.time() + BUSY_DEFER}, xx=True)
         return
     ctx.in_flight[sub_id] += 1
     try:
