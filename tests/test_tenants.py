@@ -115,9 +115,11 @@ def run_state(api: httpx.Client, run_id: str) -> str:
 
 
 def test_own_connections_keep_tenants_in_their_own_vendor_accounts(
-    tstack: Stack, sim: httpx.Client
+    tstack: Stack, sim: httpx.Client, receiver: Receiver
 ) -> None:
+    hook = unique("conn-")
     with tstack.client("t1") as t1, tstack.client("t2") as t2:
+        sub = subscribe(t1, receiver.url(hook), filter={"event_types": ["run.status_changed"]})
         for tenant, api in (("t1", t1), ("t2", t2)):
             made = api.put("/v1/connections/citedy", json={"api_key": CONN[tenant]})
             assert made.status_code == 201, made.text
@@ -176,6 +178,11 @@ def test_own_connections_keep_tenants_in_their_own_vendor_accounts(
         totals = usage.json()["totals"]
         assert totals["runs_started"] == 1 and totals["credits"] == 40, totals
         assert totals["vendor_requests"] >= 1 + 4 + 3, totals  # start, polls, the 404s
+        wait_for(lambda: len(receiver.got(hook)) >= 5, what="t1's five webhooks")
+        totals = t1.get("/v1/usage", params={"since": time.time() - 60}).json()["totals"]
+        assert totals["deliveries"] >= 5 and totals["delivered"] >= 5, totals
+        assert t2.get("/v1/usage").json()["totals"]["deliveries"] == 0
+        assert t1.delete(f"/v1/subscriptions/{sub['id']}").status_code == 204
         assert t1.get("/v1/usage", params={"since": "x"}).status_code == 400
 
         # Deleting the connection: gone, and nothing else is (shared is off: refused from now).
@@ -440,6 +447,26 @@ def test_console_sessions_have_an_absolute_lifetime(tstack: Stack) -> None:
             timeout=4,
             what="the session to end at its absolute lifetime",
         )
+
+
+def test_error_bodies_echo_no_secret(tstack: Stack) -> None:
+    """Bad input carrying a secret: the 4xx names the field, never the value."""
+    answers = []
+    with tstack.client("t1") as t1, admin(tstack) as op:
+        answers.append(t1.put("/v1/connections/citedy", json={"api_key": CONN["t1"] + " x"}))
+        answers.append(t1.put("/v1/connections/citedy", json={"api_key": [CONN["t1"]]}))
+        answers.append(t1.put(f"/v1/connections/{CONN['t2']}", json={"api_key": CONN["t1"]}))
+        answers.append(op.post("/v1/admin/api-keys", json={"tenant": ADMIN_KEY + " !"}))
+        answers.append(op.delete(f"/v1/admin/api-keys/{CONN['t1']}"))
+    for bearer in (ADMIN_KEY, "rk_" + CONN["t1"], CONN["t2"]):
+        with client(tstack, bearer) as bad:
+            answers.append(bad.get("/v1/connections/citedy"))
+    with client(tstack, TENANT_KEYS["t1"]) as not_admin:
+        answers.append(not_admin.get("/v1/admin/api-keys"))
+    assert all(400 <= a.status_code < 500 for a in answers), [a.status_code for a in answers]
+    for answer in answers:
+        for what, secret in SECRETS.items():
+            assert secret not in answer.text, (what, answer.request.url, answer.text)
 
 
 def _all_redis_text(r: redis.Redis) -> list[tuple[str, str]]:
