@@ -22,22 +22,18 @@ import asyncio
 import json
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 from common import bench, free_port, percentile, redis_client, spawn, table, wait_port
+from polling import parse_iso
 
 from relay import keys
 
 TENANTS = {"A": "bench-key-tenant-a-0123456789", "B": "bench-key-tenant-b-0123456789"}
 VENDOR = {"A": "citedy_agent_bench_tenant_a_01", "B": "citedy_agent_bench_tenant_b_01"}
-
-
-def parse_iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 def serve_slow_receiver(port: int, delay: float) -> None:

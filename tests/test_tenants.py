@@ -110,6 +110,19 @@ def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str
     )
 
 
+def start_with_key(api: httpx.Client, tenant: str, idempotency_key: str) -> str:
+    """Start a Citedy run whose input carries the client's own `idempotencyKey`; its run id."""
+    made = api.post(
+        "/v1/runs",
+        json={
+            "provider": "citedy",
+            "input": {"domain": f"{tenant}-{unique()}.io", "idempotencyKey": idempotency_key},
+        },
+    )
+    assert made.status_code == 202, made.text
+    return str(made.json()["id"])
+
+
 def run_state(api: httpx.Client, run_id: str) -> str:
     return str(api.get(f"/v1/runs/{run_id}").json()["state"])
 
@@ -134,17 +147,9 @@ def test_own_connections_keep_tenants_in_their_own_vendor_accounts(
             assert [c["provider"] for c in listed] == ["citedy"]
         # One client idempotency key for both: separate vendor accounts, so two runs.
         same = "client-key-shared-0001"
-        runs = {}
-        for tenant, api in (("t1", t1), ("t2", t2)):
-            made = api.post(
-                "/v1/runs",
-                json={
-                    "provider": "citedy",
-                    "input": {"domain": f"{tenant}-{unique()}.io", "idempotencyKey": same},
-                },
-            )
-            assert made.status_code == 202, made.text
-            runs[tenant] = made.json()["id"]
+        runs = {
+            tenant: start_with_key(api, tenant, same) for tenant, api in (("t1", t1), ("t2", t2))
+        }
         wait_for(
             lambda: run_state(t1, runs["t1"]) == run_state(t2, runs["t2"]) == "completed",
             timeout=30,
@@ -192,7 +197,8 @@ def test_own_connections_keep_tenants_in_their_own_vendor_accounts(
         refused = t2.post("/v1/runs", json={"provider": "citedy", "input": {"domain": "x.io"}})
         assert refused.status_code == 409 and refused.json()["error"] == "no_connection"
         assert t2.put("/v1/connections/citedy", json={"api_key": CONN["t2"]}).status_code == 201
-        assert t1.put("/v1/connections/nope", json={"api_key": CONN["t1"]}).status_code == 400
+        assert t1.put("/v1/connections/nope", json={"api_key": CONN["t1"]}).status_code == 404
+        assert t1.get("/v1/usage", params={"since": 0}).json()["totals"]["runs_started"] == 1
         short = t1.put("/v1/connections/citedy", json={"api_key": "short"})
         assert short.status_code == 400 and short.json()["field"] == "api_key"
 
@@ -249,15 +255,7 @@ def test_shared_connection_scopes_client_idempotency_keys_per_tenant(
     ids = {}
     for tenant in ("t1", "t2"):
         with stack.client(tenant) as api:
-            made = api.post(
-                "/v1/runs",
-                json={
-                    "provider": "citedy",
-                    "input": {"domain": f"{tenant}-{unique()}.io", "idempotencyKey": same},
-                },
-            )
-            assert made.status_code == 202, made.text
-            ids[tenant] = made.json()["id"]
+            ids[tenant] = start_with_key(api, tenant, same)
     for tenant in ("t1", "t2"):
         with stack.client(tenant) as api:
             wait_for(

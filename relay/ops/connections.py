@@ -10,16 +10,15 @@ from typing import Any
 from relay import keys
 from relay.connections import SEALED
 from relay.ops.deps import Deps
-from relay.ops.errors import Conflict, Invalid, NotFound
+from relay.ops.errors import Conflict, NotFound
 from relay.ops.inputs import ConnectionPut
 from relay.secret_box import seal
 
 
 def _check_provider(deps: Deps, provider: str) -> None:
+    """A connection is named by its provider: an unknown one is a resource that is not there."""
     if provider not in deps.providers:
-        raise Invalid(
-            "provider", f"provider: unknown provider; expected one of {', '.join(deps.providers)}"
-        )
+        raise NotFound("provider")
 
 
 def public(provider: str, row: dict[str, str]) -> dict[str, Any]:

@@ -22,6 +22,6 @@ async def read(deps: Deps, tenant: str, since: str | None) -> dict[str, Any]:
             start = math.nan
         if not math.isfinite(start) or start < 0:
             raise Invalid("since", "since: must be unix seconds (a number >= 0)")
-    if now - start > usage.MAX_DAYS * 86400:
-        raise Invalid("since", f"since: at most {usage.MAX_DAYS} days back")
+    # Counters are kept at most RELAY_USAGE_DAYS (≤ MAX_DAYS): an earlier `since` reads them all.
+    start = max(start, now - usage.MAX_DAYS * 86400)
     return await usage.read(deps.redis, tenant, start, now)
