@@ -98,12 +98,17 @@ class Settings(BaseSettings):
     vendor_rate: float = Field(default=20.0, alias="RELAY_VENDOR_RATE", gt=0)
     vendor_timeout: float = Field(default=15.0, alias="RELAY_VENDOR_TIMEOUT", gt=0)
     not_found_limit: int = Field(default=3, alias="RELAY_NOT_FOUND_LIMIT", ge=1)
+    # Vendor 401/403 is a credentials problem (a key mistake, a WAF hiccup), not the run's: a run
+    # gives up only after this long of nothing but 401/403s (polls and starts alike).
+    unauthorized_window: float = Field(default=3600.0, alias="RELAY_UNAUTHORIZED_WINDOW", gt=0)
     autoposting_terminal: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("completed", "failed", "succeeded", "partial", "cancelled", "canceled"),
         alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
     )
     lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
+    # How long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
+    retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", ge=60)
 
     # Tenants (relay/connections.py, relay/apikeys.py, relay/quotas.py, relay/usage.py).
     relay_admin_key: str | None = Field(default=None, alias="RELAY_ADMIN_KEY", repr=False)

@@ -22,7 +22,7 @@ import httpx
 
 from relay import keys, usage
 from relay.config import Settings
-from relay.providers.base import Observed, Provider, Started
+from relay.providers.base import Observed, Provider, RunsPage, Started
 from relay.secret_box import unseal
 from relay.store.autopipe import AutoPipeline
 
@@ -80,8 +80,10 @@ class Metered(Provider):
     ) -> Observed:
         return await self._counted(super().fetch(client, agent_id, upstream_run_id))
 
-    async def list_runs(self, client: httpx.AsyncClient, agent_id: str) -> list[Observed]:
-        return await self._counted(super().list_runs(client, agent_id))
+    async def list_runs(
+        self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
+    ) -> RunsPage:
+        return await self._counted(super().list_runs(client, agent_id, offset, limit))
 
 
 _METERED: dict[type[Provider], type[Provider]] = {}

@@ -35,6 +35,18 @@ def tenant_callback_secret(tenant: str) -> str:
     return f"{P}tenant:{tenant}:callback-secret"
 
 
+def tenant_events(tenant: str) -> str:
+    """The tenant's pull log (GET /v1/events): a stream of event ids in recording order.
+    Trimmed by MINID to RELAY_RETENTION and expiring RELAY_RETENTION after its last event, both
+    in RECORD_EVENT (relay/store/scripts.py)."""
+    return f"{P}tenant:{tenant}:events"
+
+
+#: Published (by RECORD_EVENT) with the tenant's events key whenever an event is recorded; each
+#: api process listens on one subscription to wake its long-polls (relay/pull.py).
+EVENTS_WAKE = P + "events:wake"
+
+
 def tenant_notices(tenant: str) -> str:
     return f"{P}tenant:{tenant}:notices"
 
@@ -116,3 +128,9 @@ def tenant_active(tenant: str) -> str:
 def usage(tenant: str, day: str) -> str:
     """Usage counters of one tenant for one UTC day (YYYYMMDD); expire RELAY_USAGE_DAYS after."""
     return f"{P}usage:{tenant}:{day}"
+
+
+def notice_gate(tenant: str, name: str) -> str:
+    """Set (with an expiry) when a notice `name` was last kept for a tenant, so a fault that hits
+    many runs at once makes one notice per period, not one per run. Ends: its own expiry."""
+    return f"{P}tenant:{tenant}:notice-gate:{name}"

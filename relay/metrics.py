@@ -93,6 +93,18 @@ POLLS = Counter(
     "unauthorized, transient, budget_deferred, window_expired).",
     ["provider", "outcome"],
 )
+VENDOR_UNAUTHORIZED = Counter(
+    "relay_vendor_unauthorized",
+    "Vendor 401/403 answers by provider and phase (start, poll): a credentials problem. Runs back "
+    "off and give up only after RELAY_UNAUTHORIZED_WINDOW of nothing else.",
+    ["provider", "phase"],
+)
+WATCH_LISTING_TRUNCATED = Counter(
+    "relay_watch_listing_truncated",
+    "Watch listings where the vendor reported more runs (total) than it would page out: the "
+    "runs beyond what came back could not be read (a tenant notice is kept too).",
+    ["provider"],
+)
 TRANSITIONS = Counter(
     "relay_transitions",
     "Status transitions a poll observed and recorded (the first status, from a start, is not).",

@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from relay import events, keys
+from relay.config import get_settings
 from relay.ids import event_id
 from relay.store.client import bind
 from relay.store.runs import get_run
@@ -71,6 +72,7 @@ async def record(
                 keys.event(evt),
                 keys.run_events(run["id"]),
                 keys.DUE_DELIVER,
+                keys.tenant_events(run["tenant"]),
             ],
             args=[
                 evt,
@@ -83,6 +85,7 @@ async def record(
                 len(subs),
                 *pairs,
                 *subs,
+                get_settings().retention,
             ],
         )
         if outcome == "gone":

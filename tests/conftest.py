@@ -61,6 +61,7 @@ def receiver() -> Iterator[Receiver]:
     with serve_in_thread(rec.app()) as url:
         rec.base_url = url
         yield rec
+    rec.assert_bodies_valid()
 
 
 @pytest.fixture(scope="session")

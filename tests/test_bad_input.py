@@ -105,6 +105,39 @@ def test_audit_sees_an_accepted_request(rdb: redis.Redis, api: httpx.Client) -> 
     api.delete(f"/v1/runs/{response.json()['id']}")
 
 
+def test_audit_sees_changed_and_deleted_values(
+    rdb: redis.Redis, api: httpx.Client, sub: dict[str, Any]
+) -> None:
+    """Not only new keys: a field rewritten in a hash the tenant owns, a member gone from its
+    index and a key deleted are all reported (the shapes a rejected PATCH or DELETE that still
+    wrote something would leave)."""
+    key = f"relay:sub:{sub['id']}"
+    index = f"relay:tenant:{TENANT}:subs"
+    stray = f"relay:idem:{TENANT}:{unique('audit')}"
+    rdb.set(stray, "x")
+    original = rdb.hget(key, "description")
+    try:
+        before = audit.take(rdb)
+        assert audit.changes(rdb, before, TENANT) == []
+        rdb.hset(key, "description", "changed behind the api's back")
+        rdb.srem(index, sub["id"])
+        rdb.delete(stray)
+        found = audit.changes(rdb, before, TENANT)
+        assert any(f.startswith(f"changed key {key} ") for f in found), found
+        # (changed, or deleted when the fixture's subscription was the only member)
+        assert any(
+            f.startswith(f"changed key {index} ") or f == f"deleted key {index}" for f in found
+        ), found
+        assert f"deleted key {stray}" in found, found
+    finally:
+        if original is None:
+            rdb.hdel(key, "description")
+        else:
+            rdb.hset(key, "description", original)
+        rdb.sadd(index, sub["id"])
+        rdb.delete(stray)
+
+
 # --- authentication ---------------------------------------------------------------------------
 
 KEY = TENANT_KEYS[TENANT]
@@ -159,7 +192,7 @@ UNKNOWN_ROUTES = [
     ("GET", "/v1/runs/x/y"),
     ("POST", "/v1/runs/x/poll"),
     ("GET", "/v1/subscriptions/x/y/z"),
-    ("POST", "/v1/events"),
+    ("POST", "/v1/event"),
     ("GET", "/admin"),
 ]
 
@@ -182,6 +215,7 @@ WRONG_METHODS = [
     ("POST", "/v1/subscriptions/sub_x"),
     ("GET", "/v1/subscriptions/sub_x/recover"),
     ("GET", "/v1/events/evt_x/redeliver"),
+    ("POST", "/v1/events"),
     ("PUT", "/v1/watches/wch_x"),
     ("GET", "/v1/callback-secret"),
     ("DELETE", "/healthz"),

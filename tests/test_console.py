@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -344,3 +345,46 @@ async def test_operator_follows_a_failing_delivery_to_its_fix_in_chromium(
     events = api.get(f"/v1/runs/{run['id']}").json()["events"]
     assert {e["id"] for e in events} <= delivered
     api.close()
+
+
+def test_notices_page_shows_every_kind_of_notice(stack: Stack, valkey: ValkeyServer) -> None:
+    """Workers keep three kinds of notice (relay/notices.py); the page names what each is about,
+    escaped, and not only subscriptions."""
+    r = redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
+    tenant_key = "relay:tenant:t1:notices"
+    marker = unique("n")
+    kept = [
+        {
+            "type": "subscription.disabled",
+            "subscription_id": "sub_" + marker,
+            "at": time.time(),
+            "reason": "the endpoint answered 410 Gone",
+        },
+        {
+            "type": "vendor.unauthorized",
+            "provider": "citedy",
+            "at": time.time(),
+            "reason": f"citedy answered 401 <b>{marker}</b>",
+        },
+        {
+            "type": "watch.listing_truncated",
+            "watch_id": "wat_" + marker,
+            "at": time.time(),
+            "reason": "the vendor lists 500 runs but pages out only 50",
+        },
+    ]
+    for notice in kept:
+        r.lpush(tenant_key, json.dumps(notice))
+    try:
+        with console(stack) as client:
+            page = client.get("/console/notices")
+        assert page.status_code == 200
+        assert f'href="/console/subscriptions/sub_{marker}"' in page.text
+        assert "vendor.unauthorized" in page.text and ">citedy<" in page.text
+        assert f"wat_{marker}" in page.text
+        assert f"&lt;b&gt;{marker}&lt;/b&gt;" in page.text  # escaped, not markup
+        assert "Subscriptions the relay disabled" not in page.text
+    finally:
+        for notice in kept:
+            r.lrem(tenant_key, 1, json.dumps(notice))
+        r.close()

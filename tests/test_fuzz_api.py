@@ -11,9 +11,11 @@ syntax alone (`dns_safe` replaces anything else before it is sent).
 
 from __future__ import annotations
 
+import functools
 import json
 import string
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 
 from relay.ssrf import UnsafeURL, check_url_syntax, parse_ip
 from tests.support import audit
-from tests.support.stack import Stack
+from tests.support.stack import CITEDY_KEY, Stack, unique, wait_for
 
 TENANT = "t3"
 SAFE_URL = "http://127.0.0.1:9/fuzz"
@@ -395,10 +397,28 @@ def send(
     assert set(body) <= {"error", "message", "field"}, body
     assert "field" not in body or isinstance(body["field"], str), body
     found = audit.changes(rdb, before, TENANT)
-    # A watch worker that was mid-listing when an earlier example's watch was deleted writes its
-    # bookkeeping back into the deleted hash (workers/watch.py: reported, not this test's scope).
-    found = [f for f in found if not any(w in f for w in _deleted_watches)]
-    assert found == [], (found, raw[:500])
+    # Not this request: a watch worker mid-listing when an earlier example's watch was deleted
+    # writes into the deleted hash (WATCH_BUG). Only those are set aside, and the test that saw
+    # them ends as an xfail naming the bug (see known_bug below), not as a pass.
+    bug = [f for f in found if any(w in f for w in _deleted_watches)]
+    _watch_bug_seen.extend(bug)
+    # Likewise a poll or start that was in flight when an earlier example's run was deleted
+    # (POLL_BUG): writes to the run's hash, or the upstream index key naming it.
+    late = [
+        f
+        for f in found
+        if f not in bug
+        and (
+            any(f"relay:run:{r} " in f for r in _deleted_runs)
+            or (
+                f.startswith("new key relay:upstream:")
+                and rdb.get(f.removeprefix("new key ")) in _deleted_runs
+            )
+        )
+    ]
+    _poll_bug_seen.extend(late)
+    bug += late
+    assert [f for f in found if f not in bug] == [], (found, raw[:500])
     return response
 
 
@@ -406,6 +426,7 @@ def _undo(api: httpx.Client, path: str, response: httpx.Response) -> None:
     created = response.json() if response.content else {}
     if path == "/v1/runs" and created.get("id"):
         api.delete(f"/v1/runs/{created['id']}")
+        _deleted_runs.add(created["id"])
     elif path == "/v1/subscriptions" and created.get("id"):
         api.delete(f"/v1/subscriptions/{created['id']}")
     elif path == "/v1/watches" and created.get("id"):
@@ -414,6 +435,104 @@ def _undo(api: httpx.Client, path: str, response: httpx.Response) -> None:
 
 
 _deleted_watches: set[str] = set()
+_deleted_runs: set[str] = set()
+_watch_bug_seen: list[str] = []
+_poll_bug_seen: list[str] = []
+
+
+def known_bug(test: Callable[..., None]) -> Callable[..., None]:
+    """Runs a fuzz test; if it met WATCH_BUG or POLL_BUG along the way (and nothing else
+    failed), it ends as an xfail that names the bug and what was seen."""
+
+    @functools.wraps(test)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        _watch_bug_seen.clear()
+        _poll_bug_seen.clear()
+        test(*args, **kwargs)
+        if _watch_bug_seen:
+            pytest.xfail(f"{WATCH_BUG}; seen: {sorted(set(_watch_bug_seen))[:3]}")
+        if _poll_bug_seen:
+            pytest.xfail(f"{POLL_BUG}; seen: {sorted(set(_poll_bug_seen))[:3]}")
+
+    return wrapper
+
+WATCH_BUG = (
+    "known bug in workers/watch.py: a listing that fails (VendorError branch) writes last_error "
+    "with HSET into the watch's hash even when the watch was deleted during the listing, "
+    "bringing a one-field hash back with no expiry"
+)
+
+
+POLL_BUG = (
+    "known bug in workers/poll.py and workers/start.py: a job in flight when DELETE "
+    "/v1/runs/{id} lands still writes to the stopped run afterwards (poll: _again's HSET of "
+    "snapshot/poll_interval/last_polled_at, HINCRBY of errors/not_found, on a terminal status "
+    "HSET state=completed; start: HSET upstream_run_id and SET of the relay:upstream:* key)"
+)
+
+
+@pytest.mark.xfail(reason=POLL_BUG, strict=False)
+def test_run_deleted_mid_poll_is_not_written_to(
+    rdb: redis.Redis, api: httpx.Client, sim: httpx.Client
+) -> None:
+    """The case behind POLL_BUG, made deterministic: the vendor answers slowly, and the run is
+    deleted while the worker waits for it."""
+    sim.post("/_sim/config", json={"step_seconds": 60}).raise_for_status()
+    created = sim.post(
+        "/api/agent/citedy-warm-lead",
+        json={"domain": f"{unique('midpoll')}.example"},
+        headers={"authorization": f"Bearer {CITEDY_KEY}"},
+    ).json()
+    response = api.post(
+        "/v1/runs", json={"provider": "citedy", "upstream_run_id": created["run"]["id"]}
+    )
+    assert response.status_code == 202, response.text
+    run_id = response.json()["id"]
+    wait_for(
+        lambda: api.get(f"/v1/runs/{run_id}").json()["status"] == "queued",
+        what="the first observation",
+    )
+    # From now on every poll sees no change (the next step is a minute away) and answers late.
+    sim.post("/_sim/config", json={"latency_ms": 1500}).raise_for_status()
+    polls = sim.get("/_sim/stats").json()["requests"]["citedy.get_run"]
+    wait_for(
+        lambda: sim.get("/_sim/stats").json()["requests"]["citedy.get_run"] > polls,
+        what="a slow poll in flight",
+    )
+    assert api.delete(f"/v1/runs/{run_id}").status_code == 204
+    stopped = rdb.hgetall(f"relay:run:{run_id}")
+    assert stopped["state"] == "stopped"
+    # A negative, so it is watched until the slow answer has certainly been handled.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert rdb.hgetall(f"relay:run:{run_id}") == stopped
+        time.sleep(0.05)
+
+
+@pytest.mark.xfail(reason=WATCH_BUG, strict=False)
+def test_watch_deleted_mid_listing_stays_deleted(
+    rdb: redis.Redis, api: httpx.Client, sim: httpx.Client
+) -> None:
+    """The case behind the xfail above, made deterministic: the vendor's listing is slow and
+    then fails, and the watch is deleted while the worker waits for it."""
+    sim.post("/_sim/config", json={"latency_ms": 1500, "error_rate": 1.0}).raise_for_status()
+    created = api.post("/v1/watches", json={"agent_id": unique("agent")})
+    assert created.status_code == 201, created.text
+    watch_id = created.json()["id"]
+    wait_for(
+        lambda: sim.get("/_sim/stats").json()["requests"].get("autoposting.list_runs"),
+        what="a listing in flight",
+    )
+    assert api.delete(f"/v1/watches/{watch_id}").status_code == 204
+    assert not rdb.exists(f"relay:watch:{watch_id}")
+    wait_for(
+        lambda: sim.get("/_sim/stats").json()["status_500"] >= 1, what="the listing failed"
+    )
+    # A negative, so it is watched for a while: the worker answers the failure within ms.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert not rdb.exists(f"relay:watch:{watch_id}"), rdb.hgetall(f"relay:watch:{watch_id}")
+        time.sleep(0.05)
 
 
 idempotency_keys = st.one_of(
@@ -421,6 +540,7 @@ idempotency_keys = st.one_of(
 )
 
 
+@known_bug
 @FUZZ
 @given(raw=payloads(run_bodies, valid_runs), idem=idempotency_keys)
 def test_fuzz_create_run(
@@ -431,12 +551,14 @@ def test_fuzz_create_run(
     send(rdb, api, "POST", "/v1/runs", raw, headers)
 
 
+@known_bug
 @FUZZ
 @given(raw=payloads(sub_bodies, valid_subs))
 def test_fuzz_create_subscription(rdb: redis.Redis, api: httpx.Client, raw: bytes) -> None:
     send(rdb, api, "POST", "/v1/subscriptions", raw)
 
 
+@known_bug
 @FUZZ
 @given(raw=payloads(patch_bodies, valid_patches))
 def test_fuzz_patch_subscription(
@@ -465,12 +587,14 @@ def test_fuzz_patch_subscription(
         assert restore.status_code == 200, restore.text
 
 
+@known_bug
 @FUZZ
 @given(raw=payloads(watch_bodies, valid_watches))
 def test_fuzz_create_watch(rdb: redis.Redis, api: httpx.Client, raw: bytes) -> None:
     send(rdb, api, "POST", "/v1/watches", raw)
 
 
+@known_bug
 @FUZZ
 @given(raw=payloads(recover_bodies, valid_recovers))
 def test_fuzz_recover(rdb: redis.Redis, api: httpx.Client, sub_id: str, raw: bytes) -> None:

@@ -85,6 +85,12 @@ def owned(stack: Stack, receiver: Receiver, rdb: redis.Redis) -> Iterator[Owned]
         )
         t1.delete(f"/v1/watches/{watch.json()['id']}")
         t1.delete(f"/v1/runs/{run['id']}")
+        # Left behind, these catch-all subscriptions would receive (and be counted by) every
+        # later test's events: the suite must pass in any module order.
+        t1.delete(f"/v1/subscriptions/{sub['id']}")
+        for other in t2.get("/v1/subscriptions").json()["data"]:
+            if other["url"] == receiver.url(other_hook):
+                t2.delete(f"/v1/subscriptions/{other['id']}")
 
 
 def id_routes(o: Owned) -> list[tuple[str, str, Any]]:

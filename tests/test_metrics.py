@@ -154,8 +154,29 @@ def test_a_taken_metrics_port_does_not_stop_a_worker(metered: tuple[Stack, int])
         s.kill_worker(second)
 
 
-def test_worker_logs_are_bound_and_redacted(metered: tuple[Stack, int]) -> None:
+def test_worker_logs_are_bound_and_redacted(
+    metered: tuple[Stack, int], receiver: Receiver
+) -> None:
     s, _ = metered
+    # Its own delivery and transitions, so it holds when run alone or first.
+    hook = unique("mlog")
+    with s.client("t1") as api:
+        subscribe(api, receiver.url(hook), filter={"providers": ["citedy"]})
+        run = api.post(
+            "/v1/runs", json={"provider": "citedy", "input": {"domain": f"{hook}.example"}}
+        ).json()
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").json()["state"] == "completed",
+            timeout=30,
+            what="run completed",
+        )
+        wait_for(lambda: len(receiver.got(hook)) >= 2, timeout=30, what="deliveries to log")
+        wait_for(
+            lambda: '"event": "transition"' in (text := s.log_text())
+            and '"event": "delivered"' in text,
+            timeout=15,
+            what="the transitions and deliveries logged",
+        )
     lines = []
     for path in s.logs.glob("worker*.log"):
         for line in path.read_text(errors="replace").splitlines():

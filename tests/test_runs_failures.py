@@ -148,11 +148,12 @@ def test_tracked_run_that_vanishes_gives_tracking_failed(stack: Stack, sim: http
 
 def test_revoked_vendor_key_gives_tracking_failed(stack: Stack, sim: httpx.Client) -> None:
     agent = unique("agent")
+    # Slow steps first: a run takes its step length when it is created.
+    sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     created = sim.post(
         f"/_sim/autoposting/agents/{agent}/runs",
         json={"statuses": ["queued", "running", "completed"]},
     ).json()["data"]
-    sim.post("/_sim/config", json={"step_seconds": 30}).raise_for_status()
     with stack.client() as api:
         run = api.post(
             "/v1/runs",
@@ -306,7 +307,12 @@ def test_polling_policy() -> None:
     assert next_interval(2, False, 2, 60) == pytest.approx(2.6)
     assert next_interval(50, False, 2, 60) == 60
     assert next_interval(40, True, 2, 60) == 2
-    assert all(0 < backoff(n, 2, 60) <= 75 for n in range(1, 12))
+    # Back-off doubles per error from the minimum, up to the maximum, each within +-25 % jitter;
+    # and it is jittered, not one fixed delay (tests/test_policy_units.py has the full bands).
+    for errors, base in ((1, 2), (2, 4), (3, 8), (5, 32), (6, 60), (11, 60)):
+        draws = [backoff(errors, 2, 60) for _ in range(200)]
+        assert all(base * 0.75 <= d <= base * 1.25 for d in draws), (errors, min(draws), max(draws))
+        assert max(draws) - min(draws) > base * 0.25, (errors, "not jittered")
     assert delivery_delay(8, (5, 300), None, 3600) is None
     assert delivery_delay(1, (5, 300), 7200, 3600) == 3600
     assert 4 <= (delivery_delay(1, (5, 300), None, 3600) or 0) <= 6

@@ -25,12 +25,11 @@ def test_started_citedy_run_emits_one_event_per_status(
                 "metadata": {"crm_id": hook},
             },
         ).json()
-        done = wait_for(
-            lambda: api.get(f"/v1/runs/{run['id']}").json()["state"] == "completed",
+        detail = wait_for(
+            lambda: (d := api.get(f"/v1/runs/{run['id']}").json())["state"] == "completed" and d,
             what="run completed",
         )
-        assert done
-        detail = api.get(f"/v1/runs/{run['id']}").json()
+    assert detail["status"] == "completed" and detail["upstream_run_id"]
     assert [e["status"] for e in detail["events"]] == CITEDY_PATH
     assert [e["sequence"] for e in detail["events"]] == [1, 2, 3, 4, 5]
     wait_for(lambda: len(receiver.got(hook)) == 5, what="five webhooks")

@@ -82,6 +82,14 @@ def _loopback_urls(value: Any) -> Any:
     return value
 
 
+def _short_wait(query: dict[str, Any]) -> None:
+    """A valid `wait` (a long-poll of up to 30 s) would outlast the request timeout: it becomes
+    at most 0.1 s, still valid. Invalid ones are left for the negative checks."""
+    wait = query.get("wait")
+    if isinstance(wait, int | float) and not isinstance(wait, bool) and 0 <= wait <= 30:
+        query["wait"] = min(wait, 0.1)
+
+
 def _undo(api: httpx.Client, method: str, path: str, response: Any) -> None:
     """Remove what an accepted request created (subscriptions count against a tenant limit)."""
     if method != "POST" or response.status_code not in (201, 202):
@@ -138,6 +146,8 @@ def test_api_conforms_to_its_openapi(api_schema: Any, stack: Stack, method: str,
     def run(case: Case) -> None:
         if isinstance(case.body, dict | list):
             case.body = _loopback_urls(case.body)
+        if path == "/v1/events" and isinstance(case.query, dict):
+            _short_wait(case.query)
         response = case.call(headers=AUTH)
         try:
             case.validate_response(response, checks=checks, headers=AUTH)

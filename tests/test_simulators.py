@@ -540,7 +540,11 @@ def test_stats_count_requests_without_exposing_keys(client: httpx.Client) -> Non
         "runs_created",
         "status_429",
         "status_500",
+        "status_401",
+        "unauthorized_forced",
+        "malformed",
         "max_requests_per_second",
+        "max_per_second_by_key",
         "gets_per_run",
     }
     assert counted["requests"] == {
@@ -551,6 +555,9 @@ def test_stats_count_requests_without_exposing_keys(client: httpx.Client) -> Non
     assert counted["requests_total"] == 6
     assert counted["gets_per_run"] == {run_id: 3}
     assert counted["max_requests_per_second"] == 4
+    by_key = counted["max_per_second_by_key"]
+    assert by_key[key_id(CITEDY_KEY)] == 4 and by_key[key_id(AP_KEY)] == 1
+    assert counted["malformed"] == 0
     assert CITEDY_KEY not in response.text and AP_KEY not in response.text
 
 

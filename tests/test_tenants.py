@@ -49,6 +49,7 @@ AP_CONN = {"t1": "sk-social-tenant-one-key-0001", "t2": "sk-social-tenant-two-ke
 LOGIN_TOKEN = re.compile(r'name="login_token" value="([^"]+)"')
 WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=_-]{8,}")
 SESSION_LIFETIME = 6.0
+CRM_TOKEN = "crm-intake-token-0123456789"
 
 #: Every secret this module made or configured, by name: none may be found in Redis or a log.
 SECRETS: dict[str, str] = {
@@ -56,6 +57,7 @@ SECRETS: dict[str, str] = {
     **{f"citedy connection of {t}": k for t, k in CONN.items()},
     **{f"autoposting connection of {t}": k for t, k in AP_CONN.items()},
     "admin key": ADMIN_KEY,
+    "subscription header": CRM_TOKEN,
     "CITEDY_API_KEY": CITEDY_KEY,
     "AUTOPOSTING_API_KEY": AUTOPOSTING_KEY,
 }
@@ -351,8 +353,11 @@ def test_admin_api_keys_made_listed_and_revoked_at_once(tstack: Stack) -> None:
         with client(tstack, key) as t9:
             assert t9.get("/v1/runs").status_code == 200
             assert t9.put("/v1/connections/citedy", json={"api_key": CONN["t1"]}).is_success
-            hook_sub = t9.post("/v1/subscriptions", json={"url": "http://127.0.0.1:9/x"})
-            assert hook_sub.status_code == 201
+            hook_sub = t9.post(
+                "/v1/subscriptions",
+                json={"url": "http://127.0.0.1:9/x", "headers": {"X-Crm-Token": CRM_TOKEN}},
+            )
+            assert hook_sub.status_code == 201, hook_sub.text
             SECRETS["t9 webhook secret"] = hook_sub.json()["secret"]
             # t9 is its own tenant: t1's objects are not its.
             assert t9.get("/v1/connections/citedy").json()["key_hint"] == "…" + CONN["t1"][-4:]

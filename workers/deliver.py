@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from relay import keys, metrics, signing, usage
+from relay import keys, metrics, rate_limit, signing, sub_headers, usage
 from relay.http_client import BlockedDestination, request_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
@@ -59,6 +59,14 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
         await r.zadd(keys.DUE_DELIVER, {member: time.time() + BUSY_DEFER}, xx=True)
         return
+    # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for when there
+    # is one; no attempt is counted and no delivery slot is held while it waits.
+    limit = rate_limit.parse(sub.get(rate_limit.FIELD))
+    if limit is not None:
+        wait = await rate_limit.reserve(ctx.pipe, sub_id, limit)
+        if wait:
+            await r.zadd(keys.DUE_DELIVER, {member: time.time() + wait}, xx=True)
+            return
     ctx.in_flight[sub_id] += 1
     try:
         await _attempt(ctx, sub, run_id, event_id, member, body_text, attempts_raw)
@@ -108,6 +116,9 @@ async def _attempt(
     secrets = await _secrets(ctx, sub)
     timestamp = int(time.time())
     headers = signing.webhook_headers(secrets, event_id, timestamp, body)
+    if sub.get(sub_headers.FIELD):  # the subscription's own headers (relay/sub_headers.py)
+        extra = sub_headers.unsealed(sub[sub_headers.FIELD], s.relay_encryption_key)
+        headers = {**dict(extra), **headers}
     started = time.perf_counter()
     code: int | None = None
     excerpt = b""

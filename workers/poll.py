@@ -9,7 +9,7 @@ from itertools import chain
 
 import structlog
 
-from relay import budget, connections, events, keys
+from relay import budget, connections, events, keys, vendor_auth
 from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
@@ -43,7 +43,8 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         return
     structlog.contextvars.bind_contextvars(run_id=run_id, tenant=run["tenant"])
     now = time.time()
-    if now - float(run["created_at"]) > s.tracking_window:
+    # `tracking_since`: when a resumed run (refresh after tracking_failed) was tracked again.
+    if now - float(run.get("tracking_since") or run["created_at"]) > s.tracking_window:
         POLLS.labels(run["provider"], "window_expired").inc()
         await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
         return
@@ -70,9 +71,19 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         else:
             await _again(ctx, run_id, backoff(misses, s.poll_min_interval, s.poll_max_interval))
         return
-    except Unauthorized:
+    except Unauthorized as exc:
+        # Credentials, not the run: back off and give up only after a window of nothing else.
         POLLS.labels(provider.name, "unauthorized").inc()
-        await _give_up(ctx, run, "unauthorized", "the vendor refused the relay's credentials")
+        streak = await vendor_auth.note(r, run, exc, vendor_auth.POLL)
+        if streak is None:
+            await r.zrem(keys.DUE_POLL, run_id)
+        elif streak.age >= s.unauthorized_window:
+            message = f"the vendor refused the relay's credentials for {streak.age:.0f}s"
+            await _give_up(ctx, run, "unauthorized", message)
+        else:
+            delay = backoff(streak.count, s.poll_min_interval, s.poll_max_interval)
+            log.warning("poll_unauthorized", run_id=run_id, streak=streak.count, delay=delay)
+            await _again(ctx, run_id, delay)
         return
     except Transient as exc:
         POLLS.labels(provider.name, "transient").inc()
@@ -95,6 +106,7 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         "errors": "0",
         "not_found": "0",
         "last_polled_at": repr(now),
+        **vendor_auth.clear_fields(run),
     }
     if changed:
         fields.update(last_change_at=repr(now), state=COMPLETED if terminal else TRACKING)

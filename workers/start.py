@@ -7,7 +7,7 @@ import time
 
 import structlog
 
-from relay import budget, connections, events, keys
+from relay import budget, connections, events, keys, vendor_auth
 from relay.ids import vendor_idempotency_key
 from relay.polling import backoff
 from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
@@ -44,7 +44,18 @@ async def start_run(ctx: Context, run_id: str) -> None:
         bound.warning("start_retry", reason=exc.reason, delay=round(delay, 2))
         await r.zadd(keys.DUE_START, {run_id: time.time() + delay})
         return
-    except (Rejected, Unauthorized, VendorError) as exc:
+    except Unauthorized as exc:
+        # Credentials, not the request: retry with back-off within RELAY_UNAUTHORIZED_WINDOW,
+        # then start_failed (credentials=true).
+        streak = await vendor_auth.note(r, run, exc, vendor_auth.START)
+        if streak is not None and streak.age < s.unauthorized_window:
+            delay = backoff(streak.count, s.poll_min_interval, s.poll_max_interval)
+            bound.warning("start_unauthorized", streak=streak.count, delay=round(delay, 2))
+            await r.zadd(keys.DUE_START, {run_id: time.time() + delay})
+            return
+        await _start_failed(ctx, run, exc)
+        return
+    except (Rejected, VendorError) as exc:
         await _start_failed(ctx, run, exc)
         return
     now = time.time()

@@ -1,15 +1,26 @@
 """The `watch` job: list an Autoposting agent's runs and start tracking the ones it started since
-the watch was created. Runs already present at the first listing are the baseline."""
+the watch was created (by the run's `startedAt` against the watch's `created_at`, so a run started
+before the first successful listing, e.g. during a vendor outage, is tracked too).
+
+The list is paged (`limit`/`offset`) while the vendor's `total` says there is more and the pages
+hold runs not seen yet (newest first: a page of only known or older runs ends the listing). A
+vendor that ignores `offset` (the same runs come back) cannot be paged through: the runs beyond
+the first page are counted in a metric and told to the tenant in a notice, not skipped silently."""
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 
-from relay import budget, connections, keys
+from relay import budget, connections, keys, notices
 from relay.ids import new_id
-from relay.providers.base import RateLimited, VendorError
+from relay.metrics import WATCH_LISTING_TRUNCATED
+from relay.providers.base import Observed, Provider, RateLimited, VendorError
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.scripts import FINISH_LISTING
 from workers.context import Context
@@ -17,8 +28,83 @@ from workers.context import Context
 log = structlog.get_logger("relay.watch")
 
 
+PAGE_SIZE = 100  # the most the simulator (and, by its guides, the vendor) pages out at once
+MAX_PAGES = 50  # per listing; more new runs than this at once is reported as truncated
+SLOT_TRIES = 5
+TRUNCATED_NOTICE = "watch.listing_truncated"
+TRUNCATED_NOTICE_EVERY = 3600.0
+
+
 def watch_seen(watch_id: str) -> str:
     return keys.watch(watch_id) + ":seen"
+
+
+def started_at(run: Observed) -> float | None:
+    """The vendor's `startedAt` as unix seconds, or None when it is missing or unreadable."""
+    raw = run.snapshot.get("startedAt")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return datetime.fromisoformat(raw).timestamp()
+    except ValueError:
+        return None
+
+
+def is_new(run: Observed, created_at: float, first_listing: bool) -> bool:
+    """Started at or after the watch's creation (to the millisecond the vendor reports; vendor and
+    relay clocks are assumed in step). A run with no readable start time counts as new unless it
+    is in the first listing (the old baseline rule)."""
+    started = started_at(run)
+    if started is None:
+        return not first_listing
+    return started >= math.floor(created_at * 1000) / 1000
+
+
+async def _slot(ctx: Context, provider: Provider) -> bool:
+    for _ in range(SLOT_TRIES):
+        wait = await budget.acquire(ctx.pipe, provider.credential, ctx.settings.vendor_rate)
+        if not wait:
+            return True
+        await asyncio.sleep(wait)
+    return False
+
+
+@dataclass
+class Listing:
+    runs: list[Observed]
+    total: int | None
+    truncated: bool  # the vendor has more (`total`) than it would page out
+
+
+async def list_all(
+    ctx: Context, provider: Provider, agent_id: str, done_with: set[str], created_at: float
+) -> Listing:
+    """Page through an agent's runs while there is more and the pages still hold runs that are
+    neither in `done_with` nor older than `created_at`."""
+    runs: dict[str, Observed] = {}
+    total: int | None = None
+    for page_no in range(MAX_PAGES):
+        # The first page's slot is the job's own; each further page takes one of its own. No slot
+        # within a few seconds: the whole listing is tried again later (a partial one would
+        # mark its first pages seen, and the next listing would stop there).
+        if page_no and not await _slot(ctx, provider):
+            raise RateLimited(1.0, status_code=None)
+        page = await provider.list_runs(
+            ctx.vendor_http, agent_id, offset=len(runs), limit=PAGE_SIZE
+        )
+        total = page.total
+        fresh = [run for run in page.runs if run.upstream_run_id not in runs]
+        runs.update((run.upstream_run_id, run) for run in fresh)
+        if not page.runs or total is None or len(runs) >= total:
+            return Listing(list(runs.values()), total, truncated=False)
+        if not fresh:
+            return Listing(list(runs.values()), total, truncated=True)
+        if all(
+            run.upstream_run_id in done_with or not is_new(run, created_at, first_listing=False)
+            for run in fresh
+        ):
+            return Listing(list(runs.values()), total, truncated=False)
+    return Listing(list(runs.values()), total, truncated=True)
 
 
 async def watch_agent(ctx: Context, watch_id: str) -> None:
@@ -32,8 +118,11 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     if wait:
         await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)
         return
+    seen_key = watch_seen(watch_id)
+    known = await r.smembers(seen_key)
+    created_at = float(watch["created_at"])
     try:
-        runs = await provider.list_runs(ctx.vendor_http, watch["agent_id"])
+        listing = await list_all(ctx, provider, watch["agent_id"], known, created_at)
     except RateLimited as exc:
         await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + exc.retry_after}, xx=True)
         return
@@ -41,13 +130,15 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
         await r.hset(keys.watch(watch_id), "last_error", exc.reason)
         await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + s.watch_interval}, xx=True)
         return
-    seen_key = watch_seen(watch_id)
-    baseline = watch.get("baselined") != "1"
-    known = await r.smembers(seen_key)
+    runs = listing.runs
+    if listing.truncated:
+        await _truncated(ctx, watch, len(runs), listing.total)
+    first_listing = watch.get("baselined") != "1"
+    include_existing = watch.get("include_existing") == "1"
     fresh = [run for run in runs if run.upstream_run_id not in known]
     now = time.time()
     for run in fresh:
-        if baseline and not watch.get("include_existing") == "1":
+        if not include_existing and not is_new(run, created_at, first_listing):
             continue
         run_id = new_id("run")
         record = {
@@ -91,3 +182,29 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
         repr(now + s.watch_interval),
         *[run.upstream_run_id for run in fresh],
     )
+
+
+async def _truncated(ctx: Context, watch: dict[str, str], listed: int, total: int | None) -> None:
+    """The vendor reports more runs than it pages out: count it every time, tell the tenant once
+    an hour per watch (the runs beyond what came back cannot be tracked by this watch)."""
+    WATCH_LISTING_TRUNCATED.labels(watch["provider"]).inc()
+    reason = (
+        f"the vendor lists {total} runs for agent {watch['agent_id']} but pages out only "
+        f"{listed}: runs beyond those are not tracked by this watch (track them by id)"
+    )
+    await notices.keep_once(
+        ctx.redis,
+        watch["tenant"],
+        f"{TRUNCATED_NOTICE}:{watch['id']}",
+        {
+            "type": TRUNCATED_NOTICE,
+            "watch_id": watch["id"],
+            "agent_id": watch["agent_id"],
+            "listed": listed,
+            "total": total,
+            "reason": reason,
+            "at": time.time(),
+        },
+        ttl=TRUNCATED_NOTICE_EVERY,
+    )
+    log.warning("watch_listing_truncated", watch_id=watch["id"], listed=listed, total=total)

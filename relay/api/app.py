@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
@@ -13,12 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay import metrics
+from relay import metrics, webhook_schemas
 from relay.api import (
     admin,
     connections,
     events_routes,
     health,
+    pull_routes,
     runs,
     subscriptions,
     usage_routes,
@@ -43,6 +45,8 @@ from relay.console.routes import routes as console_routes
 from relay.logging import register_secrets
 from relay.ops.runs import CURSOR_PATTERN
 from relay.providers.registry import build_providers
+from relay.pull import CURSOR_PATTERN as EVENTS_CURSOR
+from relay.pull import MAX_WAIT
 from relay.redis_conn import connect
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -111,7 +115,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
         Op(
             "PATCH",
             "/v1/subscriptions/{sub_id}",
-            "Change url, filter, enabled",
+            "Change url, filter, description, enabled, headers, rate_limit",
             200,
             SubscriptionPatch,
         ),
@@ -165,6 +169,20 @@ TABLE: list[tuple[Op, Endpoint]] = [
             body_required=False,
         ),
         events_routes.redeliver,
+    ),
+    (
+        Op(
+            "GET",
+            "/v1/events",
+            "Pull: the tenant's events in recording order, each the webhook body plus its id",
+            query=(
+                ("after", {"type": "string", "pattern": EVENTS_CURSOR}),
+                LIMIT,
+                ("wait", {"type": "number", "minimum": 0, "maximum": MAX_WAIT}),
+            ),
+            returns="EventPage",
+        ),
+        pull_routes.list_events,
     ),
     (
         Op(
@@ -234,6 +252,16 @@ def _version() -> str:
         return "0.0.0"
 
 
+def openapi_document() -> dict[str, Any]:
+    """What `/openapi.json` serves: the routes, and the webhooks the relay sends."""
+    return document(
+        [op for op, _ in TABLE],
+        _version(),
+        webhook_schemas.webhooks(),
+        webhook_schemas.components(),
+    )
+
+
 def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
     routes = [Route(op.path, _guarded(op, endpoint), methods=[op.method]) for op, endpoint in TABLE]
     # Prometheus scrape target (unauthenticated, counts only) and the operator console (HTML).
@@ -253,6 +281,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         try:
             yield
         finally:
+            await pull_routes.close(app.state)
             if owned:
                 await app.state.redis.aclose()
 
@@ -268,7 +297,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     app.state.metrics = metrics.ApiMetrics(
         keys_by_value.values(), [p.credential for p in app.state.providers.values()]
     )
-    app.state.openapi = document([op for op, _ in TABLE], _version())
+    app.state.openapi = openapi_document()
     if redis is not None:
         app.state.redis = redis
     return app

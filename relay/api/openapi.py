@@ -34,11 +34,19 @@ class Op:
     admin: bool = False
     #: Other answers the operation gives: (status, description), e.g. a 200 beside a 202, a 409.
     also: tuple[tuple[int, str], ...] = ()
+    #: The success body's schema: a name in components (default: any object).
+    returns: str | None = None
 
 
-def document(ops: list[Op], version: str) -> dict[str, Any]:
+def document(
+    ops: list[Op],
+    version: str,
+    webhooks: dict[str, Any] | None = None,
+    components: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`webhooks` and the `components` they refer to: relay/webhook_schemas.py."""
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Error": ERROR}
+    schemas: dict[str, Any] = {"Error": ERROR, **(components or {})}
     for op in ops:
         params: list[dict[str, Any]] = [
             {
@@ -73,7 +81,7 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
                 code: {
                     "description": text,
                     **(
-                        {"content": {"application/json": {"schema": {"type": "object"}}}}
+                        {"content": {"application/json": {"schema": _success(op, code)}}}
                         if code != "204"
                         else {}
                     ),
@@ -100,9 +108,9 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
             entry["security"] = [{"bearer": []}]
         if op.body is not None:
             schema = op.body.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in schema.pop("$defs", {}).items():
-                schemas[name] = sub
-            schemas[op.body.__name__] = schema
+            for name, sub in [*schema.pop("$defs", {}).items(), (op.body.__name__, schema)]:
+                if schemas.setdefault(name, sub) != sub:
+                    raise ValueError(f"two different schemas are named {name}")
             entry["requestBody"] = {
                 "required": op.body_required,
                 "content": {
@@ -120,11 +128,18 @@ def document(ops: list[Op], version: str) -> dict[str, Any]:
             "description": "Vendors' poll-only job APIs as signed, retried, ordered webhooks.",
         },
         "paths": paths,
+        **({"webhooks": webhooks} if webhooks else {}),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _success(op: Op, code: str) -> dict[str, Any]:
+    if op.returns and code == str(op.ok):
+        return {"$ref": f"#/components/schemas/{op.returns}"}
+    return {"type": "object"}
 
 
 def _op_id(op: Op) -> str:

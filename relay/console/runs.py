@@ -9,6 +9,7 @@ from urllib.parse import quote, urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from relay.console import event_body
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, ts
 from relay.console.pages import attempts_table, deps, flash_of, form_of, page, post_button
@@ -118,13 +119,15 @@ def _event_block(s: sessions.Session, e: dict[str, Any], view: deliveries.RunDel
     return render(
         '<section class="event" id="$id"><div class="actions"><h2 style="margin:0">'
         "#$seq $type $status</h2>$redeliver</div>"
-        '<p class="muted">event <code>$id</code> recorded $at</p>$deliveries</section>',
+        '<p class="muted">event <code>$id</code> recorded $at</p>$body'
+        "$deliveries</section>",
         id=e["id"],
         seq=e["sequence"],
         type=e["type"],
         status=badge(e["status"]),
         redeliver=redeliver,
         at=ts(e["created_at"]),
+        body=event_body.block(view.bodies[e["id"]]) if e["id"] in view.bodies else Safe(""),
         deliveries=join(blocks),
     )
 

@@ -58,6 +58,8 @@ class RunDeliveries:
     run: dict[str, Any]
     subscriptions: dict[str, dict[str, Any]]
     attempts: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    #: event id -> the body it sent (the same bytes to every subscriber, on every attempt)
+    bodies: dict[str, str] = field(default_factory=dict)
 
 
 async def redeliver(
@@ -165,4 +167,10 @@ async def of_run(deps: Deps, tenant: str, run_id: str) -> RunDeliveries:
         for a in map(loads, log):
             if a.get("run_id") == run["id"]:
                 by_pair[(a.get("event_id") or "", sub_id)].append(a)
-    return RunDeliveries(run, subs, dict(by_pair))
+    ids = [e["id"] for e in run["events"]]
+    pipe = deps.redis.pipeline(transaction=False)
+    for evt in ids:
+        pipe.hget(keys.event(evt), "body")
+    sent = await pipe.execute() if ids else []
+    bodies = {evt: body for evt, body in zip(ids, sent, strict=True) if body}
+    return RunDeliveries(run, subs, dict(by_pair), bodies)

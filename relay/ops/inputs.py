@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
+from relay import rate_limit, sub_headers
 from relay.events import EVENT_TYPES
 
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -88,10 +89,31 @@ class SubscriptionFilter(Strict):
         return value
 
 
+HEADERS_DOC = (
+    "Up to 10 extra request headers sent on every delivery. Values are write-only (encrypted at "
+    "rest; only names are shown back). webhook-*, content-*, host and hop-by-hop names are refused."
+)
+RATE_DOC = "At most this many deliveries per second to this subscription, across all workers."
+
+
 class SubscriptionCreate(Strict):
     url: str = Field(min_length=1, max_length=2048)
     filter: SubscriptionFilter = Field(default_factory=SubscriptionFilter)
     description: str = Field(default="", max_length=256)
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=sub_headers.MAX_HEADERS,
+        description=HEADERS_DOC,
+        json_schema_extra=sub_headers.json_schema(),
+    )
+    rate_limit: float | None = Field(
+        default=None, gt=0, le=rate_limit.MAX_RATE, description=RATE_DOC
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        return sub_headers.check(value)
 
 
 class SubscriptionPatch(Strict):
@@ -99,6 +121,20 @@ class SubscriptionPatch(Strict):
     filter: SubscriptionFilter | None = None
     description: str | None = Field(default=None, max_length=256)
     enabled: bool | None = None
+    headers: dict[str, str] | None = Field(
+        default=None,
+        max_length=sub_headers.MAX_HEADERS,
+        description="Replaces all extra headers ({} removes them). " + HEADERS_DOC,
+        json_schema_extra=sub_headers.json_schema(),
+    )
+    rate_limit: float | None = Field(
+        default=None, ge=0, le=rate_limit.MAX_RATE, description=RATE_DOC + " 0 removes the limit."
+    )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else sub_headers.check(value)
 
 
 class Recover(Strict):

@@ -1,5 +1,6 @@
-"""Notices: what the relay did to a tenant's subscriptions by itself (`subscription.disabled`),
-newest first. Written by the deliver worker; kept to the last 1,000 per tenant."""
+"""Notices: what the relay did or saw by itself that a tenant can fix (`subscription.disabled`,
+`vendor.unauthorized`, `watch.listing_truncated`), newest first. Written by the workers
+(relay/notices.py); kept to the last 1,000 per tenant."""
 
 from __future__ import annotations
 

@@ -66,13 +66,18 @@ def _fresh(name: str, field: str, raw: str, key: str | None) -> str:
     known = any(fnmatchcase(name, pattern) and field == f for pattern, f in KNOWN)
     if is_sealed(raw) or known:
         return reseal(raw, key)
-    if "enc:" in raw or (field == "secrets" and name.startswith("relay:sub:")):
+    sub_secret = name.startswith("relay:sub:") and field in ("secrets", "headers")
+    if "enc:" in raw or sub_secret:
         try:
             parsed = json.loads(raw)
         except ValueError:
             return raw
-        plain_s = field == "secrets"
-        return json.dumps(_walk(parsed, key, plain_s), separators=(",", ":"), ensure_ascii=False)
+        if sub_secret and field == "headers" and isinstance(parsed, dict):
+            # Subscription headers: name → sealed value (relay/sub_headers.py); every value is one.
+            parsed = {k: reseal(v, key) if isinstance(v, str) else v for k, v in parsed.items()}
+        else:
+            parsed = _walk(parsed, key, field == "secrets")
+        return json.dumps(parsed, separators=(",", ":"), ensure_ascii=False)
     return raw
 
 

@@ -32,6 +32,7 @@ from relay.store.runs import (
     get_tenant_run,
     list_runs,
     public_run,
+    resume_run,
     upstream_key,
 )
 
@@ -254,8 +255,9 @@ async def page(
 
 
 async def refresh(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
-    """Poll now (a run being tracked only)."""
+    """Poll now (a run being tracked, or one that gave up: it is tracked again)."""
     run = await _own(deps, tenant, run_id)
+    run = await resume_run(deps.redis, run, time.time())  # a tracking_failed run is tracked again
     if run.get("state") != TRACKING:
         raise Conflict("not_tracking", f"the run is {run.get('state')}, not being polled")
     await deps.redis.zadd(keys.DUE_POLL, {run["id"]: time.time()})

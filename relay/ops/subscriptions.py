@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from relay import events, keys, quotas, signing
+from relay import events, keys, quotas, signing, sub_headers
 from relay.ids import new_id
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, NotFound, QuotaExceeded
@@ -55,6 +55,18 @@ def _seal(deps: Deps, secret: str) -> str:
     return seal(secret, deps.settings.relay_encryption_key)
 
 
+def _options(deps: Deps, headers: dict[str, str] | None, limit: float | None) -> dict[str, str]:
+    """The `headers` (sealed) and `rate_limit` fields to store; None leaves a field as it is."""
+    out: dict[str, str] = {}
+    if headers is not None:
+        out["headers"] = (
+            sub_headers.sealed(headers, deps.settings.relay_encryption_key) if headers else ""
+        )
+    if limit is not None:
+        out["rate_limit"] = repr(limit) if limit else ""
+    return out
+
+
 async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
     url = await checked_url(deps, body.url, "url")
     r = deps.redis
@@ -69,6 +81,7 @@ async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
         sealed_secret=_seal(deps, secret),
         now=time.time(),
     )
+    fields.update(_options(deps, body.headers, body.rate_limit))
     limit = deps.settings.max_subscriptions
     if not await quotas.add_subscription(r, tenant, sub_id, fields, limit):
         raise QuotaExceeded("RELAY_MAX_SUBSCRIPTIONS", limit, "subscriptions")
@@ -99,6 +112,7 @@ async def patch(
         fields["filter"] = dumps(body.filter.model_dump())
     if body.description is not None:
         fields["description"] = body.description
+    fields.update(_options(deps, body.headers, body.rate_limit))
     resume = False
     if body.enabled is not None:
         fields["enabled"] = "1" if body.enabled else "0"

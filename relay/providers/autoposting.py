@@ -4,10 +4,19 @@ relay tracks them one by one or follows an agent's run list (a watch)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
-from relay.providers.base import Observed, Provider, Transient, body_json, raise_for_common, send
+from relay.providers.base import (
+    Observed,
+    Provider,
+    RunsPage,
+    Transient,
+    body_json,
+    raise_for_common,
+    send,
+)
 
 
 def _run(item: Any) -> Observed:
@@ -44,10 +53,19 @@ class Autoposting(Provider):
         url = f"{self.base_url}/agents/{agent_id}/runs/{upstream_run_id}"
         return _run(_data(await send(client, "GET", url, headers=self._headers())))
 
-    async def list_runs(self, client: httpx.AsyncClient, agent_id: str) -> list[Observed]:
-        url = f"{self.base_url}/agents/{agent_id}/runs"
+    async def list_runs(
+        self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
+    ) -> RunsPage:
+        """One page. The contract documents no paging parameters; `limit`/`offset` are sent
+        anyway (a vendor that ignores them answers its first page again, which the watch
+        notices) and `total` is read when the vendor gives it."""
+        query = urlencode({"limit": limit, "offset": offset})
+        url = f"{self.base_url}/agents/{agent_id}/runs?{query}"
         data = _data(await send(client, "GET", url, headers=self._headers()))
         runs = data.get("runs") if isinstance(data, dict) else None
         if not isinstance(runs, list):
             raise Transient("vendor answered a runs list without runs")
-        return [_run(item) for item in runs]
+        total = data.get("total")
+        if isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            total = None
+        return RunsPage(runs=[_run(item) for item in runs], total=total)

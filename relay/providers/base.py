@@ -31,6 +31,15 @@ class Started(Observed):
     idempotent: bool = False
 
 
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of an agent's runs (newest first) and the vendor's count of them all (None when
+    it gives none)."""
+
+    runs: list[Observed]
+    total: int | None
+
+
 class VendorError(Exception):
     """A vendor answer that is not a run. Subclasses say what the worker should do about it."""
 
@@ -127,7 +136,9 @@ class Provider:
     ) -> Observed:
         raise NotImplementedError
 
-    async def list_runs(self, client: httpx.AsyncClient, agent_id: str) -> list[Observed]:
+    async def list_runs(
+        self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
+    ) -> RunsPage:
         raise NotImplementedError
 
 

@@ -55,6 +55,8 @@ class Vendor:
 
 CITEDY = Vendor(citedy.authenticate, citedy.error)
 AUTOPOSTING = Vendor(autoposting.authenticate, autoposting.error)
+#: The prefixes of the vendor endpoints' route names, as `/_sim/unauthorized` takes them.
+VENDOR_NAMES = ("citedy", "autoposting")
 
 
 def _rate_limited(vendor: Vendor, retry_after: int, message: str) -> Response:
@@ -71,6 +73,7 @@ def _fault(state: SimState, vendor: Vendor) -> Response | None:
     if state.roll(state.config.error_rate):
         return vendor.error(500, "internal_error", "Simulated internal error.")
     if state.roll(state.config.malformed_rate):
+        state.stats.malformed += 1
         return Response(MALFORMED_BODY, status_code=200, media_type="application/json")
     return None
 
@@ -90,6 +93,8 @@ async def _gate(
     await request.body()
     if config.latency_ms > 0:
         await asyncio.sleep(config.latency_ms / 1000)
+    if state.forced_unauthorized(name.partition(".")[0], state.clock()):
+        return vendor.error(401, "unauthorized", "Authentication required.")
     if not isinstance(auth, str):
         return auth
     wait = state.throttle(who, state.clock())
@@ -194,6 +199,21 @@ def _admin_routes(state: SimState) -> list[Route]:
         state.revoked.add(key)
         return JSONResponse({"api_key_id": key_id(key), "revoked": True})
 
+    async def unauthorized(request: Request) -> Response:
+        """Answer 401 to every call of one vendor (or both) for `seconds` from now (0 ends it)."""
+        body = await _admin_body(request)
+        if isinstance(body, Response):
+            return body
+        vendor, seconds = body.get("vendor", "all"), body.get("seconds")
+        if vendor not in VENDOR_NAMES and vendor != "all":
+            return _bad(f"vendor must be one of {', '.join(VENDOR_NAMES)} or all")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0:
+            return _bad("seconds must be a number >= 0")
+        until = state.clock() + float(seconds)
+        for name in VENDOR_NAMES if vendor == "all" else (vendor,):
+            state.unauthorized_until[name] = until
+        return JSONResponse({"vendor": vendor, "until": until})
+
     async def create_agent_run(request: Request) -> Response:
         body = await _admin_body(request)
         if isinstance(body, Response):
@@ -225,6 +245,21 @@ def _admin_routes(state: SimState) -> list[Route]:
             state.schedules[agent_id] = Schedule(agent_id, float(every), now)
         return JSONResponse({"agentId": agent_id, "every_seconds": every})
 
+    async def paging(request: Request) -> Response:
+        """`{"honoured": false}`: this agent's runs list ignores limit/offset from now on."""
+        body = await _admin_body(request)
+        if isinstance(body, Response):
+            return body
+        honoured = body.get("honoured")
+        if not isinstance(honoured, bool):
+            return _bad("honoured must be true or false")
+        agent_id = request.path_params["agentId"]
+        if honoured:
+            state.paging_ignored.discard(agent_id)
+        else:
+            state.paging_ignored.add(agent_id)
+        return JSONResponse({"agentId": agent_id, "honoured": honoured})
+
     async def delete_run(request: Request) -> Response:
         if state.delete_run(request.path_params["runId"]):
             return JSONResponse({"deleted": True})
@@ -240,8 +275,10 @@ def _admin_routes(state: SimState) -> list[Route]:
         Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/credits", credits, methods=["POST"]),
         Route("/_sim/revoke", revoke, methods=["POST"]),
+        Route("/_sim/unauthorized", unauthorized, methods=["POST"]),
         Route(f"{agents}/runs", create_agent_run, methods=["POST"]),
         Route(f"{agents}/schedule", schedule, methods=["POST"]),
+        Route(f"{agents}/paging", paging, methods=["POST"]),
         Route("/_sim/runs/{runId}", delete_run, methods=["DELETE"]),
         Route("/_sim/stats", stats, methods=["GET"]),
     ]

@@ -132,6 +132,8 @@ async def list_runs(request: Request, state: SimState, api_key: str) -> Response
     now = state.clock()
     materialize_schedules(state, now)
     agent_id = request.path_params["agentId"]
+    if agent_id in state.paging_ignored:
+        limit, offset = DEFAULT_LIMIT, 0
     runs = sorted(
         (run for run in state.agent_runs.values() if run.agent_id == agent_id),
         key=lambda run: (run.created_at, run.seq),

@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay.providers.citedy_models import CreateWarmLeadRunRequest, describe_validation_error
+from relay.simulators.citedy_contract import Refused, validate
 from relay.simulators.state import CitedyRun, SimState, iso, key_id, step_index
 
 CREDITS_PER_RUN = 40
@@ -237,14 +236,14 @@ async def create_run(request: Request, state: SimState, api_key: str) -> Respons
     if payload is _NOT_JSON:
         return error(400, "invalid_request", "Request body must be valid JSON.")
     try:
-        body = CreateWarmLeadRunRequest.model_validate(payload)
-    except ValidationError as exc:
-        return error(400, "invalid_request", describe_validation_error(exc)[1])
+        params = validate(payload)  # the simulator's own reading of the contract
+    except Refused as exc:
+        return error(400, "invalid_request", exc.message)
+    idempotency_key: str | None = payload.get("idempotencyKey")
     now = state.clock()
     base_url = str(request.base_url)
-    params = body.effective()
-    if body.idempotencyKey is not None:
-        existing = state.citedy_runs.get(state.idempotency.get((api_key, body.idempotencyKey), ""))
+    if idempotency_key is not None:
+        existing = state.citedy_runs.get(state.idempotency.get((api_key, idempotency_key), ""))
         if existing is not None:
             if existing.params != params:
                 return error(
@@ -260,17 +259,17 @@ async def create_run(request: Request, state: SimState, api_key: str) -> Respons
     run = CitedyRun(
         id=str(uuid.uuid4()),
         owner=api_key,
-        domain=body.domain,
+        domain=payload["domain"],
         normalized_domain=params["domain"],
         params=params,
-        idempotency_key=body.idempotencyKey,
+        idempotency_key=idempotency_key,
         created_at=now,
         step_seconds=state.config.step_seconds,
         path=PATHS[outcome_for(params["domain"])],
     )
     state.citedy_runs[run.id] = run
-    if body.idempotencyKey is not None:
-        state.idempotency[(api_key, body.idempotencyKey)] = run.id
+    if idempotency_key is not None:
+        state.idempotency[(api_key, idempotency_key)] = run.id
     state.credits[api_key] = balance - CREDITS_PER_RUN
     state.stats.record_charge(key_id(api_key), CREDITS_PER_RUN)
     state.stats.runs_created += 1

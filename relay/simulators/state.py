@@ -118,7 +118,13 @@ class Stats:
     runs_created: int = 0
     status_429: int = 0
     status_500: int = 0
+    status_401: int = 0
+    unauthorized_forced: dict[str, int] = field(default_factory=dict)
+    #: Answers replaced by the malformed-JSON fault, so a test can check the fault fired.
+    malformed: int = 0
     max_requests_per_second: int = 0
+    #: The same per API key (by key_id), for a test that shares the simulator with others.
+    max_per_second_by_key: dict[str, int] = field(default_factory=dict)
     gets_per_run: dict[str, int] = field(default_factory=dict)
     _windows: dict[str, deque[float]] = field(default_factory=dict, repr=False)
 
@@ -129,12 +135,15 @@ class Stats:
         while window and window[0] <= now - 1.0:
             window.popleft()
         self.max_requests_per_second = max(self.max_requests_per_second, len(window))
+        self.max_per_second_by_key[who] = max(self.max_per_second_by_key.get(who, 0), len(window))
 
     def record_status(self, status: int) -> None:
         if status == 429:
             self.status_429 += 1
         elif status == 500:
             self.status_500 += 1
+        elif status == 401:
+            self.status_401 += 1
 
     def record_charge(self, who: str, credits: int) -> None:
         self.charges[who] = self.charges.get(who, 0) + 1
@@ -154,7 +163,11 @@ class Stats:
             "runs_created": self.runs_created,
             "status_429": self.status_429,
             "status_500": self.status_500,
+            "status_401": self.status_401,
+            "unauthorized_forced": dict(self.unauthorized_forced),
+            "malformed": self.malformed,
             "max_requests_per_second": self.max_requests_per_second,
+            "max_per_second_by_key": dict(self.max_per_second_by_key),
             "gets_per_run": dict(self.gets_per_run),
         }
 
@@ -235,8 +248,14 @@ class SimState:
         self.idempotency: dict[tuple[str, str], str] = {}
         self.credits: dict[str, int] = {}
         self.revoked: set[str] = set()
+        # vendor ("citedy", "autoposting") -> clock time until which every call answers 401, as a
+        # key mistake or a WAF hiccup looks from outside (set by POST /_sim/unauthorized).
+        self.unauthorized_until: dict[str, float] = {}
         self.agent_runs: dict[str, AgentRun] = {}
         self.schedules: dict[str, Schedule] = {}
+        # Agents whose runs list ignores `limit`/`offset` (always the first page), as a vendor
+        # that documents no paging may (set by POST /_sim/autoposting/agents/{id}/paging).
+        self.paging_ignored: set[str] = set()
         self.buckets: dict[str, TokenBucket] = {}
         self.seq = 0
 
@@ -268,6 +287,13 @@ class SimState:
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
+
+    def forced_unauthorized(self, vendor: str, now: float) -> bool:
+        """True (and counted) if `vendor` is told to answer 401 at `now`."""
+        if now >= self.unauthorized_until.get(vendor, 0.0):
+            return False
+        self.stats.unauthorized_forced[vendor] = self.stats.unauthorized_forced.get(vendor, 0) + 1
+        return True
 
     def delete_run(self, run_id: str) -> bool:
         """Make a run vanish from either vendor, as if the vendor purged it."""

@@ -25,6 +25,10 @@ class Scripts:
     settle_lane: AsyncScript
     park_lane: AsyncScript
     reserve_slot: AsyncScript
+    keep_notice: AsyncScript
+    note_unauthorized: AsyncScript
+    resume_run: AsyncScript
+    delete_sub: AsyncScript
 
 
 def bind(r: aioredis.Redis) -> Scripts:
@@ -42,6 +46,10 @@ def bind(r: aioredis.Redis) -> Scripts:
             settle_lane=r.register_script(scripts.SETTLE_LANE),
             park_lane=r.register_script(scripts.PARK_LANE),
             reserve_slot=r.register_script(scripts.RESERVE_SLOT),
+            keep_notice=r.register_script(scripts.KEEP_NOTICE),
+            note_unauthorized=r.register_script(scripts.NOTE_UNAUTHORIZED),
+            resume_run=r.register_script(scripts.RESUME_RUN),
+            delete_sub=r.register_script(scripts.DELETE_SUB),
         )
         r._relay_scripts = cached  # type: ignore[attr-defined]
     return cached

@@ -147,3 +147,17 @@ async def list_runs(
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
     return keys.upstream(tenant, provider, agent_id, upstream_run_id)
+
+
+async def resume_run(r: aioredis.Redis, run: dict[str, str], now: float) -> dict[str, str]:
+    """Track a run that gave up (`tracking_failed`) again: state back to `tracking`, error and
+    failure streaks cleared, the tracking window restarted from now, a poll due at once. One
+    script, so a run that was not `tracking_failed` by then is left as it is. Returns the run
+    as it now stands (the given one if it was not resumed, or is gone)."""
+    if run.get("state") != TRACKING_FAILED:
+        return run
+    script = bind(r).resume_run
+    resumed = await script(keys=[keys.run(run["id"]), keys.DUE_POLL], args=[run["id"], now])
+    if not resumed:
+        return run
+    return await get_run(r, run["id"]) or run

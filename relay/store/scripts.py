@@ -64,9 +64,9 @@ return items
 """
 
 # Record a transition and all of its delivery work in one step.
-# KEYS: run, event, run_events, due_deliver
+# KEYS: run, event, run_events, due_deliver, tenant_events
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
-#       run field/value pairs..., sub ids...
+#       run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
 # Returns 'dup' (already recorded), 'gone' (run deleted or stopped), 'stale' (sequence moved;
 # re-read and retry) or 'ok'.
 RECORD_EVENT = """
@@ -81,7 +81,16 @@ local run_id = redis.call('HGET', KEYS[1], 'id')
 local nf = tonumber(ARGV[7])
 local ns = tonumber(ARGV[8])
 local subs = {}
-for i = 9 + 2 * nf, 8 + 2 * nf + ns do subs[#subs + 1] = ARGV[i] end
+local enabled = {}
+for i = 9 + 2 * nf, 8 + 2 * nf + ns do
+  -- A subscription deleted since it was matched gets nothing; a disabled one gets its lane filled
+  -- but not scheduled (parked): enabling it schedules every lane in its pairs set.
+  local on = redis.call('HGET', 'relay:sub:' .. ARGV[i], 'enabled')
+  if on then
+    subs[#subs + 1] = ARGV[i]
+    enabled[ARGV[i]] = on == '1'
+  end
+end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],
   'created_at', ARGV[3], 'body', ARGV[4], 'type', ARGV[5], 'status', ARGV[6],
   'subs', table.concat(subs, ','))
@@ -94,8 +103,17 @@ for _, sub in ipairs(subs) do
   redis.call('HSET', 'relay:dlv:' .. ARGV[1] .. ':' .. sub, 'state', 'pending', 'attempts', 0,
     'updated_at', ARGV[3])
   redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
-  redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id)
+  if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id) end
 end
+-- The pull log (GET /v1/events, relay/pull.py): the event id on the tenant's stream, trimmed by
+-- MINID to the retention (Redis time, as the stream ids are) and expiring a retention after its
+-- newest entry; then one wake-up for the api processes' long-polls.
+local keep = tonumber(ARGV[#ARGV])
+local clock = redis.call('TIME')
+local oldest = math.floor((tonumber(clock[1]) - keep) * 1000)
+redis.call('XADD', KEYS[5], 'MINID', '~', oldest, '*', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[5], math.ceil(keep))
+redis.call('PUBLISH', 'relay:events:wake', KEYS[5])
 return 'ok'
 """
 
@@ -226,4 +244,72 @@ local wait = slot - now
 if wait > tonumber(ARGV[3]) then return tostring(-wait) end
 redis.call('SET', KEYS[1], tostring(slot + interval), 'EX', 3600)
 return tostring(wait)
+"""
+
+# Keep a notice for a tenant at most once per gate period (the gate key expires), trimming the
+# list. KEYS: gate, notices. ARGV: gate_ttl, notice, keep. Returns 1 if the notice was kept.
+KEEP_NOTICE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
+
+# A vendor 401/403 for one run: start or continue its streak (the first 401's time is kept until a
+# success clears it) and tell the tenant, once per gate period. The time is Redis's, so every
+# worker measures the window on one clock. A run deleted meanwhile is not written back.
+# KEYS: run, gate, notices. ARGV: field prefix ('' polls, 'start_' starts), gate_ttl, notice, keep
+# Returns {since, now, count} or false when the run is gone.
+NOTE_UNAUTHORIZED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+redis.call('HSETNX', KEYS[1], ARGV[1] .. 'unauthorized_since', now)
+local since = redis.call('HGET', KEYS[1], ARGV[1] .. 'unauthorized_since')
+if since == '' then
+  since = now
+  redis.call('HSET', KEYS[1], ARGV[1] .. 'unauthorized_since', now)
+end
+local count = redis.call('HINCRBY', KEYS[1], ARGV[1] .. 'unauthorized', 1)
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('LPUSH', KEYS[3], ARGV[3])
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+end
+return {since, now, count}
+"""
+
+# Track a run that gave up again (refresh on a `tracking_failed` run): back to `tracking`, the
+# error and every failure streak cleared, the tracking window restarted now, polled at once.
+# KEYS: run, due_poll. ARGV: run_id, now. Returns 1 if resumed, 0 if it was not tracking_failed.
+RESUME_RUN = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'tracking_failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'tracking', 'error', '', 'terminal', '0',
+  'tracking_since', ARGV[2], 'updated_at', ARGV[2], 'errors', '0', 'not_found', '0',
+  'unauthorized', '0', 'unauthorized_since', '', 'poll_interval', '0')
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+# Remove a subscription with everything queued for it: its lanes (parked ones included), the
+# delivery records of the events still on them and of its dead letters, its schedule entries.
+# The attempt log is left to expire. KEYS: sub, pairs, due_deliver, dead, attempts, tenant_subs
+# ARGV: sub_id, attempts_ttl
+DELETE_SUB = """
+local sub = ARGV[1]
+for _, run_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local lane = 'relay:lane:' .. sub .. ':' .. run_id
+  for _, evt in ipairs(redis.call('LRANGE', lane, 0, -1)) do
+    redis.call('DEL', 'relay:dlv:' .. evt .. ':' .. sub)
+  end
+  redis.call('DEL', lane)
+  redis.call('ZREM', KEYS[3], sub .. '|' .. run_id)
+end
+for _, item in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  local evt = string.match(item, '^([^|]*)')
+  redis.call('DEL', 'relay:dlv:' .. evt .. ':' .. sub)
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
+redis.call('SREM', KEYS[6], sub)
+return 1
 """

@@ -7,8 +7,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from relay import keys
-from relay.store.client import dumps, loads
+from relay import keys, rate_limit, sub_headers
+from relay.store.client import bind, dumps, loads
 
 CALLBACK = "callback"
 
@@ -24,6 +24,8 @@ def public_sub(sub: dict[str, str]) -> dict[str, Any]:
         "disabled_at": float(sub["disabled_at"]) if sub.get("disabled_at") else None,
         "failing_since": float(sub["failing_since"]) if sub.get("failing_since") else None,
         "kind": sub.get("kind") or "subscription",
+        "headers": sub_headers.names(sub.get("headers")),  # names only: values are write-only
+        "rate_limit": rate_limit.parse(sub.get("rate_limit")),
         "run_id": sub.get("run_id") or None,
         "created_at": float(sub["created_at"]),
         "updated_at": float(sub.get("updated_at") or sub["created_at"]),
@@ -82,8 +84,8 @@ async def tenant_subs(r: aioredis.Redis, tenant: str) -> list[dict[str, str]]:
 
 
 def matches(sub: dict[str, str], provider: str, event_type: str, status: str | None) -> bool:
-    if sub.get("enabled") != "1":
-        return False
+    """Whether the filter takes this event. Enabled or not: a disabled subscription's events wait
+    on its lanes, parked, until it is enabled again (or deleted, which drops them)."""
     flt = loads(sub.get("filter"), {})
     providers = flt.get("providers") or []
     statuses = flt.get("statuses") or []
@@ -104,10 +106,8 @@ async def matching_subs(
         if matches(s, run["provider"], event_type, status)
     ]
     callback = run.get("callback_sub")
-    if callback:
-        sub = await get_sub(r, callback)
-        if sub and sub.get("enabled") == "1":
-            ids.append(callback)
+    if callback and await r.exists(keys.subscription(callback)):
+        ids.append(callback)
     return ids
 
 
@@ -130,21 +130,32 @@ def rotated_secrets(sub: dict[str, str], sealed_new: str, now: float, grace: flo
     return dumps([{"s": sealed_new, "exp": None}, *kept][:3])
 
 
+ATTEMPTS_AFTER_DELETE = 7 * 86400
+
+
 async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
-    """Remove a subscription and its queued lanes; the attempt log expires with it."""
-    runs = await r.smembers(keys.sub_pairs(sub["id"]))
-    pipe = r.pipeline(transaction=True)
-    for run_id in runs:
-        pipe.zrem(keys.DUE_DELIVER, keys.pair(sub["id"], run_id))
-        pipe.delete(keys.lane(sub["id"], run_id))
-    pipe.delete(keys.subscription(sub["id"]), keys.sub_pairs(sub["id"]), keys.sub_dead(sub["id"]))
-    pipe.expire(keys.sub_attempts(sub["id"]), 7 * 86400)
-    pipe.srem(keys.tenant_subs(sub["tenant"]), sub["id"])
-    await pipe.execute()
+    """Remove a subscription in one step with everything still queued for it: its lanes (the
+    parked ones of a disabled subscription too), their delivery records and its dead letters'.
+    The attempt log expires a week later. A recording that matched it just before is skipped by
+    RECORD_EVENT, which writes nothing for a subscription whose hash is gone."""
+    await bind(r).delete_sub(
+        keys=[
+            keys.subscription(sub["id"]),
+            keys.sub_pairs(sub["id"]),
+            keys.DUE_DELIVER,
+            keys.sub_dead(sub["id"]),
+            keys.sub_attempts(sub["id"]),
+            keys.tenant_subs(sub["tenant"]),
+        ],
+        args=[sub["id"], ATTEMPTS_AFTER_DELETE],
+    )
 
 
 async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:
-    """Re-schedule every non-empty lane of a (re-)enabled subscription."""
+    """Re-schedule every non-empty lane of a (re-)enabled subscription: the ones parked while it
+    was disabled, and the ones RECORD_EVENT filled but did not schedule (it schedules a lane only
+    for an enabled subscription). Call it after `enabled` is set, so a recording in between is
+    either scheduled by RECORD_EVENT or has its lane in `pairs` by now."""
     runs = await r.smembers(keys.sub_pairs(sub_id))
     if runs:
         await r.zadd(keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs})

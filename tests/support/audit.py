@@ -1,15 +1,27 @@
 """Checking that a rejected request "changes nothing" in Redis, on a stack whose workers keep
 working in the background.
 
-A snapshot records every `relay:*` key and the members of the due sets. After a request, every
-new key and every new due member must be explained by background work: it belongs to an object
-(run, subscription, watch) that already existed, or to another tenant than the one under test.
-Anything new that belongs to the tenant under test (or to no object at all) is a change the
-request made.
+A snapshot records every `relay:*` key with its type and a canonical form of its value (a
+string's bytes, a hash's fields, a set's members, a sorted set's members and scores, a list's
+or stream's entries). After a request, every key that appeared, changed or vanished must be
+explained by background work:
+
+- global bookkeeping (due-set scores of other objects, rate budgets, worker heartbeats);
+- another tenant's objects;
+- one of the tenant's own runs that was live before the request (in a due set: a worker may move
+  it along, record its events and their deliveries, or end it), or one of the tenant's
+  subscriptions that already had deliveries queued (a worker drains its lanes), or one of its
+  watches that existed before (the watch worker keeps its bookkeeping in the watch's hash).
+
+Anything else that belongs to the tenant under test (or to no object at all) is a change the
+request made: a new key, a changed value (a rejected PATCH that still wrote a field) or a deleted
+key (a rejected DELETE that still removed something).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,84 +29,213 @@ import redis
 
 DUE_SETS = ("relay:due:start", "relay:due:poll", "relay:due:deliver", "relay:due:watch")
 #: Keys that are global bookkeeping (rate budgets, worker heartbeats) and not tenant data.
-_GLOBAL_PREFIXES = ("relay:due:", "relay:budget:", "relay:workers")
+_GLOBAL_PREFIXES = ("relay:budget:", "relay:workers")
+#: Keys of the tenant itself (not of one object) that a worker writes while moving a live run
+#: along (its index scores, its notices), so they may change only while the tenant has one.
+_TENANT_LEVEL = ("relay:tenant:",)
 
 
 @dataclass
 class Snapshot:
-    keys: set[str]
-    due: dict[str, set[str]]
+    #: key -> (type, canonical value)
+    values: dict[str, tuple[str, Any]]
+    due: dict[str, dict[str, float]]
     dbsize: int
+
+    @property
+    def keys(self) -> set[str]:
+        return set(self.values)
+
+
+def _canonical(kind: str, raw: Any) -> Any:
+    if kind == "hash":
+        return dict(sorted(raw.items()))
+    if kind in ("set",):
+        return sorted(raw)
+    if kind == "zset":
+        return sorted((m, float(s)) for m, s in raw)
+    if kind == "stream":
+        return [(entry_id, dict(sorted(fields.items()))) for entry_id, fields in raw]
+    return raw
 
 
 def take(r: redis.Redis) -> Snapshot:
-    keys = set(r.scan_iter("relay:*", count=2000))
-    due = {name: set(r.zrange(name, 0, -1)) for name in DUE_SETS}
-    return Snapshot(keys=keys, due=due, dbsize=int(r.dbsize()))
+    keys = sorted(set(r.scan_iter("relay:*", count=2000)))
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [str(k) for k in pipe.execute()]
+    pipe = r.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds, strict=True):
+        if kind == "string":
+            pipe.get(key)
+        elif kind == "hash":
+            pipe.hgetall(key)
+        elif kind == "set":
+            pipe.smembers(key)
+        elif kind == "zset":
+            pipe.zrange(key, 0, -1, withscores=True)
+        elif kind == "list":
+            pipe.lrange(key, 0, -1)
+        elif kind == "stream":
+            pipe.xrange(key)
+        else:
+            pipe.type(key)  # "none": the key expired between SCAN and TYPE
+    raw = pipe.execute()
+    values = {
+        key: (kind, _canonical(kind, value))
+        for key, kind, value in zip(keys, kinds, raw, strict=True)
+        if kind != "none"
+    }
+    due = {
+        name: {str(m): float(s) for m, s in values[name][1]} if name in values else {}
+        for name in DUE_SETS
+    }
+    return Snapshot(values=values, due=due, dbsize=int(r.dbsize()))
 
 
-def _tenant_of_object(r: redis.Redis, kind: str, object_id: str) -> str | None:
-    value = r.hget(f"relay:{kind}:{object_id}", "tenant")
-    return str(value) if value is not None else None
+def digest(snapshot: Snapshot, key: str) -> str:
+    """A short fingerprint of one key's value, for messages."""
+    blob = json.dumps(snapshot.values.get(key), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def _explain(r: redis.Redis, before: Snapshot, key: str) -> tuple[str | None, bool]:
-    """(owning tenant, whether its object existed before) for one new key."""
-    parts = key.split(":")
-    kind = parts[1] if len(parts) > 1 else ""
-    if kind in ("run", "sub", "watch") and len(parts) >= 3:
-        existed = f"relay:{kind}:{parts[2]}" in before.keys
-        return _tenant_of_object(r, kind, parts[2]), existed
-    if kind == "upstream" and len(parts) >= 3:
-        # Written by the ingress for a tracked run, or by a worker once a started run has its
-        # vendor id: it names its run.
-        run_id = r.get(key)
-        existed = run_id is not None and f"relay:run:{run_id}" in before.keys
-        return parts[2], existed
-    if kind in ("idem", "tenant") and len(parts) >= 3:
-        return parts[2], False
-    if kind == "event" and len(parts) >= 3:
-        event = r.hgetall(key)
-        run_id = event.get("run_id")
-        if run_id:
-            return _tenant_of_object(r, "run", run_id), f"relay:run:{run_id}" in before.keys
-        return event.get("tenant"), False
-    if kind in ("dlv", "lane") and len(parts) >= 4:
-        sub_id = parts[3] if kind == "dlv" else parts[2]
-        return _tenant_of_object(r, "sub", sub_id), f"relay:sub:{sub_id}" in before.keys
-    return None, False
+class _Owners:
+    """Who owns a key, looked up in the snapshot after the request or, for objects that are gone
+    now, in the one before it."""
+
+    def __init__(self, before: Snapshot, after: Snapshot) -> None:
+        self.before = before
+        self.after = after
+
+    def tenant_of(self, kind: str, object_id: str) -> str | None:
+        key = f"relay:{kind}:{object_id}"
+        for snap in (self.after, self.before):
+            entry = snap.values.get(key)
+            if entry is not None and entry[0] == "hash" and "tenant" in entry[1]:
+                return str(entry[1]["tenant"])
+        return None
+
+    def run_was_live(self, run_id: str) -> bool:
+        """In a due set before the request, and not stopped by it (only a DELETE stops a run; a
+        worker ends one with a vendor status instead)."""
+        live = run_id in self.before.due["relay:due:start"] or (
+            run_id in self.before.due["relay:due:poll"]
+        )
+        return live and not self._stopped_now(run_id)
+
+    def _stopped_now(self, run_id: str) -> bool:
+        def state(snap: Snapshot) -> Any:
+            entry = snap.values.get(f"relay:run:{run_id}")
+            return entry[1].get("state") if entry and entry[0] == "hash" else None
+
+        return state(self.after) in ("stopped", None) and state(self.before) != state(self.after)
+
+    def sub_had_work(self, sub_id: str) -> bool:
+        return f"relay:sub:{sub_id}:pairs" in self.before.values or any(
+            m.partition("|")[0] == sub_id for m in self.before.due["relay:due:deliver"]
+        )
+
+    def tenant_busy(self, tenant: str) -> bool:
+        """The tenant had work in flight before the request: a live run, or deliveries queued."""
+        return any(
+            self.tenant_of("run", m) == tenant
+            for name in ("relay:due:start", "relay:due:poll")
+            for m in self.before.due[name]
+        ) or any(
+            self.tenant_of("sub", m.partition("|")[0]) == tenant
+            for m in self.before.due["relay:due:deliver"]
+        )
+
+    def explain(self, key: str) -> tuple[str | None, bool]:
+        """(owning tenant, whether background work on an older object explains a change)."""
+        parts = key.split(":")
+        kind = parts[1] if len(parts) > 1 else ""
+        value = self.after.values.get(key) or self.before.values.get(key)
+        if kind == "run" and len(parts) >= 3:
+            return self.tenant_of("run", parts[2]), self.run_was_live(parts[2])
+        if kind == "sub" and len(parts) >= 3:
+            return self.tenant_of("sub", parts[2]), self.sub_had_work(parts[2])
+        if kind == "watch" and len(parts) >= 3:
+            existed = f"relay:watch:{parts[2]}" in self.before.values
+            return self.tenant_of("watch", parts[2]), existed
+        if kind == "upstream" and len(parts) >= 3:
+            # Written by the ingress for a tracked run, or by a worker once a started run has
+            # its vendor id: it names its run.
+            run_id = value[1] if value and value[0] == "string" else None
+            return parts[2], run_id is not None and self.run_was_live(str(run_id))
+        if kind == "idem" and len(parts) >= 3:
+            return parts[2], False
+        if kind == "tenant" and len(parts) >= 3:
+            return parts[2], self.tenant_busy(parts[2])
+        if kind == "event" and len(parts) >= 3 and value and value[0] == "hash":
+            run_id = value[1].get("run_id")
+            if run_id:
+                return self.tenant_of("run", run_id), self.run_was_live(run_id)
+            return value[1].get("tenant"), False
+        if kind in ("dlv", "lane") and len(parts) >= 4:
+            sub_id = parts[3] if kind == "dlv" else parts[2]
+            if kind == "lane" and self.run_was_live(parts[3]):
+                return self.tenant_of("sub", sub_id), True
+            return self.tenant_of("sub", sub_id), self.sub_had_work(sub_id)
+        return None, False
 
 
 def changes(r: redis.Redis, before: Snapshot, tenant: str) -> list[str]:
-    """What appeared since `before` that the tenant's own request must have made."""
+    """What appeared, changed or vanished since `before` that the tenant's own request must have
+    made."""
     after = take(r)
+    owners = _Owners(before, after)
     found: list[str] = []
-    for key in sorted(after.keys - before.keys):
-        if key.startswith(_GLOBAL_PREFIXES):
+    for key in sorted(before.keys | after.keys):
+        if key in DUE_SETS or key.startswith(_GLOBAL_PREFIXES):
             continue
-        owner, existed = _explain(r, before, key)
-        if owner == tenant and existed:
-            continue  # a worker moving one of the tenant's older objects along
+        old, new = before.values.get(key), after.values.get(key)
+        if old == new:
+            continue
+        owner, background = owners.explain(key)
         if owner is not None and owner != tenant:
             continue  # another tenant's background work
-        found.append(f"new key {key}")
-    for name in ("relay:due:start", "relay:due:poll", "relay:due:watch"):
-        kind = "watch" if name.endswith("watch") else "run"
-        for member in sorted(after.due[name] - before.due[name]):
-            if f"relay:{kind}:{member}" in before.keys:
+        if owner == tenant and background:
+            continue  # a worker moving one of the tenant's older objects along
+        if old is None:
+            found.append(f"new key {key}")
+        elif new is None:
+            found.append(f"deleted key {key}")
+        elif old[0] == new[0] == "hash":
+            fields = sorted(k for k in set(old[1]) | set(new[1]) if old[1].get(k) != new[1].get(k))
+            found.append(f"changed key {key} (fields {', '.join(fields)})")
+        else:
+            found.append(f"changed key {key} ({digest(before, key)} -> {digest(after, key)})")
+    for name in DUE_SETS:
+        old_due, new_due = before.due[name], after.due[name]
+        for member in sorted(set(old_due) | set(new_due)):
+            if old_due.get(member) == new_due.get(member):
                 continue
-            owner = _tenant_of_object(r, kind, member)
+            if name == "relay:due:deliver":
+                sub_id = member.partition("|")[0]
+                owner = owners.tenant_of("sub", sub_id)
+                background = owners.sub_had_work(sub_id) or owners.run_was_live(
+                    member.partition("|")[2]
+                )
+            elif name == "relay:due:watch":
+                owner = owners.tenant_of("watch", member)
+                background = member in old_due and member in new_due  # the watch worker's turn
+            else:
+                owner = owners.tenant_of("run", member)
+                background = owners.run_was_live(member)
             if owner is not None and owner != tenant:
                 continue
-            found.append(f"new member {member} of {name}")
-    for member in sorted(after.due["relay:due:deliver"] - before.due["relay:due:deliver"]):
-        sub_id = member.partition("|")[0]
-        owner = _tenant_of_object(r, "sub", sub_id)
-        if owner is not None and owner != tenant:
-            continue
-        if owner == tenant and f"relay:sub:{sub_id}:pairs" in before.keys:
-            continue  # a lane that already had work, rescheduled by a worker
-        found.append(f"new member {member} of relay:due:deliver")
+            if owner == tenant and background:
+                continue
+            what = (
+                "new member"
+                if member not in old_due
+                else "removed member"
+                if member not in new_due
+                else "rescheduled member"
+            )
+            found.append(f"{what} {member} of {name}")
     return found
 
 

@@ -48,6 +48,8 @@ def base_env(redis_url: str, sim_url: str, **extra: str) -> dict[str, str]:
         "RELAY_LEASE_SECONDS": "4",
         "RELAY_VENDOR_RATE": "200",
         "RELAY_WATCH_INTERVAL": "0.3",
+        # Short, so tests that revoke a vendor key see the run give up soon (the default is 1 h).
+        "RELAY_UNAUTHORIZED_WINDOW": "1.5",
         "RELAY_LOG_LEVEL": "info",
     }
     env.update(extra)
