@@ -172,12 +172,14 @@ class Settings(BaseSettings):
                 "by more than a second"
             )
         if self.relay_encryption_key:
-            for index, key in enumerate(key_list(self.relay_encryption_key)):
+            listed = key_list(self.relay_encryption_key)
+            for index, key in enumerate(listed):
                 try:
                     Fernet(key.encode())
                 except ValueError:
+                    which = f" entry {index + 1}" if len(listed) > 1 else ""
                     raise ValueError(
-                        f"RELAY_ENCRYPTION_KEY entry {index + 1} is not a Fernet key "
+                        f"RELAY_ENCRYPTION_KEY{which} is not a Fernet key "
                         "(32 url-safe base64 bytes)"
                     ) from None
         if self.relay_admin_key is not None and len(self.relay_admin_key) < 16:

@@ -534,3 +534,21 @@ def test_reencrypt_moves_every_secret_to_the_first_key(tstack: Stack, tdb: redis
             Fernet(K_OLD.encode()).decrypt(token.encode())
     refused = cli(tstack, "reencrypt", RELAY_ENCRYPTION_KEY="")
     assert refused.returncode == 2 and "not set" in refused.stderr
+
+
+def test_encryption_key_list_is_checked_entry_by_entry() -> None:
+    from relay.config import ConfigError, Settings, load_settings
+
+    both = Settings(RELAY_ENCRYPTION_KEY=f"{K_NEW}, {K_OLD}")
+    assert both.relay_encryption_key
+    os.environ["RELAY_ENCRYPTION_KEY"] = f"{K_NEW},not-a-key"
+    try:
+        with pytest.raises(ConfigError) as info:
+            load_settings()
+    finally:
+        del os.environ["RELAY_ENCRYPTION_KEY"]
+    assert str(info.value) == (
+        "invalid configuration: RELAY_ENCRYPTION_KEY entry 2 is not a Fernet key "
+        "(32 url-safe base64 bytes)"
+    )
+    assert K_NEW not in str(info.value)
