@@ -8,7 +8,6 @@ Redis."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from relay import keys
 from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
@@ -23,7 +22,7 @@ async def acquire(pipe: AutoPipeline, credential: str, rate: float) -> float:
     seconds to come back after (no slot was taken, so nothing is wasted by leaving)."""
     script = bind(pipe.redis).reserve_slot
     wait = float(
-        await run_script(pipe, script, [keys.budget(credential)], [rate, time.time(), MAX_WAIT])
+        await run_script(pipe, script, [keys.budget(credential)], [rate, MAX_WAIT])
     )
     if wait < 0:
         BUDGET_DEFERRED.labels(credential).inc()

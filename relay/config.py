@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         alias="RELAY_AUTOPOSTING_TERMINAL_STATUSES",
     )
     lease_seconds: float = Field(default=30.0, alias="RELAY_LEASE_SECONDS", gt=0)
+    poison_after: int = Field(default=5, alias="RELAY_POISON_AFTER", ge=1)
+    pump_stale_after: float = Field(default=60.0, alias="RELAY_PUMP_STALE_AFTER", gt=0)
+    worker_pumps: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("start", "poll", "deliver", "watch"), alias="RELAY_WORKER_PUMPS"
+    )
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
     # How long an event stays pullable (GET /v1/events; the per-tenant stream is trimmed to it).
     retention: float = Field(default=30 * 86400.0, alias="RELAY_RETENTION", ge=60)
@@ -131,6 +136,18 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, raw: object) -> tuple[float, ...]:
         return _parse_float_list(raw, "RELAY_RETRY_SCHEDULE")
+
+    @field_validator("worker_pumps", mode="before")
+    @classmethod
+    def _pumps(cls, raw: object) -> tuple[str, ...]:
+        items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+        names = tuple(str(x).strip() for x in items if str(x).strip())
+        unknown = set(names) - {"start", "poll", "deliver", "watch"}
+        if unknown or not names:
+            raise ValueError(
+                "RELAY_WORKER_PUMPS: a comma-separated subset of start,poll,deliver,watch"
+            )
+        return names
 
     @field_validator("autoposting_terminal", mode="before")
     @classmethod

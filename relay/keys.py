@@ -11,6 +11,18 @@ DUE_WATCH = P + "due:watch"
 WORKER_HEARTBEATS = P + "workers"
 
 
+def leases(due: str) -> str:
+    """Hash member -> lease token of the members of a due set held now (see scripts.CLAIM);
+    `<leases>:fails` counts a member's consecutive failed jobs. Entries end at release."""
+    return f"{due}:leases"
+
+
+def poison(due: str) -> str:
+    """Members of a due set set aside after repeated failures (scripts.FAIL), trimmed to
+    RELAY_RETENTION; a refresh of the run takes its member out."""
+    return P + "poison:" + due.removeprefix(P + "due:")
+
+
 def run(run_id: str) -> str:
     return f"{P}run:{run_id}"
 

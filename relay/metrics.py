@@ -131,6 +131,12 @@ BUDGET_RATE = Gauge(
     "The configured request budget per credential, requests per second (RELAY_VENDOR_RATE).",
     ["budget"],
 )
+POISONED = Counter(
+    "relay_jobs_set_aside",
+    "Members set aside after failing RELAY_POISON_AFTER jobs in a row, by pump (the error is "
+    "on the run; a refresh puts a run back).",
+    ["pump"],
+)
 IN_FLIGHT = Gauge(
     "relay_worker_in_flight",
     "Jobs this worker is running now, by pump.",

@@ -11,6 +11,7 @@ from relay import events, keys
 from relay.config import get_settings
 from relay.ids import event_id
 from relay.store.client import bind
+from relay.store.leases import Lease
 from relay.store.runs import get_run
 from relay.store.subscriptions import matching_subs
 
@@ -31,8 +32,19 @@ async def record(
     data_extra: dict[str, Any] | None = None,
     snapshot: Any = None,
     status: str | None = None,
+    lease: Lease | None = None,
+    next_poll: float | None = None,
+    upstream: str | None = None,
+    observed: bool = False,
 ) -> tuple[str, str]:
-    """Returns (outcome, event id): outcome 'ok' for a new event, 'dup' if it already existed.
+    """Returns (outcome, event id): outcome 'ok' for a new event, 'dup' if it already existed
+    (the run still moved: its fields and schedule are written), 'old' if a newer observation was
+    recorded meanwhile, 'lost' if `lease` is no longer this worker's (nothing written).
+
+    The work the transition causes is in the same script: `lease` (the due-set member this job
+    holds) is released, the next poll set `next_poll` seconds from now (server time) when given,
+    and the `upstream` index key pointed at the run. With `observed`, the lease's claim time is
+    the observation time: an observation older than the run's last recorded one changes nothing.
 
     `status_key` is the third value the event id derives from: the vendor status for a status
     change, or the failure type. The sequence is checked and set inside the script, so racing
@@ -72,6 +84,10 @@ async def record(
                 keys.event(evt),
                 keys.run_events(run["id"]),
                 keys.DUE_DELIVER,
+                lease.due if lease else "",
+                lease.leases if lease else "",
+                keys.DUE_POLL if next_poll is not None else "",
+                upstream or "",
                 keys.tenant_events(run["tenant"]),
             ],
             args=[
@@ -83,6 +99,10 @@ async def record(
                 status_key,
                 len(fields),
                 len(subs),
+                lease.token if lease else "",
+                repr(lease.claimed_at) if lease and observed and lease.claimed_at else "",
+                repr(next_poll) if next_poll is not None else "",
+                run["id"],
                 *pairs,
                 *subs,
                 get_settings().retention,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +62,15 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
             max_connections=max_connections,
         )
         return master
+    extra: dict[str, Any] = {}
+    counter = _crash_counter()
+    if counter is not None:
+        from relay.crashpoint import connection_class
+
+        extra["connection_class"] = connection_class(counter)
     client: aioredis.Redis = aioredis.Redis.from_url(
         url,
+        **extra,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         health_check_interval=10,
@@ -70,6 +79,17 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
         decode_responses=True,
     )
     return client
+
+
+@functools.cache
+def _crash_counter() -> Any:
+    """The crash-point harness's write counter, when a test asked for one by environment
+    (relay/crashpoint.py); one per process, shared by its clients. None otherwise."""
+    if not os.environ.get("RELAY_CRASH_AFTER_WRITES"):
+        return None
+    from relay.crashpoint import from_env
+
+    return from_env()
 
 
 def arq_settings(url: str) -> RedisSettings:

@@ -399,7 +399,7 @@ def send(
     found = audit.changes(rdb, before, TENANT)
     # Not this request: a watch worker mid-listing when an earlier example's watch was deleted
     # writes into the deleted hash (WATCH_BUG). Only those are set aside, and the test that saw
-    # them ends as an xfail naming the bug (see known_bug below), not as a pass.
+    # them fails naming the regression (see known_bug below).
     bug = [f for f in found if any(w in f for w in _deleted_watches)]
     _watch_bug_seen.extend(bug)
     # Likewise a poll or start that was in flight when an earlier example's run was deleted
@@ -441,8 +441,9 @@ _poll_bug_seen: list[str] = []
 
 
 def known_bug(test: Callable[..., None]) -> Callable[..., None]:
-    """Runs a fuzz test; if it met WATCH_BUG or POLL_BUG along the way (and nothing else
-    failed), it ends as an xfail that names the bug and what was seen."""
+    """Runs a fuzz test; if it met WATCH_BUG or POLL_BUG along the way (both fixed: a job whose
+    lease DELETE took writes nothing, and a release writes only to a record that still exists),
+    it fails naming the regression and what was seen."""
 
     @functools.wraps(test)
     def wrapper(*args: Any, **kwargs: Any) -> None:
@@ -450,28 +451,28 @@ def known_bug(test: Callable[..., None]) -> Callable[..., None]:
         _poll_bug_seen.clear()
         test(*args, **kwargs)
         if _watch_bug_seen:
-            pytest.xfail(f"{WATCH_BUG}; seen: {sorted(set(_watch_bug_seen))[:3]}")
+            pytest.fail(f"regression of {WATCH_BUG}; seen: {sorted(set(_watch_bug_seen))[:3]}")
         if _poll_bug_seen:
-            pytest.xfail(f"{POLL_BUG}; seen: {sorted(set(_poll_bug_seen))[:3]}")
+            pytest.fail(f"regression of {POLL_BUG}; seen: {sorted(set(_poll_bug_seen))[:3]}")
 
     return wrapper
 
+
 WATCH_BUG = (
-    "known bug in workers/watch.py: a listing that fails (VendorError branch) writes last_error "
-    "with HSET into the watch's hash even when the watch was deleted during the listing, "
-    "bringing a one-field hash back with no expiry"
+    "the bug in workers/watch.py (fixed): a listing that fails (VendorError branch) writes "
+    "last_error with HSET into the watch's hash even when the watch was deleted during the "
+    "listing, bringing a one-field hash back with no expiry"
 )
 
 
 POLL_BUG = (
-    "known bug in workers/poll.py and workers/start.py: a job in flight when DELETE "
+    "the bug in workers/poll.py and workers/start.py (fixed): a job in flight when DELETE "
     "/v1/runs/{id} lands still writes to the stopped run afterwards (poll: _again's HSET of "
     "snapshot/poll_interval/last_polled_at, HINCRBY of errors/not_found, on a terminal status "
     "HSET state=completed; start: HSET upstream_run_id and SET of the relay:upstream:* key)"
 )
 
 
-@pytest.mark.xfail(reason=POLL_BUG, strict=False)
 def test_run_deleted_mid_poll_is_not_written_to(
     rdb: redis.Redis, api: httpx.Client, sim: httpx.Client
 ) -> None:
@@ -509,7 +510,6 @@ def test_run_deleted_mid_poll_is_not_written_to(
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(reason=WATCH_BUG, strict=False)
 def test_watch_deleted_mid_listing_stays_deleted(
     rdb: redis.Redis, api: httpx.Client, sim: httpx.Client
 ) -> None:
@@ -525,9 +525,7 @@ def test_watch_deleted_mid_listing_stays_deleted(
     )
     assert api.delete(f"/v1/watches/{watch_id}").status_code == 204
     assert not rdb.exists(f"relay:watch:{watch_id}")
-    wait_for(
-        lambda: sim.get("/_sim/stats").json()["status_500"] >= 1, what="the listing failed"
-    )
+    wait_for(lambda: sim.get("/_sim/stats").json()["status_500"] >= 1, what="the listing failed")
     # A negative, so it is watched for a while: the worker answers the failure within ms.
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:

@@ -21,6 +21,7 @@ from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
+from relay.store.leases import Lease, release, unheld
 from relay.store.subscriptions import CALLBACK, active_secrets
 from workers.context import Context
 
@@ -30,7 +31,8 @@ EXCERPT_BYTES = 1024
 BUSY_DEFER = 0.25
 
 
-async def deliver_lane(ctx: Context, member: str) -> None:
+async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) -> None:
+    lease = lease or unheld(keys.DUE_DELIVER, member)
     sub_id, _, run_id = member.partition("|")
     structlog.contextvars.bind_contextvars(subscription_id=sub_id, run_id=run_id)
     r, s = ctx.redis, ctx.settings
@@ -43,21 +45,24 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     )
     if event_id is None:
         await scripts.settle_lane(
-            keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id)], args=[member, run_id]
+            keys=[lane, keys.DUE_DELIVER, keys.sub_pairs(sub_id), lease.leases],
+            args=[member, run_id, lease.token],
         )
         return
     sub = dict(zip(sub_flat[::2], sub_flat[1::2], strict=True)) or None
     if sub is None:
-        pipe = r.pipeline(transaction=True)
-        pipe.zrem(keys.DUE_DELIVER, member)
-        pipe.delete(lane)
-        await pipe.execute()
+        # The subscription is gone: its lanes go with it (delete_sub removed the others).
+        await r.delete(lane)
+        await release(ctx.pipe, lease, None)
         return
     if sub.get("enabled") != "1":
-        await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
+        await scripts.park_lane(
+            keys=[keys.subscription(sub_id), keys.DUE_DELIVER, lease.leases],
+            args=[member, lease.token],
+        )
         return
     if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
-        await r.zadd(keys.DUE_DELIVER, {member: time.time() + BUSY_DEFER}, xx=True)
+        await release(ctx.pipe, lease, BUSY_DEFER)
         return
     # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for when there
     # is one; no attempt is counted and no delivery slot is held while it waits.
@@ -65,11 +70,11 @@ async def deliver_lane(ctx: Context, member: str) -> None:
     if limit is not None:
         wait = await rate_limit.reserve(ctx.pipe, sub_id, limit)
         if wait:
-            await r.zadd(keys.DUE_DELIVER, {member: time.time() + wait}, xx=True)
+            await release(ctx.pipe, lease, wait)
             return
     ctx.in_flight[sub_id] += 1
     try:
-        await _attempt(ctx, sub, run_id, event_id, member, body_text, attempts_raw)
+        await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
     finally:
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
@@ -89,12 +94,13 @@ async def _attempt(
     sub: dict[str, str],
     run_id: str,
     event_id: str,
-    member: str,
+    lease: Lease,
     body_text: str | None,
     attempts_raw: str | None,
 ) -> None:
     r, s = ctx.redis, ctx.settings
     sub_id = sub["id"]
+    member, token = lease.member, lease.token
     lane = keys.lane(sub_id, run_id)
     scripts = bind(r)
     finish_keys = [
@@ -103,12 +109,25 @@ async def _attempt(
         keys.DUE_DELIVER,
         keys.sub_pairs(sub_id),
         keys.sub_dead(sub_id),
+        lease.leases,
     ]
+    retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.
         await scripts.finish_head(
             keys=finish_keys,
-            args=[event_id, time.time(), member, run_id, "dropped", 0, "", "event gone", "0"],
+            args=[
+                event_id,
+                time.time(),
+                member,
+                run_id,
+                "dropped",
+                0,
+                "",
+                "event gone",
+                "0",
+                token,
+            ],
         )
         return
     attempt = int(attempts_raw or 0) + 1
@@ -185,7 +204,7 @@ async def _attempt(
         # The common case in the same round trip: log first, then pop the head (a crash between
         # the two only repeats the POST, which at-least-once allows).
         finish_args = [event_id, repr(now), member, run_id, "succeeded", str(attempt), code_s]
-        finish_args += ["", "0"]
+        finish_args += ["", "0", token]
         results = await ctx.pipe.execute(
             *log_attempt,
             evalsha(scripts.finish_head, finish_keys, finish_args),
@@ -214,11 +233,14 @@ async def _attempt(
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
         metrics.SUBSCRIPTIONS_DISABLED.labels("gone").inc()
+        # Kept at the head, parked: it waits until the subscription is enabled again.
         await scripts.retry_head(
-            keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
-            args=[event_id, now, member, attempt, code_s, error or "", now],
+            keys=retry_keys,
+            args=[event_id, now, member, attempt, code_s, error or "", now, 0, token],
         )
-        await scripts.park_lane(keys=[keys.subscription(sub_id), keys.DUE_DELIVER], args=[member])
+        await scripts.park_lane(
+            keys=[keys.subscription(sub_id), keys.DUE_DELIVER, lease.leases], args=[member, ""]
+        )
         bound.warning("subscription_gone", status_code=code)
         return
     failing_since = float(sub.get("failing_since") or 0)
@@ -230,14 +252,14 @@ async def _attempt(
     if outcome == "dead":
         await scripts.finish_head(
             keys=finish_keys,
-            args=[event_id, now, member, run_id, "dead", attempt, code_s, error or "", "1"],
+            args=[event_id, now, member, run_id, "dead", attempt, code_s, error or "", "1", token],
         )
         bound.warning("dead_lettered", status_code=code, error=error)
         return
     delay = delay or 0.0
     await scripts.retry_head(
-        keys=[lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER],
-        args=[event_id, now, member, attempt, code_s, error or "", now + delay],
+        keys=retry_keys,
+        args=[event_id, now, member, attempt, code_s, error or "", now + delay, delay, token],
     )
     bound.info("delivery_retry", status_code=code, error=error, delay=round(delay, 2))
 

@@ -1,11 +1,14 @@
-"""Worker liveness for `relay check`: a file touched by the worker's own event loop. A stuck loop
-or a dead process stops touching it; an unreachable Redis does not (restarting would not help)."""
+"""Worker liveness for `relay check`: a file touched by the worker's own event loop, and only while
+every pump's loop keeps turning. A stuck event loop, a hung pump or a dead process stops touching
+it; an unreachable Redis does not (the pumps turn on, backing off; restarting would not help)."""
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 DEFAULT_PATH = Path(os.environ.get("RELAY_HEARTBEAT_FILE", "/tmp/relay-worker.heartbeat"))  # noqa: S108
 STALE_AFTER = 30.0
@@ -13,6 +16,23 @@ STALE_AFTER = 30.0
 
 def beat(path: Path = DEFAULT_PATH) -> None:
     path.write_text(str(time.time()))
+
+
+class Turning(Protocol):
+    name: str
+    last_beat: float  # time.monotonic() of the loop's last turn
+
+
+def beat_if_turning(
+    pumps: Iterable[Turning], stale_after: float, path: Path = DEFAULT_PATH
+) -> list[str]:
+    """Beat unless a pump has not turned its loop for `stale_after` seconds; returns the names of
+    the hung pumps (none: it beat)."""
+    now = time.monotonic()
+    hung = [p.name for p in pumps if now - p.last_beat > stale_after]
+    if not hung:
+        beat(path)
+    return hung
 
 
 def healthy(path: Path = DEFAULT_PATH, stale_after: float = STALE_AFTER) -> bool:

@@ -5,7 +5,6 @@ there is one chain per run however many workers run; the job ends by setting the
 from __future__ import annotations
 
 import time
-from itertools import chain
 
 import structlog
 
@@ -14,83 +13,92 @@ from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
 from relay.recorder import RunGone, record
-from relay.store.autopipe import Command
 from relay.store.client import dumps
+from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from workers.context import Context
 
 log = structlog.get_logger("relay.poll")
 
 
-async def _again(ctx: Context, run_id: str, delay: float, **fields: str) -> None:
-    """Write back what the poll saw, then set the next due time (only if the run is still
-    scheduled: XX, so a run stopped meanwhile stays stopped). Both go out in order on one
-    connection; only this run's single poll chain writes these fields."""
-    commands: list[Command] = []
-    if fields:
-        commands.append(("HSET", keys.run(run_id), *chain.from_iterable(fields.items())))
-    commands.append(("ZADD", keys.DUE_POLL, "XX", time.time() + delay, run_id))
-    await ctx.pipe.execute(*commands)
+async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> None:
+    """Write back what the poll saw and set the next due time, in one script: only while this
+    worker still holds the run's lease, only if the run is still scheduled (a run stopped
+    meanwhile stays stopped), and with fields only if no newer observation was recorded."""
+    await release(
+        ctx.pipe,
+        lease,
+        delay,
+        run_key=keys.run(lease.member),
+        observed=bool(fields),
+        **fields,
+    )
 
 
-async def poll_run(ctx: Context, run_id: str) -> None:
+async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
+    lease = lease or unheld(keys.DUE_POLL, run_id)
     # Through the auto-pipeline: the reads of the runs claimed together go out together.
     (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
     run: dict[str, str] | None = found or None
     if run is None or run.get("state") != TRACKING:
-        await r.zrem(keys.DUE_POLL, run_id)
+        await release(ctx.pipe, lease, None)
         return
     structlog.contextvars.bind_contextvars(run_id=run_id, tenant=run["tenant"])
     now = time.time()
     # `tracking_since`: when a resumed run (refresh after tracking_failed) was tracked again.
     if now - float(run.get("tracking_since") or run["created_at"]) > s.tracking_window:
         POLLS.labels(run["provider"], "window_expired").inc()
-        await _give_up(ctx, run, "tracking_window", "the tracking window ran out")
+        await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         POLLS.labels(provider.name, "budget_deferred").inc()
-        await _again(ctx, run_id, wait)
+        await _again(ctx, lease, wait)
         return
-    await ctx.pipe.execute(("HINCRBY", keys.run(run_id), "polls", 1))
+    if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
+        return  # stopped or taken over meanwhile: nothing more to write
     try:
         seen = await provider.fetch(
             ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
         )
     except RateLimited as exc:
         POLLS.labels(provider.name, "rate_limited").inc()
-        await _again(ctx, run_id, exc.retry_after)
+        await _again(ctx, lease, exc.retry_after)
         return
     except NotFound:
         POLLS.labels(provider.name, "not_found").inc()
-        misses = await r.hincrby(keys.run(run_id), "not_found", 1)
+        misses = await bump(ctx.pipe, lease, keys.run(run_id), "not_found")
+        if misses is None:
+            return
         if misses >= s.not_found_limit:
-            await _give_up(ctx, run, "not_found", "the vendor no longer knows this run")
+            await _give_up(ctx, run, lease, "not_found", "the vendor no longer knows this run")
         else:
-            await _again(ctx, run_id, backoff(misses, s.poll_min_interval, s.poll_max_interval))
+            await _again(ctx, lease, backoff(misses, s.poll_min_interval, s.poll_max_interval))
         return
     except Unauthorized as exc:
         # Credentials, not the run: back off and give up only after a window of nothing else.
         POLLS.labels(provider.name, "unauthorized").inc()
         streak = await vendor_auth.note(r, run, exc, vendor_auth.POLL)
         if streak is None:
-            await r.zrem(keys.DUE_POLL, run_id)
+            await release(ctx.pipe, lease, None)
         elif streak.age >= s.unauthorized_window:
             message = f"the vendor refused the relay's credentials for {streak.age:.0f}s"
-            await _give_up(ctx, run, "unauthorized", message)
+            await _give_up(ctx, run, lease, "unauthorized", message)
         else:
             delay = backoff(streak.count, s.poll_min_interval, s.poll_max_interval)
             log.warning("poll_unauthorized", run_id=run_id, streak=streak.count, delay=delay)
-            await _again(ctx, run_id, delay)
+            await _again(ctx, lease, delay)
         return
     except Transient as exc:
         POLLS.labels(provider.name, "transient").inc()
-        errors = await r.hincrby(keys.run(run_id), "errors", 1)
+        errors = await bump(ctx.pipe, lease, keys.run(run_id), "errors")
+        if errors is None:
+            return
         delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
         log.info("poll_retry", run_id=run_id, reason=exc.reason, delay=round(delay, 2))
-        await _again(ctx, run_id, delay)
+        await _again(ctx, lease, delay)
         return
 
     now = time.time()
@@ -108,43 +116,50 @@ async def poll_run(ctx: Context, run_id: str) -> None:
         "last_polled_at": repr(now),
         **vendor_auth.clear_fields(run),
     }
-    if changed:
-        fields.update(last_change_at=repr(now), state=COMPLETED if terminal else TRACKING)
-        try:
-            outcome, evt = await record(
-                r,
-                run,
-                event_type=events.STATUS_CHANGED,
-                status_key=seen.status,
-                now=now,
-                terminal=terminal,
-                status=seen.status,
-                snapshot=seen.snapshot,
-                run_fields=fields,
-            )
-        except RunGone:
-            await r.zrem(keys.DUE_POLL, run_id)
-            return
-        if outcome == "ok":
-            TRANSITIONS.labels(provider.name).inc()
-        log.info(
-            "transition",
-            run_id=run_id,
-            tenant=run["tenant"],
-            event_id=evt,
-            status=seen.status,
-            outcome=outcome,
-        )
-    if terminal:
-        pipe = r.pipeline(transaction=True)
-        pipe.hset(keys.run(run_id), mapping={**fields, "state": COMPLETED})
-        pipe.zrem(keys.DUE_POLL, run_id)
-        await pipe.execute()
+    if not (changed or terminal):
+        await _again(ctx, lease, jitter(interval, 0.05), **fields)
         return
-    await _again(ctx, run_id, jitter(interval, 0.05), **({} if changed else fields))
+    # A change, or a terminal status: the transition, the run's fields and its schedule (next
+    # poll, or none) in one script. A status the run had before is recorded as a duplicate: the
+    # run moves, no second webhook.
+    fields.update(last_change_at=repr(now), state=COMPLETED if terminal else TRACKING)
+    try:
+        outcome, evt = await record(
+            r,
+            run,
+            event_type=events.STATUS_CHANGED,
+            status_key=seen.status,
+            now=now,
+            terminal=terminal,
+            status=seen.status,
+            snapshot=seen.snapshot,
+            run_fields=fields,
+            lease=lease,
+            next_poll=None if terminal else jitter(interval, 0.05),
+            observed=True,
+        )
+    except RunGone:
+        await release(ctx.pipe, lease, None)
+        return
+    if outcome == "ok":
+        TRANSITIONS.labels(provider.name).inc()
+    elif outcome == "old":
+        # A newer observation was recorded meanwhile (only a job run by hand, beside the claimed
+        # chain, can get here): this one changes nothing; the chain goes on.
+        await _again(ctx, lease, jitter(interval, 0.05))
+    log.info(
+        "transition",
+        run_id=run_id,
+        tenant=run["tenant"],
+        event_id=evt,
+        status=seen.status,
+        outcome=outcome,
+    )
 
 
-async def _give_up(ctx: Context, run: dict[str, str], reason: str, message: str) -> None:
+async def _give_up(
+    ctx: Context, run: dict[str, str], lease: Lease, reason: str, message: str
+) -> None:
     error = {"error": reason, "message": message}
     try:
         await record(
@@ -156,8 +171,8 @@ async def _give_up(ctx: Context, run: dict[str, str], reason: str, message: str)
             terminal=True,
             run_fields={"state": TRACKING_FAILED, "error": dumps(error)},
             data_extra={"error": error},
+            lease=lease,
         )
     except RunGone:
-        pass
-    await ctx.redis.zrem(keys.DUE_POLL, run["id"])
+        await release(ctx.pipe, lease, None)
     log.info("tracking_failed", run_id=run["id"], tenant=run["tenant"], reason=reason)

@@ -4,12 +4,17 @@ The sorted set is the queue: a member's score is when it is next due. Claiming m
 a lease deadline in one script, so two workers never hold the same member, and a worker killed
 with the member in hand only delays it until the lease passes. Handlers reschedule or remove
 their member when they finish; that is how a poll chain or a delivery lane keeps exactly one
-owner at a time.
+owner at a time. The lease's deadline and token come from Redis (relay/store/leases.py), so a
+worker's clock plays no part, and a worker whose lease passed cannot finish, retry or reschedule a
+member another worker holds now. A member whose job raises `poison_after` times in a row is set
+aside (scripts.FAIL) instead of coming back every lease forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,11 +22,15 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
-from relay.store.client import bind
+from relay import metrics
+from relay.store import leases
+from relay.store.leases import Lease
 
 log = structlog.get_logger("relay.pump")
 
-Handler = Callable[[str], Awaitable[None]]
+Handler = Callable[[Lease], Awaitable[None]]
+#: The longest the loop waits for a free slot before it turns again (and beats).
+TURN = 1.0
 
 
 class Pump:
@@ -36,6 +45,9 @@ class Pump:
         lease: float,
         idle: float = 0.02,
         batch: int = 100,
+        poison_after: int = 5,
+        keep: float = 30 * 86400.0,
+        run_key: Callable[[str], str] = lambda member: "",
     ) -> None:
         self.name = name
         self._r = r
@@ -45,6 +57,9 @@ class Pump:
         self._lease = lease
         self._idle = idle
         self._batch = batch
+        self._poison_after = poison_after
+        self._keep = keep
+        self._run_key = run_key
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -52,16 +67,17 @@ class Pump:
 
     async def run(self) -> None:
         while not self._stopping:
-            self.last_beat = time.time()
+            # `relay check` reads this (through the heartbeat): a loop that stops turning is hung.
+            self.last_beat = time.monotonic()
             free = self._concurrency - len(self._tasks)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), TURN)
                 continue
             try:
-                now = time.time()
-                members = await bind(self._r).claim(
-                    keys=[self._due_key], args=[now, now + self._lease, min(free, self._batch)]
+                members = await leases.claim(
+                    self._r, self._due_key, self._lease, min(free, self._batch)
                 )
             except RedisError as exc:
                 log.warning("claim_failed", pump=self.name, error=type(exc).__name__)
@@ -78,14 +94,39 @@ class Pump:
         self._tasks.discard(task)
         self._slot_freed.set()
 
-    async def _run_one(self, member: str) -> None:
+    async def _run_one(self, lease: Lease) -> None:
         try:
-            await self._handler(member)
+            await self._handler(lease)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # The member keeps its lease and comes back when it expires: nothing is lost.
-            log.exception("job_failed", pump=self.name, member=member, error=type(exc).__name__)
+            # The member keeps its lease and comes back when it expires: nothing is lost. After
+            # `poison_after` failures in a row it is set aside, its error on the run.
+            log.exception(
+                "job_failed", pump=self.name, member=lease.member, error=type(exc).__name__
+            )
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            try:
+                fails = await leases.fail(
+                    self._r,
+                    lease,
+                    limit=self._poison_after,
+                    error=json.dumps(
+                        {
+                            "error": "job_failed",
+                            "job": self.name,
+                            "message": error,
+                            "at": time.time(),
+                        }
+                    ),
+                    run_key=self._run_key(lease.member),
+                    keep=self._keep,
+                )
+            except RedisError:
+                return
+            if fails >= self._poison_after:
+                metrics.POISONED.labels(self.name).inc()
+                log.error("job_set_aside", pump=self.name, member=lease.member, failures=fails)
 
     async def drain(self, grace: float) -> None:
         """Stop claiming; give in-flight work `grace` seconds; cancel the rest (their leases

@@ -32,53 +32,62 @@ log = structlog.get_logger("relay.worker")
 DRAIN_SECONDS = 20.0
 
 
+def _run_key(member: str) -> str:
+    """The run a member of a due set belongs to (a run id, or `sub|run` for a lane)."""
+    run_id = member.rpartition("|")[2]
+    return keys.run(run_id) if run_id.startswith("run_") else ""
+
+
 def build_pumps(c: Context) -> list[Pump]:
     s = c.settings
-    lease = s.lease_seconds
-    return [
+    common = {"lease": s.lease_seconds, "poison_after": s.poison_after, "run_key": _run_key}
+    pumps = [
         Pump(
             "start",
             c.redis,
             keys.DUE_START,
-            lambda m: start_run(c, m),
+            lambda lease: start_run(c, lease.member, lease),
             concurrency=32,
-            lease=lease,
             idle=0.05,
+            **common,  # type: ignore[arg-type]
         ),
         Pump(
             "poll",
             c.redis,
             keys.DUE_POLL,
-            lambda m: poll_run(c, m),
+            lambda lease: poll_run(c, lease.member, lease),
             concurrency=s.poll_concurrency,
-            lease=lease,
             idle=0.05,
+            **common,  # type: ignore[arg-type]
         ),
         Pump(
             "deliver",
             c.redis,
             keys.DUE_DELIVER,
-            lambda m: deliver_lane(c, m),
+            lambda lease: deliver_lane(c, lease.member, lease),
             concurrency=s.delivery_concurrency,
-            lease=lease,
             idle=0.01,
+            **common,  # type: ignore[arg-type]
         ),
         Pump(
             "watch",
             c.redis,
             keys.DUE_WATCH,
-            lambda m: watch_agent(c, m),
+            lambda lease: watch_agent(c, lease.member, lease),
             concurrency=4,
-            lease=lease,
             idle=0.5,
+            **common,  # type: ignore[arg-type]
         ),
     ]
+    return [p for p in pumps if p.name in s.worker_pumps]
 
 
-async def _beat_forever(pumps: list[Pump]) -> None:
+async def _beat_forever(pumps: list[Pump], stale_after: float) -> None:
+    """Touch the heartbeat only while every pump's loop keeps turning: a hung pump (its loop
+    stuck on an await) fails `relay check` as a dead process does."""
     while True:
-        heartbeat.beat()
-        await asyncio.sleep(5)
+        heartbeat.beat_if_turning(pumps, stale_after)
+        await asyncio.sleep(min(5.0, stale_after / 4))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -93,7 +102,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["relay"] = c
     ctx["pumps"] = pumps
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
-    ctx["tasks"].append(asyncio.create_task(_beat_forever(pumps), name="heartbeat"))
+    ctx["tasks"].append(
+        asyncio.create_task(_beat_forever(pumps, settings.pump_stale_after), name="heartbeat")
+    )
     for pump in pumps:
         metrics.IN_FLIGHT.labels(pump.name).set_function(lambda p=pump: p.in_flight)
     for provider in c.providers.values():

@@ -13,36 +13,40 @@ from relay.polling import backoff
 from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
 from relay.recorder import RunGone, record
 from relay.store.client import dumps, loads
+from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
 from workers.context import Context
 
 log = structlog.get_logger("relay.start")
 
 
-async def start_run(ctx: Context, run_id: str) -> None:
+async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
+    lease = lease or unheld(keys.DUE_START, run_id)
     run = await get_run(r, run_id)
     if run is None or run.get("state") != STARTING:
-        await r.zrem(keys.DUE_START, run_id)
+        await release(ctx.pipe, lease, None)
         return
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
-        await r.zadd(keys.DUE_START, {run_id: time.time() + wait})
+        await release(ctx.pipe, lease, wait)
         return
     payload = loads(run.get("input"), {})
     key = payload.get("idempotencyKey") or vendor_idempotency_key(run_id)
     try:
         started = await provider.start(ctx.vendor_http, payload, key)
     except RateLimited as exc:
-        await r.zadd(keys.DUE_START, {run_id: time.time() + exc.retry_after})
+        await release(ctx.pipe, lease, exc.retry_after)
         return
     except Transient as exc:
-        errors = await r.hincrby(keys.run(run_id), "errors", 1)
+        errors = await bump(ctx.pipe, lease, keys.run(run_id), "errors")
+        if errors is None:
+            return  # stopped or taken over meanwhile
         delay = backoff(errors, s.poll_min_interval, s.poll_max_interval)
         bound.warning("start_retry", reason=exc.reason, delay=round(delay, 2))
-        await r.zadd(keys.DUE_START, {run_id: time.time() + delay})
+        await release(ctx.pipe, lease, delay)
         return
     except Unauthorized as exc:
         # Credentials, not the request: retry with back-off within RELAY_UNAUTHORIZED_WINDOW,
@@ -51,27 +55,20 @@ async def start_run(ctx: Context, run_id: str) -> None:
         if streak is not None and streak.age < s.unauthorized_window:
             delay = backoff(streak.count, s.poll_min_interval, s.poll_max_interval)
             bound.warning("start_unauthorized", streak=streak.count, delay=round(delay, 2))
-            await r.zadd(keys.DUE_START, {run_id: time.time() + delay})
+            await release(ctx.pipe, lease, delay)
             return
-        await _start_failed(ctx, run, exc)
+        await _start_failed(ctx, run, exc, lease)
         return
     except (Rejected, VendorError) as exc:
-        await _start_failed(ctx, run, exc)
+        await _start_failed(ctx, run, exc, lease)
         return
     now = time.time()
-    # The upstream id first: the event id derives from it, and a crash here just repeats the
-    # (idempotent) start.
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(keys.run(run_id), mapping={"upstream_run_id": started.upstream_run_id})
-    pipe.set(
-        upstream_key(
-            run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
-        ),
-        run_id,
-    )
-    await pipe.execute()
     run["upstream_run_id"] = started.upstream_run_id
     terminal = provider.is_terminal(started.status)
+    # One step: the upstream id and its index, the first transition (or, when the vendor answered
+    # with a run the tenant already has an event for, the run moved on without one), dropping the
+    # start entry and scheduling the first poll. A crash before it just repeats the idempotent
+    # start; there is no point after the start where the run is neither starting nor polled.
     try:
         await record(
             r,
@@ -83,21 +80,22 @@ async def start_run(ctx: Context, run_id: str) -> None:
             status=started.status,
             snapshot=started.snapshot,
             run_fields={
+                "upstream_run_id": started.upstream_run_id,
                 "state": COMPLETED if terminal else TRACKING,
                 "snapshot": dumps(started.snapshot),
                 "last_change_at": repr(now),
                 "poll_interval": repr(s.poll_min_interval),
                 "errors": "0",
             },
+            lease=lease,
+            next_poll=None if terminal else s.poll_min_interval,
+            upstream=upstream_key(
+                run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
+            ),
         )
     except RunGone:
-        await r.zrem(keys.DUE_START, run_id)
+        await release(ctx.pipe, lease, None)
         return
-    pipe = r.pipeline(transaction=True)
-    if not terminal:
-        pipe.zadd(keys.DUE_POLL, {run_id: now + s.poll_min_interval})
-    pipe.zrem(keys.DUE_START, run_id)
-    await pipe.execute()
     bound.info(
         "run_started",
         upstream_run_id=started.upstream_run_id,
@@ -106,7 +104,7 @@ async def start_run(ctx: Context, run_id: str) -> None:
     )
 
 
-async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError) -> None:
+async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError, lease: Lease) -> None:
     error: dict[str, object] = {"status_code": exc.status_code, "message": exc.reason}
     if isinstance(exc, Rejected):
         error.update(error=exc.error, message=exc.message, **exc.details)
@@ -129,10 +127,10 @@ async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError) -> 
             terminal=True,
             run_fields={"state": START_FAILED, "error": dumps(error)},
             data_extra={"error": error},
+            lease=lease,
         )
     except RunGone:
-        pass
-    await ctx.redis.zrem(keys.DUE_START, run["id"])
+        await release(ctx.pipe, lease, None)
     log.info(
         "start_failed",
         run_id=run["id"],

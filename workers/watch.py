@@ -21,6 +21,7 @@ from relay import budget, connections, keys, notices
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
 from relay.providers.base import Observed, Provider, RateLimited, VendorError
+from relay.store.leases import Lease, release, unheld
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.scripts import FINISH_LISTING
 from workers.context import Context
@@ -107,16 +108,17 @@ async def list_all(
     return Listing(list(runs.values()), total, truncated=True)
 
 
-async def watch_agent(ctx: Context, watch_id: str) -> None:
+async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -> None:
     r, s = ctx.redis, ctx.settings
+    lease = lease or unheld(keys.DUE_WATCH, watch_id)
     watch = await r.hgetall(keys.watch(watch_id))
     if not watch:
-        await r.zrem(keys.DUE_WATCH, watch_id)
+        await release(ctx.pipe, lease, None)
         return
     provider = await connections.provider_for(ctx, watch["tenant"], watch["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + wait}, xx=True)
+        await release(ctx.pipe, lease, wait)
         return
     seen_key = watch_seen(watch_id)
     known = await r.smembers(seen_key)
@@ -124,11 +126,14 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     try:
         listing = await list_all(ctx, provider, watch["agent_id"], known, created_at)
     except RateLimited as exc:
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + exc.retry_after}, xx=True)
+        await release(ctx.pipe, lease, exc.retry_after)
         return
     except VendorError as exc:
-        await r.hset(keys.watch(watch_id), "last_error", exc.reason)
-        await r.zadd(keys.DUE_WATCH, {watch_id: time.time() + s.watch_interval}, xx=True)
+        # With the release, and only if the watch still exists (a DELETE during the listing
+        # stays deleted).
+        await release(
+            ctx.pipe, lease, s.watch_interval, run_key=keys.watch(watch_id), last_error=exc.reason
+        )
         return
     runs = listing.runs
     if listing.truncated:
@@ -172,14 +177,16 @@ async def watch_agent(ctx: Context, watch_id: str) -> None:
     # Only if the watch still exists: a DELETE during the listing must not be written back over.
     await r.eval(
         FINISH_LISTING,
-        3,
+        4,
         keys.watch(watch_id),
         seen_key,
         keys.DUE_WATCH,
+        lease.leases,
         watch_id,
         repr(now),
         str(len(runs)),
-        repr(now + s.watch_interval),
+        repr(s.watch_interval),
+        lease.token,
         *[run.upstream_run_id for run in fresh],
     )
 

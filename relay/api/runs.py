@@ -47,10 +47,10 @@ async def list_all(request: Request) -> Response:
 
 async def refresh(request: Request) -> Response:
     tenant = tenant_of(request)
-    run = await runs.refresh(
+    done = await runs.refresh(
         Deps.of_state(request.app.state), tenant, request.path_params["run_id"]
     )
-    return JSONResponse({**run, "refresh": "scheduled"}, status_code=202)
+    return JSONResponse({**done.run, "refresh": done.outcome}, status_code=202)
 
 
 async def stop(request: Request) -> Response:

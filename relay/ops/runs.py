@@ -32,7 +32,9 @@ from relay.store.runs import (
     get_tenant_run,
     list_runs,
     public_run,
+    refresh_poll,
     resume_run,
+    unschedule,
     upstream_key,
 )
 
@@ -130,24 +132,21 @@ async def start(
     }
     if payload is not None:
         record["input"] = dumps(payload)
+    callback_sub = None
     if callback_url:
         await ensure_callback_secret(deps, tenant)
         record["callback_url"] = callback_url
         record["callback_sub"] = new_id("sub")
-        # The callback's subscription exists before the run does, so no crash can leave a run
-        # whose callback is never sent; a replay or conflict removes the unused one.
-        await r.hset(
-            keys.subscription(record["callback_sub"]),
-            mapping=subs_store.new_sub_fields(
-                sub_id=record["callback_sub"],
-                tenant=tenant,
-                url=callback_url,
-                filter_={},
-                description=f"callback of {run_id}",
-                sealed_secret=None,
-                now=now,
-                run_id=run_id,
-            ),
+        # Written with the run, in one step (relay/store/runs.py create_run).
+        callback_sub = subs_store.new_sub_fields(
+            sub_id=record["callback_sub"],
+            tenant=tenant,
+            url=callback_url,
+            filter_={},
+            description=f"callback of {run_id}",
+            sealed_secret=None,
+            now=now,
+            run_id=run_id,
         )
     created = await create_run(
         r,
@@ -159,10 +158,9 @@ async def start(
         upstream_key=None
         if payload is not None
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
+        callback_sub=callback_sub,
         max_active=deps.settings.max_active_runs,
     )
-    if created.outcome != "created" and callback_url:
-        await r.delete(keys.subscription(record["callback_sub"]))
     if created.outcome == "quota":
         limit = deps.settings.max_active_runs
         raise QuotaExceeded("RELAY_MAX_ACTIVE_RUNS", limit, "active runs")
@@ -254,14 +252,23 @@ async def page(
     return RunPage([public_run(run) for run in runs], next_cursor)
 
 
-async def refresh(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Refreshed:
+    run: dict[str, Any]
+    #: 'scheduled' (polled now), or 'queued' behind a poll in flight (never two polls at once)
+    outcome: str
+
+
+async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
     """Poll now (a run being tracked, or one that gave up: it is tracked again)."""
     run = await _own(deps, tenant, run_id)
     run = await resume_run(deps.redis, run, time.time())  # a tracking_failed run is tracked again
     if run.get("state") != TRACKING:
         raise Conflict("not_tracking", f"the run is {run.get('state')}, not being polled")
-    await deps.redis.zadd(keys.DUE_POLL, {run["id"]: time.time()})
-    return public_run(run)
+    outcome = await refresh_poll(deps.redis, run["id"])
+    if outcome == "not_tracking":  # stopped or ended since it was read
+        raise Conflict("not_tracking", "the run is no longer being polled")
+    return Refreshed(public_run(run), outcome)
 
 
 async def stop(deps: Deps, tenant: str, run_id: str) -> None:
@@ -270,7 +277,6 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
     pipe = deps.redis.pipeline(transaction=True)
     if run.get("state") in ACTIVE_STATES:
         pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
-    pipe.zrem(keys.DUE_POLL, run["id"])
-    pipe.zrem(keys.DUE_START, run["id"])
+    unschedule(pipe, run["id"])
     pipe.srem(keys.tenant_active(tenant), run["id"])
     await pipe.execute()

@@ -116,8 +116,10 @@ async def patch(
     resume = False
     if body.enabled is not None:
         fields["enabled"] = "1" if body.enabled else "0"
+        # Resumed on every enable, not only a change: a retried PATCH after a crash between
+        # the two writes below still puts the parked lanes back (resume_lanes is idempotent).
+        resume = body.enabled
         if body.enabled and sub.get("enabled") != "1":
-            resume = True
             fields.update(disabled_reason="", disabled_at="", failing_since="")
         elif not body.enabled:
             fields.update(disabled_reason=f"disabled {by}", disabled_at=repr(now))

@@ -29,6 +29,10 @@ class Scripts:
     note_unauthorized: AsyncScript
     resume_run: AsyncScript
     delete_sub: AsyncScript
+    release: AsyncScript
+    fail: AsyncScript
+    refresh_poll: AsyncScript
+    bump: AsyncScript
 
 
 def bind(r: aioredis.Redis) -> Scripts:
@@ -50,6 +54,10 @@ def bind(r: aioredis.Redis) -> Scripts:
             note_unauthorized=r.register_script(scripts.NOTE_UNAUTHORIZED),
             resume_run=r.register_script(scripts.RESUME_RUN),
             delete_sub=r.register_script(scripts.DELETE_SUB),
+            release=r.register_script(scripts.RELEASE),
+            fail=r.register_script(scripts.FAIL),
+            refresh_poll=r.register_script(scripts.REFRESH_POLL),
+            bump=r.register_script(scripts.BUMP),
         )
         r._relay_scripts = cached  # type: ignore[attr-defined]
     return cached

@@ -38,9 +38,15 @@ async def create_run(
     idempotency_key: str | None,
     request_hash: str,
     upstream_key: str | None,
+    callback_sub: dict[str, str] | None = None,
     max_active: int = 0,
 ) -> Created:
-    """`max_active` > 0 counts the run against the tenant's active-run quota (0: not counted)."""
+    """Create the run (and its callback subscription, if any) in one step, unless the
+    Idempotency-Key or the upstream run already names one, or (`max_active` > 0: the run counts
+    against the tenant's active-run quota) the tenant is at its quota."""
+    sub_fields: list[str] = []
+    for name, value in (callback_sub or {}).items():
+        sub_fields += [name, value]
     fields: list[str] = []
     for name, value in run.items():
         fields += [name, value]
@@ -51,6 +57,7 @@ async def create_run(
             due_key,
             keys.idempotency(run["tenant"], idempotency_key) if idempotency_key else "",
             upstream_key or "",
+            keys.subscription(callback_sub["id"]) if callback_sub else "",
             keys.tenant_active(run["tenant"]) if max_active > 0 else "",
         ],
         args=[
@@ -60,6 +67,8 @@ async def create_run(
             request_hash,
             IDEMPOTENCY_TTL,
             max_active,
+            len(sub_fields) // 2,
+            *sub_fields,
             *fields,
         ],
     )
@@ -93,6 +102,9 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
         "callback_url": run.get("callback_url") or None,
         "error": loads(run.get("error")),
         "polls": int(run.get("polls") or 0),
+        # Set when the run's job failed RELAY_POISON_AFTER times in a row and was set aside
+        # (workers/pump.py); a refresh clears it and tries again.
+        "job_error": loads(run.get("job_error")),
         "created_at": float(run["created_at"]),
         "updated_at": float(run.get("updated_at") or run["created_at"]),
         "upstream": loads(run.get("snapshot")),
@@ -143,6 +155,33 @@ async def list_runs(
             if len(out) == limit:
                 return out, f"{score!r}:{run_id}"
     return out, None
+
+
+async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
+    """Poll a tracked run now — unless a poll of it is in flight, which then reschedules itself
+    at once when it ends (never two polls of one run at a time). Puts a run set aside as poison
+    back. Returns 'scheduled', 'queued' (after the poll in flight) or 'not_tracking'."""
+    result = await bind(r).refresh_poll(
+        keys=[
+            keys.run(run_id),
+            keys.DUE_POLL,
+            keys.leases(keys.DUE_POLL),
+            keys.poison(keys.DUE_POLL),
+        ],
+        args=[run_id],
+    )
+    return str(result)
+
+
+def unschedule(pipe: Any, run_id: str) -> None:
+    """Queue on `pipe` the removal of a run from the start and poll schedules, with its lease
+    entries and failure counts (a worker that still holds it then finds its lease gone and
+    writes nothing): where those entries end for a stopped run."""
+    for due in (keys.DUE_START, keys.DUE_POLL):
+        pipe.zrem(due, run_id)
+        pipe.hdel(keys.leases(due), run_id)
+        pipe.hdel(keys.leases(due) + ":fails", run_id)
+    pipe.zrem(keys.poison(keys.DUE_POLL), run_id)
 
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:

@@ -8,10 +8,13 @@ Redis/Valkey or Sentinel primary (the supported deployments) and not meant for R
 
 from __future__ import annotations
 
-# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip),
+# KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip),
 #       tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS)
-# ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, field, value, field, value, ...
+# ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, n_sub_fields,
+#       sub field/value pairs..., run field/value pairs...
 # Returns {outcome, run id}: created | existing | conflict | tracked | quota (nothing written).
+# The run's callback subscription is written in the same step, so no crash leaves a callback
+# subscription without its run, or a run whose callback is never sent.
 # The active set is the quota's count: the run joins it here; when the count reaches the limit,
 # the members whose run is no longer starting/tracking (ended, stopped, erased) leave it first, so
 # the set is bounded by the limit and the check is exact at the moment it matters.
@@ -31,22 +34,28 @@ if KEYS[5] ~= '' then
     if state and state ~= 'stopped' then return {'tracked', known} end
   end
 end
-if KEYS[6] ~= '' then
+if KEYS[7] ~= '' then
   local limit = tonumber(ARGV[6])
-  if redis.call('SCARD', KEYS[6]) >= limit then
-    for _, id in ipairs(redis.call('SMEMBERS', KEYS[6])) do
+  if redis.call('SCARD', KEYS[7]) >= limit then
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
       local st = redis.call('HGET', 'relay:run:' .. id, 'state')
-      if st ~= 'starting' and st ~= 'tracking' then redis.call('SREM', KEYS[6], id) end
+      if st ~= 'starting' and st ~= 'tracking' then redis.call('SREM', KEYS[7], id) end
     end
-    if redis.call('SCARD', KEYS[6]) >= limit then return {'quota', ''} end
+    if redis.call('SCARD', KEYS[7]) >= limit then return {'quota', ''} end
   end
-  redis.call('SADD', KEYS[6], ARGV[1])
+  redis.call('SADD', KEYS[7], ARGV[1])
 end
+local nsub = tonumber(ARGV[7])
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8 + 2 * nsub, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if KEYS[6] ~= '' and nsub > 0 then
+  local sub = {}
+  for i = 8, 7 + 2 * nsub do sub[#sub + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[6], unpack(sub))
+end
 if KEYS[4] ~= '' then
   redis.call('HSET', KEYS[4], 'body_hash', ARGV[4], 'run_id', ARGV[1])
   redis.call('EXPIRE', KEYS[4], ARGV[5])
@@ -55,65 +64,214 @@ if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
 return {'created', ARGV[1]}
 """
 
-# Claim due members by pushing their score to a lease deadline; an unfinished claim (its worker
-# died) becomes due again when the lease passes. KEYS: due. ARGV: now, lease_until, limit.
-CLAIM = """
-local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, m in ipairs(items) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
-return items
+# Lua shared by the scripts that hold or release a lease. Time is the server's (TIME), never a
+# worker's clock: a worker whose clock is off neither steals leases early nor hands them out
+# already expired. A claim's token is its lease deadline as the server wrote it, kept in the due
+# set's lease hash (`<due>:leases`) while the member is held; every script that finishes, retries
+# or reschedules a member checks it (an empty token skips the check: a job run by hand, not
+# claimed). Releasing deletes the hash entry and the member's failure count, so both end with the
+# lease (a member removed from the due set by someone else loses its entry at the holder's
+# release, or at DELETE of the run).
+LEASE_LIB = """
+local function server_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function lease_held(leases, member, token)
+  if leases == '' or token == '' then return true end
+  return redis.call('HGET', leases, member) == token
+end
+local function release(due, leases, member, at)
+  if leases ~= '' then
+    redis.call('HDEL', leases, member)
+    redis.call('HDEL', leases .. ':fails', member)
+  end
+  if at == nil then redis.call('ZREM', due, member)
+  else redis.call('ZADD', due, 'XX', at, member) end
+end
 """
 
-# Record a transition and all of its delivery work in one step.
-# KEYS: run, event, run_events, due_deliver, tenant_events
+# Claim due members by pushing their score to a lease deadline; an unfinished claim (its worker
+# died) becomes due again when the lease passes. Returns {server_now, member, token, fails, ...}:
+# the claim time is the job's observation time (see RECORD_EVENT).
+# KEYS: due, leases. ARGV: lease seconds, limit.
+CLAIM = LEASE_LIB + """
+local now = server_now()
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {string.format('%.6f', now)}
+local deadline = now + tonumber(ARGV[1])
+for _, m in ipairs(items) do
+  redis.call('ZADD', KEYS[1], deadline, m)
+  local token = redis.call('ZSCORE', KEYS[1], m)
+  redis.call('HSET', KEYS[2], m, token)
+  out[#out + 1] = m
+  out[#out + 1] = token
+  out[#out + 1] = redis.call('HGET', KEYS[2] .. ':fails', m) or '0'
+end
+return out
+"""
+
+# Release a held member: reschedule it `delay` seconds from now (server time), or remove it
+# (delay '') — only if the lease is still this claim's, and only if the member is still in the
+# due set (XX: a run stopped meanwhile stays stopped). Optional run fields are written with it
+# (only to a record that still exists: a deleted run or watch is never brought back as a stub),
+# and a poll asked for again while it was held (`poll_again`) is due at once.
+# KEYS: due, leases, run ('' for none). ARGV: member, token, delay, observed_at, field, value...
+# Returns 1, 0 (the lease was lost: nothing written) or -1 (an older observation: nothing written
+# to the run, the member released).
+RELEASE = LEASE_LIB + """
+if not lease_held(KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+local now = server_now()
+local delay = ARGV[3]
+local written = 1
+if KEYS[3] ~= '' then
+  local seen = tonumber(redis.call('HGET', KEYS[3], 'observed_at') or '0')
+  local obs = tonumber(ARGV[4]) or 0
+  if obs > 0 and obs < seen then written = -1
+  elseif #ARGV > 4 and redis.call('EXISTS', KEYS[3]) == 1 then
+    local fields = {}
+    for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+    if obs > 0 then fields[#fields + 1] = 'observed_at'; fields[#fields + 1] = ARGV[4] end
+    redis.call('HSET', KEYS[3], unpack(fields))
+  end
+  if delay ~= '' and redis.call('HGET', KEYS[3], 'poll_again') then
+    redis.call('HDEL', KEYS[3], 'poll_again')
+    delay = '0'
+  end
+end
+if delay == '' then release(KEYS[1], KEYS[2], ARGV[1], nil)
+else release(KEYS[1], KEYS[2], ARGV[1], now + tonumber(delay)) end
+return written
+"""
+
+# A held member's job raised. Count it; after `limit` consecutive failures the member is set
+# aside in the poison set (out of the schedule, not retried every lease forever) with the error
+# on its run, until a refresh puts it back. Below the limit the member keeps its lease and comes
+# back when the lease passes. The poison set is trimmed to `keep` seconds (RELAY_RETENTION).
+# KEYS: due, leases, poison, run ('' for none). ARGV: member, token, limit, error, keep
+# Returns the failure count, or 0 when the lease was lost.
+FAIL = LEASE_LIB + """
+if not lease_held(KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+local fails = redis.call('HINCRBY', KEYS[2] .. ':fails', ARGV[1], 1)
+if fails < tonumber(ARGV[3]) then return fails end
+local now = server_now()
+release(KEYS[1], KEYS[2], ARGV[1], nil)
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[5]))
+if KEYS[4] ~= '' and redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('HSET', KEYS[4], 'job_error', ARGV[4])
+end
+return fails
+"""
+
+# Count one more of something on a held member's record (a poll made, a vendor error in a row),
+# only while the lease is still this claim's and the record exists: a job whose run was stopped or
+# deleted meanwhile (DELETE drops the lease entry) writes nothing.
+# KEYS: leases, record. ARGV: member, token, field. Returns the new count, or false (lease lost).
+BUMP = LEASE_LIB + """
+if not lease_held(KEYS[1], ARGV[1], ARGV[2]) then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+"""
+
+# POST /v1/runs/{id}/refresh: poll now, but never start a second poll of a run already being
+# polled: a held run is marked `poll_again` (its poll reschedules itself at once when it ends);
+# a run set aside as poison is put back. KEYS: run, due_poll, leases, poison. ARGV: run_id
+# Returns 'not_tracking', 'queued' (held: after the current poll) or 'scheduled'.
+REFRESH_POLL = LEASE_LIB + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'tracking' then return 'not_tracking' end
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'poll_again', '1')
+  return 'queued'
+end
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[3] .. ':fails', ARGV[1])
+redis.call('HDEL', KEYS[1], 'job_error')
+redis.call('ZADD', KEYS[2], server_now(), ARGV[1])
+return 'scheduled'
+"""
+
+# Record a transition, all of its delivery work and all the work it causes, in one step: the
+# event, the run's new fields, one lane entry per subscriber, the upstream index, and the run's
+# schedule (drop the start entry, set or drop the next poll). A duplicate (the event exists: a
+# status seen again, a run tracked again, a vendor run shared by two relay runs) still moves the
+# run — fields and schedule — and only makes no event and no delivery. An observation made before
+# the run's last recorded one (observed_at, server time of the claim that made it) changes nothing.
+# A subscription deleted since it was matched gets nothing; a disabled one gets its lane filled but
+# not scheduled (parked): enabling it schedules every lane in its pairs set. A new event is also
+# appended to the tenant's pull log (GET /v1/events, relay/pull.py).
+# KEYS: run, event, run_events, due_deliver, held_due ('' none), held_leases ('' none),
+#       next_due ('' none), upstream ('' none), tenant_events
 # ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
+#       token, observed_at ('' none), next_delay ('' none), run_id,
 #       run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
-# Returns 'dup' (already recorded), 'gone' (run deleted or stopped), 'stale' (sequence moved;
-# re-read and retry) or 'ok'.
-RECORD_EVENT = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 'dup' end
+# Returns 'ok', 'dup', 'gone' (run deleted or stopped), 'stale' (sequence moved: re-read, retry),
+# 'old' (an older observation) or 'lost' (the lease is another worker's now).
+RECORD_EVENT = LEASE_LIB + """
+local run_id = ARGV[12]
+if not lease_held(KEYS[6], run_id, ARGV[9]) then return 'lost' end
 -- A deleted or stopped run records nothing more: a poll in flight when DELETE landed must not
 -- write the run back to life.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'stopped' then return 'gone' end
-local seq = tonumber(redis.call('HGET', KEYS[1], 'sequence') or '0')
-if seq + 1 ~= tonumber(ARGV[2]) then return 'stale' end
-local run_id = redis.call('HGET', KEYS[1], 'id')
+local obs = tonumber(ARGV[10]) or 0
+if obs > 0 and obs < tonumber(redis.call('HGET', KEYS[1], 'observed_at') or '0') then
+  return 'old'
+end
+local dup = redis.call('EXISTS', KEYS[2]) == 1
 local nf = tonumber(ARGV[7])
 local ns = tonumber(ARGV[8])
-local subs = {}
-local enabled = {}
-for i = 9 + 2 * nf, 8 + 2 * nf + ns do
-  -- A subscription deleted since it was matched gets nothing; a disabled one gets its lane filled
-  -- but not scheduled (parked): enabling it schedules every lane in its pairs set.
-  local on = redis.call('HGET', 'relay:sub:' .. ARGV[i], 'enabled')
-  if on then
-    subs[#subs + 1] = ARGV[i]
-    enabled[ARGV[i]] = on == '1'
+local fields = {'updated_at', ARGV[3]}
+for i = 13, 12 + 2 * nf do fields[#fields + 1] = ARGV[i] end
+if obs > 0 then fields[#fields + 1] = 'observed_at'; fields[#fields + 1] = ARGV[10] end
+if not dup then
+  local seq = tonumber(redis.call('HGET', KEYS[1], 'sequence') or '0')
+  if seq + 1 ~= tonumber(ARGV[2]) then return 'stale' end
+  local subs = {}
+  local enabled = {}
+  for i = 13 + 2 * nf, 12 + 2 * nf + ns do
+    local on = redis.call('HGET', 'relay:sub:' .. ARGV[i], 'enabled')
+    if on then
+      subs[#subs + 1] = ARGV[i]
+      enabled[ARGV[i]] = on == '1'
+    end
   end
+  redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],
+    'created_at', ARGV[3], 'body', ARGV[4], 'type', ARGV[5], 'status', ARGV[6],
+    'subs', table.concat(subs, ','))
+  redis.call('RPUSH', KEYS[3], ARGV[1])
+  fields[#fields + 1] = 'sequence'; fields[#fields + 1] = ARGV[2]
+  local now = server_now()
+  for _, sub in ipairs(subs) do
+    redis.call('RPUSH', 'relay:lane:' .. sub .. ':' .. run_id, ARGV[1])
+    redis.call('HSET', 'relay:dlv:' .. ARGV[1] .. ':' .. sub, 'state', 'pending', 'attempts', 0,
+      'updated_at', ARGV[3])
+    redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
+    if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', now, sub .. '|' .. run_id) end
+  end
+  -- The pull log: the event id on the tenant's stream, trimmed by MINID to the retention (Redis
+  -- time, as the stream ids are) and expiring a retention after its newest entry; then one
+  -- wake-up for the api processes' long-polls.
+  local keep = tonumber(ARGV[#ARGV])
+  local oldest = math.floor((now - keep) * 1000)
+  redis.call('XADD', KEYS[9], 'MINID', '~', oldest, '*', 'e', ARGV[1])
+  redis.call('EXPIRE', KEYS[9], math.ceil(keep))
+  redis.call('PUBLISH', 'relay:events:wake', KEYS[9])
 end
-redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],
-  'created_at', ARGV[3], 'body', ARGV[4], 'type', ARGV[5], 'status', ARGV[6],
-  'subs', table.concat(subs, ','))
-redis.call('RPUSH', KEYS[3], ARGV[1])
-local fields = {'sequence', ARGV[2], 'updated_at', ARGV[3]}
-for i = 9, 8 + 2 * nf do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
-for _, sub in ipairs(subs) do
-  redis.call('RPUSH', 'relay:lane:' .. sub .. ':' .. run_id, ARGV[1])
-  redis.call('HSET', 'relay:dlv:' .. ARGV[1] .. ':' .. sub, 'state', 'pending', 'attempts', 0,
-    'updated_at', ARGV[3])
-  redis.call('SADD', 'relay:sub:' .. sub .. ':pairs', run_id)
-  if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', ARGV[3], sub .. '|' .. run_id) end
+if KEYS[8] ~= '' then redis.call('SET', KEYS[8], run_id) end
+if KEYS[5] ~= '' then release(KEYS[5], KEYS[6], run_id, nil) end
+if KEYS[7] ~= '' then
+  local delay = tonumber(ARGV[11])
+  if redis.call('HGET', KEYS[1], 'poll_again') then
+    redis.call('HDEL', KEYS[1], 'poll_again')
+    delay = 0
+  end
+  redis.call('ZADD', KEYS[7], server_now() + delay, run_id)
+elseif KEYS[5] ~= '' then
+  redis.call('HDEL', KEYS[1], 'poll_again')
 end
--- The pull log (GET /v1/events, relay/pull.py): the event id on the tenant's stream, trimmed by
--- MINID to the retention (Redis time, as the stream ids are) and expiring a retention after its
--- newest entry; then one wake-up for the api processes' long-polls.
-local keep = tonumber(ARGV[#ARGV])
-local clock = redis.call('TIME')
-local oldest = math.floor((tonumber(clock[1]) - keep) * 1000)
-redis.call('XADD', KEYS[5], 'MINID', '~', oldest, '*', 'e', ARGV[1])
-redis.call('EXPIRE', KEYS[5], math.ceil(keep))
-redis.call('PUBLISH', 'relay:events:wake', KEYS[5])
+if dup then return 'dup' end
 return 'ok'
 """
 
@@ -154,15 +312,20 @@ return 1
 # The end of one listing of a watched agent (workers/watch.py), only if the watch still exists:
 # a DELETE during the listing must not be written back over. Marks the new upstream runs seen,
 # records the listing and schedules the next one (XX: a deleted watch is not re-added).
-# KEYS: watch, watch_seen, due_watch
-# ARGV: watch_id, now, runs_seen, next_at, upstream run ids...
-# Returns 1 (recorded) or 0 (the watch is gone).
-FINISH_LISTING = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 5, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+# KEYS: watch, watch_seen, due_watch, leases
+# ARGV: watch_id, now, runs_seen, interval, token, upstream run ids...
+# Returns 1 (recorded; the next listing is due `interval` seconds from now, server time) or 0 (the
+# watch is gone, or the lease is another worker's now: nothing written).
+FINISH_LISTING = LEASE_LIB + """
+if not lease_held(KEYS[4], ARGV[1], ARGV[5]) then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  release(KEYS[3], KEYS[4], ARGV[1], nil)
+  return 0
+end
+for i = 6, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
 redis.call('HSET', KEYS[1], 'baselined', '1', 'last_listed_at', ARGV[2], 'last_error', '',
   'runs_seen', ARGV[3])
-redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[1])
+release(KEYS[3], KEYS[4], ARGV[1], server_now() + tonumber(ARGV[4]))
 return 1
 """
 
@@ -179,10 +342,12 @@ return {head, body, attempts, sub}
 """
 
 # Finish the head of a lane: succeeded or dead-lettered. Only pops if the head is still this
-# event, so a late finisher whose lease was taken over cannot pop someone else's event.
-# KEYS: lane, dlv, due_deliver, pairs, dead_index
-# ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0')
-FINISH_HEAD = """
+# event and the lease still this claim's, so a late finisher whose lease was taken over cannot
+# pop someone else's event. The lane is due again at once if it has more, else leaves the
+# schedule. KEYS: lane, dlv, due_deliver, pairs, dead_index, leases
+# ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0'), token
+FINISH_HEAD = LEASE_LIB + """
+if not lease_held(KEYS[6], ARGV[3], ARGV[10]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('LPOP', KEYS[1])
 redis.call('HSET', KEYS[2], 'state', ARGV[5], 'attempts', ARGV[6], 'last_code', ARGV[7],
@@ -191,57 +356,65 @@ if ARGV[9] == '1' then
   redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1] .. '|' .. ARGV[4])
 end
 if redis.call('LLEN', KEYS[1]) > 0 then
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  release(KEYS[3], KEYS[6], ARGV[3], server_now())
 else
-  redis.call('ZREM', KEYS[3], ARGV[3])
+  release(KEYS[3], KEYS[6], ARGV[3], nil)
   redis.call('SREM', KEYS[4], ARGV[4])
 end
 return 1
 """
 
-# Retry the head later. KEYS: lane, dlv, due_deliver
-# ARGV: event_id, now, pair, attempts, code, error, next_at
-RETRY_HEAD = """
+# Retry the head `delay` seconds from now (server time). KEYS: lane, dlv, due_deliver, leases
+# ARGV: event_id, now, pair, attempts, code, error, next_at (shown), delay, token
+RETRY_HEAD = LEASE_LIB + """
+if not lease_held(KEYS[4], ARGV[3], ARGV[9]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code', ARGV[5],
   'last_error', ARGV[6], 'updated_at', ARGV[2], 'next_at', ARGV[7])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[3])
+release(KEYS[3], KEYS[4], ARGV[3], server_now() + tonumber(ARGV[8]))
 return 1
 """
 
 # Drop a lane from the schedule if it is empty (no lost wake-up: the check and the removal are one
-# step, and RECORD_EVENT adds with NX). KEYS: lane, due_deliver, pairs. ARGV: pair, run_id
-SETTLE_LANE = """
+# step, and RECORD_EVENT adds with NX). KEYS: lane, due_deliver, pairs, leases.
+# ARGV: pair, run_id, token
+SETTLE_LANE = LEASE_LIB + """
+if not lease_held(KEYS[4], ARGV[1], ARGV[3]) then return 0 end
 if redis.call('LLEN', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  release(KEYS[2], KEYS[4], ARGV[1], nil)
   redis.call('SREM', KEYS[3], ARGV[2])
   return 1
 end
+release(KEYS[2], KEYS[4], ARGV[1], server_now())
 return 0
 """
 
 # Park a lane of a disabled subscription, unless it was re-enabled meanwhile.
-# KEYS: sub, due_deliver. ARGV: pair
-PARK_LANE = """
+# KEYS: sub, due_deliver, leases. ARGV: pair, token
+PARK_LANE = LEASE_LIB + """
+if not lease_held(KEYS[3], ARGV[1], ARGV[2]) then return 0 end
 if redis.call('HGET', KEYS[1], 'enabled') ~= '1' then
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  release(KEYS[2], KEYS[3], ARGV[1], nil)
   return 1
 end
+release(KEYS[2], KEYS[3], ARGV[1], server_now())
 return 0
 """
 
 # Shared vendor request budget (GCRA): each caller reserves the next free send slot, spaced
 # 1/rate apart, so no 1-second window ever holds more than rate + 1 requests across all workers.
 # A slot further ahead than max_wait is not taken; the caller is told how long to stay away.
-# KEYS: budget. ARGV: rate (requests/s), now, max_wait. Returns seconds: >= 0 reserved (sleep
+# The time is the server's, so a worker with a skewed clock neither starves the others (a clock
+# ahead would push the free slot into the future) nor overspends (a clock behind).
+# KEYS: budget. ARGV: rate (requests/s), max_wait. Returns seconds: >= 0 reserved (sleep
 # that long, then send), < 0 not reserved (retry after -value).
-RESERVE_SLOT = """
+RESERVE_SLOT = LEASE_LIB + """
 local interval = 1 / tonumber(ARGV[1])
-local now = tonumber(ARGV[2])
+local now = server_now()
 local free = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(free, now)
 local wait = slot - now
-if wait > tonumber(ARGV[3]) then return tostring(-wait) end
+if wait > tonumber(ARGV[2]) then return tostring(-wait) end
 redis.call('SET', KEYS[1], tostring(slot + interval), 'EX', 3600)
 return tostring(wait)
 """
@@ -303,6 +476,8 @@ for _, run_id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   end
   redis.call('DEL', lane)
   redis.call('ZREM', KEYS[3], sub .. '|' .. run_id)
+  redis.call('HDEL', KEYS[3] .. ':leases', sub .. '|' .. run_id)
+  redis.call('HDEL', KEYS[3] .. ':leases:fails', sub .. '|' .. run_id)
 end
 for _, item in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local evt = string.match(item, '^([^|]*)')
@@ -313,3 +488,6 @@ redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
 redis.call('SREM', KEYS[6], sub)
 return 1
 """
+
+# Scripts that only read: the crash-point harness does not count them as writes.
+READ_ONLY = (LANE_HEAD,)

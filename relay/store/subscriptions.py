@@ -155,8 +155,11 @@ async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:
     """Re-schedule every non-empty lane of a (re-)enabled subscription: the ones parked while it
     was disabled, and the ones RECORD_EVENT filled but did not schedule (it schedules a lane only
     for an enabled subscription). Call it after `enabled` is set, so a recording in between is
-    either scheduled by RECORD_EVENT or has its lane in `pairs` by now."""
+    either scheduled by RECORD_EVENT or has its lane in `pairs` by now. NX: a lane already
+    scheduled or held keeps its time and its lease (two workers never hold one lane)."""
     runs = await r.smembers(keys.sub_pairs(sub_id))
     if runs:
-        await r.zadd(keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs})
+        await r.zadd(
+            keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs}, nx=True
+        )
     return len(runs)

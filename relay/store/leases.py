@@ -1,0 +1,86 @@
+"""What a worker holds while it runs a job: one member of a due set, under a lease whose
+deadline and token come from Redis (see scripts.CLAIM), and the calls that let it go."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import chain
+
+import redis.asyncio as aioredis
+
+from relay import keys
+from relay.store.autopipe import AutoPipeline, run_script
+from relay.store.client import bind
+
+
+@dataclass(frozen=True)
+class Lease:
+    """`token` is empty for a job run by hand (not claimed): the scripts then skip the check.
+    `claimed_at` is the server time of the claim, the observation time of what the job reads."""
+
+    due: str
+    member: str
+    token: str = ""
+    claimed_at: float = 0.0
+    fails: int = 0
+
+    @property
+    def leases(self) -> str:
+        return keys.leases(self.due)
+
+
+def unheld(due: str, member: str) -> Lease:
+    return Lease(due, member)
+
+
+async def claim(r: aioredis.Redis, due: str, lease_seconds: float, limit: int) -> list[Lease]:
+    raw = await bind(r).claim(keys=[due, keys.leases(due)], args=[lease_seconds, limit])
+    at = float(raw[0])
+    rest = raw[1:]
+    return [Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2])) for i in range(0, len(rest), 3)]
+
+
+async def release(
+    pipe: AutoPipeline,
+    lease: Lease,
+    delay: float | None,
+    *,
+    run_key: str = "",
+    observed: bool = False,
+    **fields: str,
+) -> int:
+    """Reschedule the member `delay` seconds from now (server time), or remove it (None), with
+    `fields` written to `run_key` in the same step. Returns 0 if the lease was lost (nothing was
+    written), -1 if `observed` and a newer observation was recorded meanwhile (the run unchanged).
+    """
+    args = [
+        lease.member,
+        lease.token,
+        "" if delay is None else repr(max(delay, 0.0)),
+        repr(lease.claimed_at) if observed else "",
+        *chain.from_iterable(fields.items()),
+    ]
+    script = bind(pipe.redis).release
+    return int(await run_script(pipe, script, [lease.due, lease.leases, run_key], args))
+
+
+async def fail(
+    r: aioredis.Redis, lease: Lease, *, limit: int, error: str, run_key: str, keep: float
+) -> int:
+    """Count a failed job of a held member; at `limit` it is set aside (see scripts.FAIL)."""
+    return int(
+        await bind(r).fail(
+            keys=[lease.due, lease.leases, keys.poison(lease.due), run_key],
+            args=[lease.member, lease.token, limit, error, keep],
+        )
+    )
+
+
+async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) -> int | None:
+    """Add one to `field` of the held member's record; None when the lease was lost (or the
+    record is gone): the job then stops, writing nothing more (see scripts.BUMP)."""
+    script = bind(pipe.redis).bump
+    found = await run_script(
+        pipe, script, [lease.leases, record_key], [lease.member, lease.token, field]
+    )
+    return None if found is None else int(found)
