@@ -58,9 +58,15 @@ class Metered(Provider):
         trip overlaps the vendor's answer instead of adding to it."""
         counting = asyncio.ensure_future(self._count(vendor_requests=1))
         try:
-            return await call
-        finally:
-            await counting
+            result = await call
+        except Exception:
+            await counting  # the request was made (a vendor error is an answer): it counts
+            raise
+        except BaseException:
+            counting.cancel()  # cancelled (or the process is going): do not wait on Redis
+            raise
+        await counting
+        return result
 
     async def start(
         self, client: httpx.AsyncClient, payload: dict[str, Any], idempotency_key: str
