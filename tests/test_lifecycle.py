@@ -332,7 +332,10 @@ def test_erase_tenant_counts_then_erases(
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     assert "erased 2 runs, 1 subscriptions" in done.stdout
     assert not traces_of(lrdb, *domains, "relay:tenant:t3:")
-    assert not [k for k in lrdb.scan_iter(match="relay:*t3*")]
+    # Keys named by the tenant (its segment, `:t3:` or a trailing `:t3`); a bare `*t3*` also
+    # matched other tenants' keys whose random ids happen to contain "t3".
+    assert not [k for k in lrdb.scan_iter(match="relay:*:t3:*")]
+    assert not [k for k in lrdb.scan_iter(match="relay:*:t3")]
     with lstack.client("t3") as api:
         assert api.get("/v1/runs").json()["data"] == []
         assert api.get("/v1/subscriptions").json()["data"] == []
