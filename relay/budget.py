@@ -1,4 +1,9 @@
-"""The per-credential vendor request budget, shared by every worker through Redis."""
+"""The per-credential vendor request budget, shared by every worker through Redis.
+
+A credential is one vendor account (relay/providers/base.py `credential`: the vendor's name for
+the operator's key, the vendor's name and a digest of the key for a tenant's own connection), so
+one tenant's backlog spends its own account's budget, never another's, and no key reaches
+Redis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `relay` command: dev, api, worker, check, simulate, erase-tenant."""
+"""The `relay` command: dev, api, worker, check, simulate, erase-tenant, keys, reencrypt."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from relay.config import ConfigError, Settings, load_settings
 
@@ -32,7 +33,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-* are believed only from RELAY_TRUSTED_PROXIES (relay/api/proxies.py).
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     return 0
@@ -103,6 +105,75 @@ def cmd_erase_tenant(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def _ops_deps(settings: Settings) -> Any:
+    from relay.ops.deps import Deps
+    from relay.providers.registry import build_providers
+    from relay.redis_conn import connect
+
+    redis = connect(settings.redis_url or "redis://127.0.0.1:6379")
+    return Deps(redis, settings, build_providers(settings))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """`relay keys create|list|revoke`: the same operations as /v1/admin/api-keys."""
+    import asyncio
+    import json
+
+    from pydantic import ValidationError
+
+    from relay.ops import apikeys
+    from relay.ops.errors import OpError, invalid_from
+    from relay.ops.inputs import ApiKeyCreate
+
+    settings = _settings()
+
+    async def go() -> int:
+        deps = _ops_deps(settings)
+        try:
+            if args.action == "create":
+                try:
+                    body = ApiKeyCreate(tenant=args.tenant, description=args.description)
+                except ValidationError as exc:
+                    raise invalid_from(exc) from None
+                made = await apikeys.create(deps, body)
+                print(json.dumps({**made.api_key, "key": made.key}, indent=2))
+            elif args.action == "list":
+                print(json.dumps(await apikeys.list_all(deps), indent=2))
+            else:
+                await apikeys.revoke(deps, args.key_id)
+                print(f"revoked {args.key_id}")
+            return 0
+        except OpError as exc:
+            print(f"relay keys: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await deps.redis.aclose()
+
+    return asyncio.run(go())
+
+
+def cmd_reencrypt(_: argparse.Namespace) -> int:
+    import asyncio
+
+    from relay.ops.reencrypt import reencrypt
+
+    settings = _settings()
+
+    async def go() -> int:
+        deps = _ops_deps(settings)
+        try:
+            report = await reencrypt(deps.redis, settings.relay_encryption_key)
+        except ValueError as exc:
+            print(f"relay reencrypt: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await deps.redis.aclose()
+        print(f"scanned {report.scanned} keys, re-sealed {report.resealed} values")
+        return 0
+
+    return asyncio.run(go())
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.dev import run_dev
 
@@ -131,6 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("tenant")
     p.add_argument("--dry-run", action="store_true", help="count what would be erased")
     p.set_defaults(func=cmd_erase_tenant)
+    p = sub.add_parser("keys", help="make, list or revoke tenants' API keys")
+    actions = p.add_subparsers(dest="action", required=True)
+    made = actions.add_parser("create", help="make a key (printed once)")
+    made.add_argument("tenant")
+    made.add_argument("--description", default="")
+    actions.add_parser("list", help="the keys made at run time (no key values)")
+    gone = actions.add_parser("revoke", help="revoke a key now")
+    gone.add_argument("key_id")
+    p.set_defaults(func=cmd_keys)
+    sub.add_parser(
+        "reencrypt", help="re-seal every stored secret under the first RELAY_ENCRYPTION_KEY"
+    ).set_defaults(func=cmd_reencrypt)
     p = sub.add_parser("demo-receiver", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--secret-file", required=True)

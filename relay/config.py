@@ -7,6 +7,7 @@ traceback at boot is what a platform team least wants to read in a CrashLoopBack
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,8 @@ from typing import Annotated
 from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from relay.secret_box import key_list
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -116,6 +119,17 @@ class Settings(BaseSettings):
     )
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
 
+    # Tenants (relay/connections.py, relay/apikeys.py, relay/quotas.py, relay/usage.py).
+    relay_admin_key: str | None = Field(default=None, alias="RELAY_ADMIN_KEY", repr=False)
+    shared_connections: bool = Field(default=True, alias="RELAY_SHARED_CONNECTIONS")
+    max_active_runs: int = Field(default=10000, alias="RELAY_MAX_ACTIVE_RUNS", ge=1)
+    max_subscriptions: int = Field(default=100, alias="RELAY_MAX_SUBSCRIPTIONS", ge=1)
+    usage_days: int = Field(default=400, alias="RELAY_USAGE_DAYS", ge=1)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), alias="RELAY_TRUSTED_PROXIES"
+    )
+    session_lifetime: float = Field(default=8 * 3600.0, alias="RELAY_SESSION_LIFETIME", gt=0)
+
     log_format: str = Field(default="json", alias="RELAY_LOG_FORMAT", pattern="^(json|console)$")
     log_level: str = Field(default="info", alias="RELAY_LOG_LEVEL")
     max_body_bytes: int = Field(default=64 * 1024, alias="RELAY_MAX_BODY_BYTES", ge=1024)
@@ -145,6 +159,22 @@ class Settings(BaseSettings):
         items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
         return tuple(str(s).strip() for s in items if str(s).strip())
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, raw: object) -> tuple[str, ...]:
+        items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+        out = []
+        for item in (str(s).strip() for s in items):
+            if not item:
+                continue
+            try:
+                out.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"RELAY_TRUSTED_PROXIES has {item!r}, which is not a CIDR"
+                ) from None
+        return tuple(out)
+
     @field_validator("relay_api_keys")
     @classmethod
     def _keys(cls, raw: str) -> str:
@@ -163,12 +193,18 @@ class Settings(BaseSettings):
                 "by more than a second"
             )
         if self.relay_encryption_key:
-            try:
-                Fernet(self.relay_encryption_key.encode())
-            except ValueError:
-                raise ValueError(
-                    "RELAY_ENCRYPTION_KEY is not a Fernet key (32 url-safe base64 bytes)"
-                ) from None
+            listed = key_list(self.relay_encryption_key)
+            for index, key in enumerate(listed):
+                try:
+                    Fernet(key.encode())
+                except ValueError:
+                    which = f" entry {index + 1}" if len(listed) > 1 else ""
+                    raise ValueError(
+                        f"RELAY_ENCRYPTION_KEY{which} is not a Fernet key "
+                        "(32 url-safe base64 bytes)"
+                    ) from None
+        if self.relay_admin_key is not None and len(self.relay_admin_key) < 16:
+            raise ValueError("RELAY_ADMIN_KEY must be at least 16 characters")
         return self
 
     def api_keys(self) -> dict[str, str]:

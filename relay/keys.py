@@ -112,6 +112,36 @@ def budget(provider: str) -> str:
     return f"{P}budget:{provider}"
 
 
+def connection(tenant: str, provider: str) -> str:
+    """A tenant's own vendor credential (sealed) and its hint. Ends with DELETE
+    /v1/connections/{provider} (relay/ops/connections.py)."""
+    return f"{P}tenant:{tenant}:conn:{provider}"
+
+
+def api_key(key_id: str) -> str:
+    """An API key made at run time (relay/apikeys.py): tenant, description, digest. Ends when the
+    key is revoked (the revoke deletes it)."""
+    return f"{P}apikey:{key_id}"
+
+
+#: digest (hex SHA-256 of the key) → key id, for lookup; entries leave with their key.
+API_KEY_DIGESTS = P + "apikeys:digest"
+#: key id → created_at, for listing; members leave with their key.
+API_KEYS = P + "apikeys"
+
+
+def tenant_active(tenant: str) -> str:
+    """The tenant's runs counted against RELAY_MAX_ACTIVE_RUNS (CREATE_RUN adds; the same script
+    drops members whose run is no longer active when the count reaches the limit, and `stop`
+    removes at once). Bounded by the limit; gone when empty."""
+    return f"{P}tenant:{tenant}:active"
+
+
+def usage(tenant: str, day: str) -> str:
+    """Usage counters of one tenant for one UTC day (YYYYMMDD); expire RELAY_USAGE_DAYS after."""
+    return f"{P}usage:{tenant}:{day}"
+
+
 def notice_gate(tenant: str, name: str) -> str:
     """Set (with an expiry) when a notice `name` was last kept for a tenant, so a fault that hits
     many runs at once makes one notice per period, not one per run. Ends: its own expiry."""

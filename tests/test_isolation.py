@@ -128,7 +128,9 @@ def test_every_id_route_is_covered() -> None:
     templated = {
         (op.method, op.path.replace("{run_id}", "R").replace("{sub_id}", "S"))
         for op, _ in TABLE
-        if "{" in op.path
+        # Connections are named by provider within the caller's own tenant (tests/test_tenants.py
+        # shows one tenant's never answers another); admin routes take the operator's key.
+        if "{" in op.path and not op.admin and "{provider}" not in op.path
     }
     templated = {(m, p.replace("{watch_id}", "W").replace("{event_id}", "E")) for m, p in templated}
     fake = Owned(

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from relay import keys, metrics, rate_limit, signing, sub_headers
+from relay import keys, metrics, rate_limit, signing, sub_headers, usage
 from relay.http_client import BlockedDestination, request_capped
 from relay.polling import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
@@ -201,6 +201,7 @@ async def _attempt(
         ("LPUSH", keys.sub_attempts(sub_id), record),
         ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),
     ]
+    counts = usage.commands(sub["tenant"], {"deliveries": 1, "delivered": int(ok)}, s.usage_days)
     if ok:
         # The common case in the same round trip: log first, then pop the head (a crash between
         # the two only repeats the POST, which at-least-once allows).
@@ -209,6 +210,7 @@ async def _attempt(
         results = await ctx.pipe.execute(
             *log_attempt,
             evalsha(scripts.finish_head, finish_keys, finish_args),
+            *counts,
             raise_on_error=False,
         )
         for result in results[:2]:
@@ -216,7 +218,7 @@ async def _attempt(
                 raise result
         await checked(results[2], scripts.finish_head, finish_keys, finish_args)
     else:
-        await ctx.pipe.execute(*log_attempt)
+        await ctx.pipe.execute(*log_attempt, *counts)
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,

@@ -8,7 +8,7 @@ import time
 
 import structlog
 
-from relay import budget, events, keys, vendor_auth
+from relay import budget, connections, events, keys, vendor_auth
 from relay.metrics import POLLS, TRANSITIONS
 from relay.polling import backoff, jitter, next_interval
 from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
@@ -51,7 +51,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         POLLS.labels(run["provider"], "window_expired").inc()
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
-    provider = ctx.providers[run["provider"]]
+    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         POLLS.labels(provider.name, "budget_deferred").inc()

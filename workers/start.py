@@ -7,7 +7,7 @@ import time
 
 import structlog
 
-from relay import budget, events, keys, vendor_auth
+from relay import budget, connections, events, keys, vendor_auth
 from relay.ids import vendor_idempotency_key
 from relay.polling import backoff
 from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
@@ -28,7 +28,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
         await release(ctx.pipe, lease, None)
         return
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
-    provider = ctx.providers[run["provider"]]
+    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         await release(ctx.pipe, lease, wait)

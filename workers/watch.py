@@ -17,7 +17,7 @@ from datetime import datetime
 
 import structlog
 
-from relay import budget, keys, notices
+from relay import budget, connections, keys, notices
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
 from relay.providers.base import Observed, Provider, RateLimited, VendorError
@@ -131,7 +131,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
     if not watch:
         await release(ctx.pipe, lease, None)
         return
-    provider = ctx.providers[watch["provider"]]
+    provider = await connections.provider_for(ctx, watch["tenant"], watch["provider"])
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
     if wait:
         await release(ctx.pipe, lease, wait)

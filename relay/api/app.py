@@ -9,16 +9,30 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from relay import metrics, webhook_schemas
-from relay.api import events_routes, health, pull_routes, runs, subscriptions, watches
-from relay.api.auth import KeyRing
+from relay.api import (
+    admin,
+    connections,
+    events_routes,
+    health,
+    pull_routes,
+    runs,
+    subscriptions,
+    usage_routes,
+    watches,
+)
+from relay.api.auth import KeyRing, admin_only, authenticated
 from relay.api.errors import EXCEPTION_HANDLERS
 from relay.api.openapi import Op, document
+from relay.api.proxies import TrustedProxies
 from relay.api.schemas import (
+    ApiKeyCreate,
+    ConnectionPut,
     Recover,
     Redeliver,
     RunCreate,
@@ -101,7 +115,7 @@ TABLE: list[tuple[Op, Endpoint]] = [
             "Subscribe a URL",
             201,
             SubscriptionCreate,
-            also=((409, "the tenant has as many subscriptions as allowed"),),
+            also=((429, "quota_exceeded: the tenant has RELAY_MAX_SUBSCRIPTIONS"),),
         ),
         subscriptions.create,
     ),
@@ -190,7 +204,55 @@ TABLE: list[tuple[Op, Endpoint]] = [
         ),
         events_routes.callback_secret,
     ),
+    (
+        Op("GET", "/v1/connections", "The tenant's vendor connections (hints only)"),
+        connections.list_all,
+    ),
+    (
+        Op(
+            "PUT",
+            "/v1/connections/{provider}",
+            "Set the tenant's own vendor API key (write-only; a key_hint is shown)",
+            200,
+            ConnectionPut,
+            also=((201, "a new connection"),),
+        ),
+        connections.put,
+    ),
+    (Op("GET", "/v1/connections/{provider}", "One connection (its key_hint)"), connections.get_one),
+    (Op("DELETE", "/v1/connections/{provider}", "Remove a connection", 204), connections.delete),
+    (
+        Op(
+            "GET",
+            "/v1/usage",
+            "Usage per day: runs started, vendor credits, vendor requests, deliveries",
+            query=(("since", {"type": "number", "minimum": 0}),),
+        ),
+        usage_routes.read,
+    ),
+    (
+        Op(
+            "POST",
+            "/v1/admin/api-keys",
+            "Make a tenant API key (shown once)",
+            201,
+            ApiKeyCreate,
+            admin=True,
+        ),
+        admin.create,
+    ),
+    (Op("GET", "/v1/admin/api-keys", "List API keys made at run time", admin=True), admin.list_all),
+    (
+        Op("DELETE", "/v1/admin/api-keys/{key_id}", "Revoke an API key now", 204, admin=True),
+        admin.revoke,
+    ),
 ]
+
+
+def _guarded(op: Op, endpoint: Endpoint) -> Endpoint:
+    if op.public:
+        return endpoint
+    return admin_only(endpoint) if op.admin else authenticated(endpoint)
 
 
 def _version() -> str:
@@ -211,11 +273,16 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
-    routes = [Route(op.path, endpoint, methods=[op.method]) for op, endpoint in TABLE]
+    routes = [Route(op.path, _guarded(op, endpoint), methods=[op.method]) for op, endpoint in TABLE]
     # Prometheus scrape target (unauthenticated, counts only) and the operator console (HTML).
     routes += [Route("/metrics", metrics.endpoint, methods=["GET"]), *console_routes()]
     keys_by_value = settings.api_keys()
-    register_secrets(settings.citedy_api_key, settings.autoposting_api_key, *keys_by_value)
+    register_secrets(
+        settings.citedy_api_key,
+        settings.autoposting_api_key,
+        settings.relay_admin_key,
+        *keys_by_value,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -229,7 +296,12 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
             if owned:
                 await app.state.redis.aclose()
 
-    app = Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(TrustedProxies, cidrs=settings.trusted_proxies)],
+    )
     app.state.settings = settings
     app.state.keyring = KeyRing(keys_by_value)
     app.state.providers = build_providers(settings)

@@ -3,7 +3,8 @@ one field is at fault), whatever raised it: our checks, routing, JSON parsing or
 
 This is the one place where the operations' domain errors (relay/ops/errors.py) become HTTP:
 NotFound → 404 `not_found`, Invalid → 400 (its code, `invalid_request` or `unsafe_url`, and its
-field), Conflict → 409 (its code), StoreFull → 503 `store_full` with Retry-After."""
+field), Conflict → 409 (its code), StoreFull → 503 `store_full` with Retry-After,
+QuotaExceeded → 429 `quota_exceeded` naming the limit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay.ops.errors import Conflict, Invalid, NotFound, OpError, StoreFull, invalid_from
+from relay.ops.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    OpError,
+    QuotaExceeded,
+    StoreFull,
+    invalid_from,
+)
 
 log = structlog.get_logger("relay.api")
 
@@ -44,6 +53,7 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -51,6 +61,7 @@ class ApiError(Exception):
         self.message = message
         self.field = field
         self.headers = headers
+        self.extra = extra
 
 
 def error_response(
@@ -59,8 +70,9 @@ def error_response(
     message: str,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"error": error, "message": message}
+    body: dict[str, Any] = {"error": error, "message": message, **(extra or {})}
     if field:
         body["field"] = field
     return JSONResponse(body, status_code=status, headers=headers)
@@ -86,18 +98,20 @@ def from_op(exc: OpError) -> ApiError:
         return ApiError(
             503, "store_full", exc.message, headers={"retry-after": str(exc.retry_after)}
         )
+    if isinstance(exc, QuotaExceeded):
+        return ApiError(429, "quota_exceeded", exc.message, extra={"limit": exc.limit})
     return ApiError(400, "invalid_request", exc.message)
 
 
 async def api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.error, exc.message, exc.field, exc.headers)
+    return error_response(exc.status, exc.error, exc.message, exc.field, exc.headers, exc.extra)
 
 
 async def op_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, OpError)
     err = from_op(exc)
-    return error_response(err.status, err.error, err.message, err.field, err.headers)
+    return error_response(err.status, err.error, err.message, err.field, err.headers, err.extra)
 
 
 async def http_error(_: Request, exc: Exception) -> Response:

@@ -30,6 +30,8 @@ class Op:
     #: (name, JSON type) or (name, full JSON schema of the parameter)
     query: tuple[tuple[str, str | dict[str, Any]], ...] = ()
     public: bool = False
+    #: Operator only: the bearer is RELAY_ADMIN_KEY, not a tenant's key.
+    admin: bool = False
     #: Other answers the operation gives: (status, description), e.g. a 200 beside a 202, a 409.
     also: tuple[tuple[int, str], ...] = ()
     #: The success body's schema: a name in components (default: any object).

@@ -6,6 +6,8 @@ from __future__ import annotations
 from relay.ops.inputs import (
     METADATA_MAX,
     SAFE_ID,
+    ApiKeyCreate,
+    ConnectionPut,
     Recover,
     Redeliver,
     RunCreate,
@@ -19,6 +21,8 @@ from relay.ops.inputs import (
 __all__ = [
     "METADATA_MAX",
     "SAFE_ID",
+    "ApiKeyCreate",
+    "ConnectionPut",
     "Recover",
     "Redeliver",
     "RunCreate",

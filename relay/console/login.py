@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from relay.api.auth import identify
 from relay.console import session as sessions
 from relay.console.html import render
 from relay.console.pages import forbidden, page, safe_next, session_store
@@ -51,13 +52,14 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     if await sessions.login_blocked(r, client):
         return _login_page(request, "Too many failed attempts; wait a few minutes.", 429)
-    tenant = request.app.state.keyring.tenant(form.get("api_key", "").strip())
-    if tenant is None:
+    who = await identify(request, form.get("api_key", "").strip())
+    if who is None:
         await sessions.login_failed(r, client)
         return _login_page(request, "That API key is not valid.", 401)
-    s = await sessions.create(r, tenant)
+    lifetime = request.app.state.settings.session_lifetime
+    s = await sessions.create(r, who.tenant, who.key_id, lifetime)
     response = RedirectResponse(safe_next(form.get("next")), 303)
-    sessions.set_session_cookie(request, response, s)
+    sessions.set_session_cookie(request, response, s, lifetime)
     return response
 
 

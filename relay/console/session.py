@@ -3,7 +3,13 @@
 - Logging in takes a relay API key once; the server keeps only a session record in Redis
   (`relay:console:session:{sha256(session id)}` → tenant and CSRF token, with a TTL). The API key
   itself is never stored, and the cookie holds only the random session id.
-- The cookie is HttpOnly, SameSite=Strict, Path=/console (and Secure over https).
+- A session ends after 8 idle hours, and at the latest RELAY_SESSION_LIFETIME after login
+  (absolute), and at once when the API key it was opened with is revoked (checked on every
+  request, so a revoked key's console answers like a logged-out one).
+- The cookie is HttpOnly, SameSite=Strict, Path=/console, and Secure when the client's scheme was
+  https (behind an ingress: as RELAY_TRUSTED_PROXIES' `X-Forwarded-Proto` says).
+- Login throttling counts the client's address (behind an ingress: as RELAY_TRUSTED_PROXIES'
+  `X-Forwarded-For` says, relay/api/proxies.py), not the ingress pod's.
 - Every POST carries the session's CSRF token in a form field, compared in constant time, and a
   cross-origin `Origin` header is refused. The login form itself carries a token bound to a
   short-lived pre-login cookie (no login CSRF).
@@ -23,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay import keys
+from relay.store import apikeys
 
 COOKIE = "relay_console"
 LOGIN_COOKIE = "relay_console_login"
@@ -49,14 +56,29 @@ class Session:
     csrf: str
 
 
-async def create(r: aioredis.Redis, tenant: str) -> Session:
+def _ttl(lifetime: float) -> int:
+    return max(1, int(min(SESSION_TTL, lifetime)))
+
+
+async def create(
+    r: aioredis.Redis, tenant: str, key_id: str = "", lifetime: float = SESSION_TTL
+) -> Session:
+    """A session of `tenant`, opened with the run-time API key `key_id` ('' for a key from the
+    environment), ending at the latest `lifetime` seconds from now."""
     session = Session(secrets.token_urlsafe(32), tenant, secrets.token_urlsafe(32))
+    now = time.time()
     pipe = r.pipeline(transaction=True)
     pipe.hset(
         session_key(session.id),
-        mapping={"tenant": tenant, "csrf": session.csrf, "created_at": repr(time.time())},
+        mapping={
+            "tenant": tenant,
+            "csrf": session.csrf,
+            "created_at": repr(now),
+            "ends_at": repr(now + lifetime),
+            "key_id": key_id,
+        },
     )
-    pipe.expire(session_key(session.id), SESSION_TTL)
+    pipe.expire(session_key(session.id), _ttl(lifetime))
     await pipe.execute()
     return session
 
@@ -66,12 +88,17 @@ async def current(request: Request) -> Session | None:
     if not session_id or len(session_id) > 128:
         return None
     r: aioredis.Redis = request.app.state.redis
-    pipe = r.pipeline(transaction=False)
-    pipe.hgetall(session_key(session_id))
-    pipe.expire(session_key(session_id), SESSION_TTL, xx=True)
-    data, _ = await pipe.execute()
+    data: dict[str, str] = await r.hgetall(session_key(session_id))
     if not data or not data.get("tenant") or not data.get("csrf"):
         return None
+    now = time.time()
+    ends_at = float(data.get("ends_at") or 0)
+    key_id = data.get("key_id") or ""
+    if now >= ends_at or (key_id and not await apikeys.alive(r, key_id)):
+        await r.delete(session_key(session_id))
+        return None
+    # Idle expiry slides, but never past the absolute end.
+    await r.expire(session_key(session_id), _ttl(min(SESSION_TTL, ends_at - now)))
     return Session(session_id, data["tenant"], data["csrf"])
 
 
@@ -83,11 +110,13 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def set_session_cookie(request: Request, response: Response, session: Session) -> None:
+def set_session_cookie(
+    request: Request, response: Response, session: Session, lifetime: float = SESSION_TTL
+) -> None:
     response.set_cookie(
         COOKIE,
         session.id,
-        max_age=SESSION_TTL,
+        max_age=_ttl(lifetime),
         path="/console",
         httponly=True,
         samesite="strict",

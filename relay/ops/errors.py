@@ -58,3 +58,12 @@ def invalid_from(exc: ValidationError, prefix: str = "") -> Invalid:
     field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return Invalid(field, f"{field}: {message}" if field else message)
+
+
+class QuotaExceeded(OpError):
+    """The tenant is at one of its limits; `limit` names the setting (RELAY_MAX_ACTIVE_RUNS)."""
+
+    def __init__(self, limit: str, value: int, what: str) -> None:
+        super().__init__(f"quota exceeded: at most {value} {what} per tenant ({limit})")
+        self.limit = limit
+        self.value = value

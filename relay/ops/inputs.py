@@ -157,3 +157,17 @@ class WatchCreate(Strict):
     @classmethod
     def _metadata_size(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return RunCreate._metadata_size(value)
+
+
+class ConnectionPut(Strict):
+    api_key: str = Field(
+        min_length=8,
+        max_length=512,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The tenant's own vendor API key. Write-only: never shown back.",
+    )
+
+
+class ApiKeyCreate(Strict):
+    tenant: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = Field(default="", max_length=256)

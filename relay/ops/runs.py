@@ -14,8 +14,9 @@ from pydantic import ValidationError
 from relay import keys, signing
 from relay.ids import new_id
 from relay.memory_guard import ensure_room
+from relay.ops import connections
 from relay.ops.deps import Deps
-from relay.ops.errors import Conflict, Invalid, NotFound, invalid_from
+from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid_from
 from relay.ops.guard import checked_url
 from relay.ops.inputs import RunCreate
 from relay.providers.base import Provider
@@ -108,6 +109,7 @@ async def start(
     provider = _provider(deps, body.provider)
     payload = _validated_input(provider, body)
     await ensure_room(deps.redis, deps.settings.memory_threshold)
+    await connections.require(deps, tenant, provider.name)
     callback_url = None
     if body.callback_url is not None:
         callback_url = await checked_url(deps, body.callback_url, "callback_url")
@@ -162,7 +164,11 @@ async def start(
         if payload is not None
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
         callback_sub=callback_sub,
+        max_active=deps.settings.max_active_runs,
     )
+    if created.outcome == "quota":
+        limit = deps.settings.max_active_runs
+        raise QuotaExceeded("RELAY_MAX_ACTIVE_RUNS", limit, "active runs")
     if created.outcome == "conflict":
         raise Conflict(
             "idempotency_conflict",
@@ -282,6 +288,7 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
     if run.get("state") in ACTIVE_STATES:
         pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
     unschedule(pipe, run["id"])
+    pipe.srem(keys.tenant_active(tenant), run["id"])
     await pipe.execute()
     await lifecycle.settle_run(deps.redis, run["id"])
 

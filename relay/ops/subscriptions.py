@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from relay import events, keys, signing, sub_headers
+from relay import events, keys, quotas, signing, sub_headers
 from relay.ids import new_id
 from relay.memory_guard import ensure_room
 from relay.ops.deps import Deps
-from relay.ops.errors import Conflict, NotFound
+from relay.ops.errors import Conflict, NotFound, QuotaExceeded
 from relay.ops.guard import checked_url
 from relay.ops.inputs import SubscriptionCreate, SubscriptionPatch
 from relay.secret_box import seal, unseal
@@ -22,7 +22,6 @@ from relay.store import lanes
 from relay.store import subscriptions as store
 from relay.store.client import dumps
 
-MAX_SUBSCRIPTIONS = 100
 CALLBACK = store.CALLBACK  # the `kind` of a run's callback subscription
 
 
@@ -73,8 +72,6 @@ async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
     url = await checked_url(deps, body.url, "url")
     r = deps.redis
     await ensure_room(r, deps.settings.memory_threshold)
-    if await r.scard(keys.tenant_subs(tenant)) >= MAX_SUBSCRIPTIONS:
-        raise Conflict("limit_reached", f"a tenant may have {MAX_SUBSCRIPTIONS} subscriptions")
     secret = signing.new_secret()
     sub_id = new_id("sub")
     fields = store.new_sub_fields(
@@ -87,10 +84,9 @@ async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
         now=time.time(),
     )
     fields.update(_options(deps, body.headers, body.rate_limit))
-    pipe = r.pipeline(transaction=True)
-    pipe.hset(keys.subscription(sub_id), mapping=fields)
-    pipe.sadd(keys.tenant_subs(tenant), sub_id)
-    await pipe.execute()
+    limit = deps.settings.max_subscriptions
+    if not await quotas.add_subscription(r, tenant, sub_id, fields, limit):
+        raise QuotaExceeded("RELAY_MAX_SUBSCRIPTIONS", limit, "subscriptions")
     return Created(store.public_sub(fields), secret)
 
 

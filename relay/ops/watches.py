@@ -8,6 +8,7 @@ from typing import Any
 
 from relay import keys
 from relay.ids import new_id
+from relay.ops import connections
 from relay.ops.deps import Deps
 from relay.ops.errors import NotFound
 from relay.ops.inputs import WatchCreate
@@ -28,6 +29,7 @@ def public(w: dict[str, str]) -> dict[str, Any]:
 
 
 async def create(deps: Deps, tenant: str, body: WatchCreate) -> dict[str, Any]:
+    await connections.require(deps, tenant, body.provider)
     r = deps.redis
     now = time.time()
     watch_id = new_id("wch")

@@ -45,7 +45,7 @@ class Autoposting(Provider):
         self.terminal_statuses = frozenset(terminal)
 
     def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._api_key or ''}"}
+        return {"authorization": f"Bearer {self._key()}"}
 
     async def fetch(
         self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -79,7 +81,11 @@ class Rejected(VendorError):
 
 class Provider:
     """Base class: subclasses set `name` and implement `fetch` (and `start`/`list_runs` if the
-    vendor has them). `credential` names the request budget shared by every worker."""
+    vendor has them). `credential` names the request budget shared by every worker.
+
+    The instance built from the settings speaks with the operator's key; `with_key` gives a copy
+    speaking with a tenant's own connection (relay/connections.py), whose `credential` is a
+    digest of that key, so each vendor account has its own budget and no key reaches Redis."""
 
     name: ClassVar[str]
     terminal_statuses: frozenset[str] = frozenset()
@@ -91,9 +97,28 @@ class Provider:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
 
+    _shared_key: bool = True
+
+    def with_key(self, api_key: str | None) -> Provider:
+        """A copy of this client that sends `api_key` (None: no key at all, the call is refused
+        before it leaves, as `Unauthorized`)."""
+        clone = copy.copy(self)
+        clone._api_key = api_key
+        clone._shared_key = False
+        return clone
+
     @property
     def credential(self) -> str:
-        return self.name
+        """The budget's name: the vendor's name for the operator's key, else the vendor's name and
+        a digest of the key (a vendor's rate limit is per account)."""
+        if self._shared_key or not self._api_key:
+            return self.name
+        return f"{self.name}:{hashlib.sha256(self._api_key.encode()).hexdigest()[:16]}"
+
+    def _key(self) -> str:
+        if not self._shared_key and not self._api_key:
+            raise Unauthorized("no vendor connection for this tenant")
+        return self._api_key or ""
 
     def is_terminal(self, status: str) -> bool:
         return status in self.terminal_statuses

@@ -34,7 +34,7 @@ class Citedy(Provider):
     can_start = True
 
     def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._api_key or ''}"}
+        return {"authorization": f"Bearer {self._key()}"}
 
     def validate_input(self, raw: Any) -> dict[str, Any]:
         model = CreateWarmLeadRunRequest.model_validate(raw)

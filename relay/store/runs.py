@@ -23,7 +23,7 @@ ACTIVE_STATES = frozenset({STARTING, TRACKING})
 
 @dataclass(frozen=True)
 class Created:
-    outcome: str  # created | existing | conflict | tracked
+    outcome: str  # created | existing | conflict | tracked | quota
     run_id: str
 
 
@@ -41,9 +41,11 @@ async def create_run(
     request_hash: str,
     upstream_key: str | None,
     callback_sub: dict[str, str] | None = None,
+    max_active: int = 0,
 ) -> Created:
     """Create the run (and its callback subscription, if any) in one step, unless the
-    Idempotency-Key or the upstream run already names one."""
+    Idempotency-Key or the upstream run already names one, or (`max_active` > 0: the run counts
+    against the tenant's active-run quota) the tenant is at its quota."""
     sub_fields: list[str] = []
     for name, value in (callback_sub or {}).items():
         sub_fields += [name, value]
@@ -58,6 +60,7 @@ async def create_run(
             keys.idempotency(run["tenant"], idempotency_key) if idempotency_key else "",
             upstream_key or "",
             keys.subscription(callback_sub["id"]) if callback_sub else "",
+            keys.tenant_active(run["tenant"]) if max_active > 0 else "",
         ],
         args=[
             run["id"],
@@ -65,6 +68,7 @@ async def create_run(
             due_at,
             request_hash,
             IDEMPOTENCY_TTL,
+            max_active,
             len(sub_fields) // 2,
             *sub_fields,
             *fields,

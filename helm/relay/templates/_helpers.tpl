@@ -86,7 +86,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .ctx.Values.existingSecret -}}
 {{- index .ctx.Values.existingSecretKeys .item -}}
 {{- else -}}
-{{- index (dict "apiKeys" "api-keys" "citedyApiKey" "citedy-api-key" "autopostingApiKey" "autoposting-api-key" "encryptionKey" "encryption-key" "redisUrl" "redis-url" "redisPassword" "redis-password") .item -}}
+{{- index (dict "apiKeys" "api-keys" "citedyApiKey" "citedy-api-key" "autopostingApiKey" "autoposting-api-key" "encryptionKey" "encryption-key" "adminKey" "admin-key" "redisUrl" "redis-url" "redisPassword" "redis-password") .item -}}
 {{- end -}}
 {{- end -}}
 
@@ -218,7 +218,7 @@ Sentinel form (see docs/deploy.md):
 {{/* Secret-backed env shared by both roles (optional keys may be absent from the Secret). */}}
 {{- define "relay.secretEnv" -}}
 {{- $ctx := . -}}
-{{- range $item, $var := dict "citedyApiKey" "CITEDY_API_KEY" "autopostingApiKey" "AUTOPOSTING_API_KEY" "encryptionKey" "RELAY_ENCRYPTION_KEY" }}
+{{- range $item, $var := dict "citedyApiKey" "CITEDY_API_KEY" "autopostingApiKey" "AUTOPOSTING_API_KEY" "encryptionKey" "RELAY_ENCRYPTION_KEY" "adminKey" "RELAY_ADMIN_KEY" }}
 {{- $key := include "relay.secretKey" (dict "ctx" $ctx "item" $item) }}
 {{- if and $key (or $ctx.Values.existingSecret (index $ctx.Values.secrets $item)) }}
 - name: {{ $var }}
