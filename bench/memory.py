@@ -203,6 +203,7 @@ async def one_completed_run(r: Any, sub_id: str, seed: int) -> None:
                 keys.sub_pairs(sub_id),
                 keys.sub_dead(sub_id),
                 "",  # no lease: this benchmark is the only writer
+                keys.sub_waiting(sub_id),
             ],
             args=[evt, time.time(), member, run["id"], "succeeded", 1, "204", "", "0", ""],
         )

@@ -91,6 +91,12 @@ def sub_pairs(sub_id: str) -> str:
     return f"{P}sub:{sub_id}:pairs"
 
 
+def sub_waiting(sub_id: str) -> str:
+    """Lanes waiting for a delivery slot of the subscription (scripts.WAKE_LIB says where each
+    entry ends; the zset goes with the subscription, or a day after its last wait)."""
+    return f"{P}sub:{sub_id}:waiting"
+
+
 def pair(sub_id: str, run_id: str) -> str:
     """Member of DUE_DELIVER: one ordered lane per (subscription, run)."""
     return f"{sub_id}|{run_id}"
@@ -131,9 +137,10 @@ API_KEYS = P + "apikeys"
 
 
 def tenant_active(tenant: str) -> str:
-    """The tenant's runs counted against RELAY_MAX_ACTIVE_RUNS (CREATE_RUN adds; the same script
-    drops members whose run is no longer active when the count reaches the limit, and `stop`
-    removes at once). Bounded by the limit; gone when empty."""
+    """The tenant's runs counted against RELAY_MAX_ACTIVE_RUNS (CREATE_RUN adds; a run leaves it
+    when it ends, in the script that ends it (lifecycle `lc_index`), or when swept or erased;
+    CREATE_RUN also drops members whose run is no longer active when the count reaches the
+    limit). Bounded by the limit; gone when empty."""
     return f"{P}tenant:{tenant}:active"
 
 

@@ -236,12 +236,12 @@ async def test_budget_send_now(reservation: dict[str, Any]) -> None:
     before = _count(budget.BUDGET_REQUESTS, "cred-now")
     deferred = _count(budget.BUDGET_DEFERRED, "cred-now")
     reservation["answer"] = "0"
-    assert await budget.acquire(_Pipe(), "cred-now", 20.0) == 0.0  # type: ignore[arg-type]
+    assert await budget.acquire(_Pipe(), "cred-now", 20.0, "run_1") == 0.0  # type: ignore[arg-type]
     assert reservation["sleeps"] == []
     script, keys, args = reservation["calls"][0]
     assert script is reservation["script"]
-    assert keys == [budget.keys.budget("cred-now")]
-    assert args == [20.0, budget.MAX_WAIT]
+    assert keys == [budget.keys.budget("cred-now"), budget.keys.budget("cred-now") + ":held"]
+    assert args == [0.05, budget.MAX_WAIT, "run_1"]
     assert budget.MAX_WAIT == 1.0
     assert _count(budget.BUDGET_REQUESTS, "cred-now") == before + 1
     assert _count(budget.BUDGET_DEFERRED, "cred-now") == deferred
@@ -251,17 +251,21 @@ async def test_budget_short_wait_sleeps_then_sends(reservation: dict[str, Any]) 
     before = _count(budget.BUDGET_REQUESTS, "cred-wait")
     reservation["answer"] = "0.25"
     waits = budget.BUDGET_WAIT.labels("cred-wait")._sum.get()
-    assert await budget.acquire(_Pipe(), "cred-wait", 5.0) == 0.0  # type: ignore[arg-type]
+    assert await budget.acquire(_Pipe(), "cred-wait", 5.0, "r") == 0.0  # type: ignore[arg-type]
     assert reservation["sleeps"] == [0.25]
     assert budget.BUDGET_WAIT.labels("cred-wait")._sum.get() == waits + 0.25
     assert _count(budget.BUDGET_REQUESTS, "cred-wait") == before + 1
 
 
-async def test_budget_long_wait_defers_without_a_slot(reservation: dict[str, Any]) -> None:
+async def test_budget_long_wait_comes_back_just_before_its_slot(
+    reservation: dict[str, Any],
+) -> None:
     requests = _count(budget.BUDGET_REQUESTS, "cred-later")
     deferred = _count(budget.BUDGET_DEFERRED, "cred-later")
     reservation["answer"] = "-2.5"
-    assert await budget.acquire(_Pipe(), "cred-later", 5.0) == 2.5  # type: ignore[arg-type]
+    back = await budget.acquire(_Pipe(), "cred-later", 5.0, "r")  # type: ignore[arg-type]
+    assert back == 2.5 - budget.LEAD
+    assert 0 < budget.LEAD < budget.MAX_WAIT
     assert reservation["sleeps"] == []
     assert _count(budget.BUDGET_REQUESTS, "cred-later") == requests
     assert _count(budget.BUDGET_DEFERRED, "cred-later") == deferred + 1

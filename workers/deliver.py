@@ -29,7 +29,9 @@ from workers.context import Context
 log = structlog.get_logger("relay.deliver")
 
 EXCERPT_BYTES = 1024
-BUSY_DEFER = 0.25
+#: The longest a lane waits for a delivery slot of its subscription (it is woken as soon as one
+#: frees; this only bounds a wake lost to a race or a crash).
+BUSY_SAFETY = 30.0
 
 
 async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) -> None:
@@ -41,8 +43,9 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
     scripts = bind(r)
     # One script for the head, its body, its attempt count and the subscription, sent in one
     # round trip with the other lanes the pump claimed in this turn.
-    event_id, body_text, attempts_raw, sub_flat = await run_script(
-        ctx.pipe, scripts.lane_head, [lane, keys.subscription(sub_id)], [sub_id]
+    waiting = keys.sub_waiting(sub_id)
+    event_id, body_text, attempts_raw, sub_flat, wait_score = await run_script(
+        ctx.pipe, scripts.lane_head, [lane, keys.subscription(sub_id), waiting], [sub_id, member]
     )
     if event_id is None:
         await scripts.settle_lane(
@@ -62,14 +65,17 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
             args=[member, lease.token],
         )
         return
-    if ctx.in_flight[sub_id] >= s.delivery_per_subscription:
-        await release(ctx.pipe, lease, BUSY_DEFER)
+    # A lane woken for a slot another delivery to this subscription just freed takes it, over
+    # this worker's cap if need be (the subscription's total in flight does not grow by it).
+    woken = wait_score is not None and float(wait_score) < 0
+    if not woken and ctx.in_flight[sub_id] >= s.delivery_per_subscription:
+        await _wait_for_slot(ctx, sub_id, lease)
         return
-    # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for when there
-    # is one; no attempt is counted and no delivery slot is held while it waits.
+    # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for just before
+    # its reserved one; no attempt is counted and no delivery slot is held while it waits.
     limit = rate_limit.parse(sub.get(rate_limit.FIELD))
     if limit is not None:
-        wait = await rate_limit.reserve(ctx.pipe, sub_id, limit)
+        wait = await rate_limit.reserve(ctx.pipe, sub_id, limit, member)
         if wait:
             await release(ctx.pipe, lease, wait)
             return
@@ -80,6 +86,22 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
             del ctx.in_flight[sub_id]
+
+
+async def _wait_for_slot(ctx: Context, sub_id: str, lease: Lease) -> None:
+    """This worker has every delivery slot it gives the subscription in use: the lane waits on
+    the subscription's queue (scripts.WAKE_LIB) until a delivery to it ends, or BUSY_SAFETY at
+    most, instead of being claimed again every turn."""
+    scripts = bind(ctx.redis)
+    waiting = keys.sub_waiting(sub_id)
+    waits = [keys.DUE_DELIVER, lease.leases, waiting]
+    await run_script(
+        ctx.pipe, scripts.wait_lane, waits, [lease.member, lease.token, BUSY_SAFETY]
+    )
+    if ctx.in_flight[sub_id] < ctx.settings.delivery_per_subscription:
+        # One of this worker's deliveries to it ended meanwhile and may have found no lane to
+        # wake yet: wake one now, or the freed slot would idle until the safety net.
+        await run_script(ctx.pipe, scripts.wake_lane, waits, [])
 
 
 async def _secrets(ctx: Context, sub: dict[str, str]) -> list[str]:
@@ -111,8 +133,15 @@ async def _attempt(
         keys.sub_pairs(sub_id),
         keys.sub_dead(sub_id),
         lease.leases,
+        keys.sub_waiting(sub_id),
     ]
-    retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases]
+    retry_keys = [
+        lane,
+        keys.delivery(event_id, sub_id),
+        keys.DUE_DELIVER,
+        lease.leases,
+        keys.sub_waiting(sub_id),
+    ]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.
         await scripts.finish_head(

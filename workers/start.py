@@ -29,7 +29,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
         return
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id)
     if wait:
         await release(ctx.pipe, lease, wait)
         return

@@ -62,9 +62,10 @@ def is_new(run: Observed, created_at: float, first_listing: bool) -> bool:
     return started >= math.floor(created_at * 1000) / 1000
 
 
-async def _slot(ctx: Context, provider: Provider) -> bool:
+async def _slot(ctx: Context, provider: Provider, watch_id: str) -> bool:
     for _ in range(SLOT_TRIES):
-        wait = await budget.acquire(ctx.pipe, provider.credential, ctx.settings.vendor_rate)
+        rate = ctx.settings.vendor_rate
+        wait = await budget.acquire(ctx.pipe, provider.credential, rate, watch_id)
         if not wait:
             return True
         await asyncio.sleep(wait)
@@ -79,7 +80,12 @@ class Listing:
 
 
 async def list_all(
-    ctx: Context, provider: Provider, agent_id: str, done_with: set[str], created_at: float
+    ctx: Context,
+    provider: Provider,
+    watch_id: str,
+    agent_id: str,
+    done_with: set[str],
+    created_at: float,
 ) -> Listing:
     """Page through an agent's runs while there is more and the pages still hold runs that are
     neither in `done_with` nor older than `created_at`."""
@@ -89,7 +95,7 @@ async def list_all(
         # The first page's slot is the job's own; each further page takes one of its own. No slot
         # within a few seconds: the whole listing is tried again later (a partial one would
         # mark its first pages seen, and the next listing would stop there).
-        if page_no and not await _slot(ctx, provider):
+        if page_no and not await _slot(ctx, provider, watch_id):
             raise RateLimited(1.0, status_code=None)
         page = await provider.list_runs(
             ctx.vendor_http, agent_id, offset=len(runs), limit=PAGE_SIZE
@@ -132,7 +138,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
         await release(ctx.pipe, lease, None)
         return
     provider = await connections.provider_for(ctx, watch["tenant"], watch["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate)
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, watch_id)
     if wait:
         await release(ctx.pipe, lease, wait)
         return
@@ -140,7 +146,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
     known = await r.smembers(seen_key)
     created_at = float(watch["created_at"])
     try:
-        listing = await list_all(ctx, provider, watch["agent_id"], known, created_at)
+        listing = await list_all(ctx, provider, watch_id, watch["agent_id"], known, created_at)
     except RateLimited as exc:
         await release(ctx.pipe, lease, exc.retry_after)
         return

@@ -22,6 +22,8 @@ class Scripts:
     lane_head: AsyncScript
     finish_head: AsyncScript
     retry_head: AsyncScript
+    wait_lane: AsyncScript
+    wake_lane: AsyncScript
     settle_lane: AsyncScript
     park_lane: AsyncScript
     reserve_slot: AsyncScript
@@ -47,6 +49,8 @@ def bind(r: aioredis.Redis) -> Scripts:
             lane_head=r.register_script(scripts.LANE_HEAD),
             finish_head=r.register_script(scripts.FINISH_HEAD),
             retry_head=r.register_script(scripts.RETRY_HEAD),
+            wait_lane=r.register_script(scripts.WAIT_LANE),
+            wake_lane=r.register_script(scripts.WAKE_LANE),
             settle_lane=r.register_script(scripts.SETTLE_LANE),
             park_lane=r.register_script(scripts.PARK_LANE),
             reserve_slot=r.register_script(scripts.RESERVE_SLOT),

@@ -71,9 +71,14 @@ local function lc_index(run_id)
     end
   end
   redis.call('HSET', rk, 'ix_status', now_vals[1], 'ix_state', now_vals[2])
+  -- The quota's count of active runs (CREATE_RUN): a run leaves it when it stops being active.
+  if f[4] ~= 'starting' and f[4] ~= 'tracking' then
+    redis.call('SREM', 'relay:tenant:' .. t .. ':active', run_id)
+  end
 end
 local function lc_unindex(run_id, tenant, provider, status, state)
   redis.call('ZREM', 'relay:tenant:' .. tenant .. ':runs', run_id)
+  redis.call('SREM', 'relay:tenant:' .. tenant .. ':active', run_id)
   redis.call('ZREM', lc_ix(tenant, 'p', provider), run_id)
   for _, v in ipairs({status or '', state or ''}) do
     if v ~= '' then

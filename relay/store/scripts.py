@@ -373,25 +373,82 @@ return 1
 )
 
 # Everything a delivery needs to start, in one round trip: the lane's head event id, its body,
-# this subscriber's attempt count for it, and the subscription hash. Read-only.
-# KEYS: lane, sub. ARGV: sub_id. Returns {head|nil, body|nil, attempts|nil, {sub field, value...}}
+# this subscriber's attempt count for it, the subscription hash, and whether the lane was woken
+# for a freed delivery slot (WAKE_LIB: its waiting score, -1 when woken). Read-only.
+# KEYS: lane, sub, waiting. ARGV: sub_id, lane member.
+# Returns {head|nil, body|nil, attempts|nil, {sub field, value...}, waiting score|nil}
 LANE_HEAD = """
 local sub = redis.call('HGETALL', KEYS[2])
 local head = redis.call('LINDEX', KEYS[1], 0)
-if not head then return {false, false, false, sub} end
+local woken = redis.call('ZSCORE', KEYS[3], ARGV[2])
+if not head then return {false, false, false, sub, woken} end
 local body = redis.call('HGET', 'relay:event:' .. head, 'body')
 local attempts = redis.call('HGET', 'relay:dlv:' .. head .. ':' .. ARGV[1], 'attempts')
-return {head, body, attempts, sub}
+return {head, body, attempts, sub, woken}
 """
+
+
+# A subscription's waiting lanes (workers/deliver.py): a lane claimed while its worker already
+# has RELAY_DELIVERY_PER_SUBSCRIPTION deliveries to that subscription in flight does not come
+# back every fraction of a second to check again (thousands of such lanes, claimed and put back
+# all the time, were what delayed every other subscriber: bench/fairness.py). It waits in
+# `waiting` (zset lane -> since when, FIFO) with a safety-net time on the schedule, and each
+# delivery to the subscription that ends (FINISH_HEAD, RETRY_HEAD) wakes the first one: due now,
+# its score -1, which tells the worker that claims it that it takes the slot just freed. Entries
+# leave when their lane's delivery ends or their lane is found gone; the zset goes with its
+# subscription (DELETE_SUB) and expires a day after its last wait in any case.
+WAKE_LIB = """
+local function wake_one(due, leases, waiting, now)
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', waiting, 0, '+inf', 'LIMIT', 0, 8)) do
+    if not redis.call('ZSCORE', due, m) then
+      redis.call('ZREM', waiting, m)
+    elseif redis.call('HEXISTS', leases, m) == 0 then
+      redis.call('ZADD', waiting, 'XX', -1, m)
+      redis.call('ZADD', due, 'XX', now, m)
+      return
+    end
+  end
+end
+"""
+
+
+# A lane whose worker is at its cap for the subscription waits (WAKE_LIB). KEYS: due_deliver,
+# leases, waiting. ARGV: lane member, token, safety-net delay (s).
+WAIT_LANE = (
+    LEASE_LIB
+    + WAKE_LIB
+    + """
+if not lease_held(KEYS[2], ARGV[1], ARGV[2]) then return 0 end
+local now = server_now()
+release(KEYS[1], KEYS[2], ARGV[1], now + tonumber(ARGV[3]))
+redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1])
+redis.call('EXPIRE', KEYS[3], 86400)
+return 1
+"""
+)
+
+
+# A delivery ended in the worker while a lane was being put to wait: wake one (WAKE_LIB).
+# KEYS: due_deliver, leases, waiting.
+WAKE_LANE = (
+    LEASE_LIB
+    + WAKE_LIB
+    + """
+wake_one(KEYS[1], KEYS[2], KEYS[3], server_now())
+return 1
+"""
+)
 
 # Finish the head of a lane: succeeded or dead-lettered. Only pops if the head is still this
 # event and the lease still this claim's, so a late finisher whose lease was taken over cannot
 # pop someone else's event. The lane is due again at once if it has more, else leaves the
-# schedule. KEYS: lane, dlv, due_deliver, pairs, dead_index, leases
+# schedule. The subscription's first waiting lane is woken (WAKE_LIB).
+# KEYS: lane, dlv, due_deliver, pairs, dead_index, leases, waiting
 # ARGV: event_id, now, pair, run_id, state, attempts, code, error, dead ('1'/'0'), token
 FINISH_HEAD = (
     _LC
     + LEASE_LIB
+    + WAKE_LIB
     + """
 if not lease_held(KEYS[6], ARGV[3], ARGV[10]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
@@ -407,22 +464,29 @@ else
   release(KEYS[3], KEYS[6], ARGV[3], nil)
   redis.call('SREM', KEYS[4], ARGV[4])
 end
+redis.call('ZREM', KEYS[7], ARGV[3])
+wake_one(KEYS[3], KEYS[6], KEYS[7], server_now())
 -- lifecycle (relay/store/lifecycle.py): the last pending delivery of an ended run starts retention.
 lc_settle(ARGV[4])
 return 1
 """
 )
 
-# Retry the head `delay` seconds from now (server time). KEYS: lane, dlv, due_deliver, leases
+# Retry the head `delay` seconds from now (server time); the subscription's first waiting lane
+# is woken (WAKE_LIB). KEYS: lane, dlv, due_deliver, leases, waiting
 # ARGV: event_id, now, pair, attempts, code, error, next_at (shown), delay, token
 RETRY_HEAD = (
     LEASE_LIB
+    + WAKE_LIB
     + """
 if not lease_held(KEYS[4], ARGV[3], ARGV[9]) then return 0 end
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code', ARGV[5],
   'last_error', ARGV[6], 'updated_at', ARGV[2], 'next_at', ARGV[7])
-release(KEYS[3], KEYS[4], ARGV[3], server_now() + tonumber(ARGV[8]))
+local now = server_now()
+release(KEYS[3], KEYS[4], ARGV[3], now + tonumber(ARGV[8]))
+redis.call('ZREM', KEYS[5], ARGV[3])
+wake_one(KEYS[3], KEYS[4], KEYS[5], now)
 return 1
 """
 )
@@ -459,23 +523,45 @@ return 0
 """
 )
 
-# Shared vendor request budget (GCRA): each caller reserves the next free send slot, spaced
-# 1/rate apart, so no 1-second window ever holds more than rate + 1 requests across all workers.
-# A slot further ahead than max_wait is not taken; the caller is told how long to stay away.
-# The time is the server's, so a worker with a skewed clock neither starves the others (a clock
-# ahead would push the free slot into the future) nor overspends (a clock behind).
-# KEYS: budget. ARGV: rate (requests/s), max_wait. Returns seconds: >= 0 reserved (sleep
-# that long, then send), < 0 not reserved (retry after -value).
+# Send slots (GCRA), for the vendor budget per credential (relay/budget.py) and a subscription's
+# rate_limit (relay/rate_limit.py): slots `interval` apart from the key's next free one, on the
+# server's clock (a worker's skewed clock neither starves the others nor overspends). A caller
+# whose slot is within max_wait takes it and sleeps until it. A caller further back *reserves*
+# its slot under its holder name (a run, a lane, a watch) and is told to come back then: it keeps
+# its place in line. Without reservations every deferred caller came back at the same free slot,
+# one took it and the rest were claimed and put back again, every turn, and that churn in the
+# shared pumps is what delayed other tenants (bench/fairness.py). A reservation missed by more
+# than max_wait (its worker stalled) lapses and its holder queues again, so no burst after a
+# stall is larger than max_wait's worth of slots.
+# KEYS: next free slot, reservations (zset holder -> slot). ARGV: interval (s), max_wait (s),
+# holder.
+# Returns seconds: >= 0 the slot is taken (sleep that long, then send), < 0 come back after
+# -value. Ends: the free-slot key expires a second after its slot; a reservation leaves when its
+# holder takes it, lapses (trimmed here), or with the zset's expiry a minute after its last slot.
 RESERVE_SLOT = (
     LEASE_LIB
     + """
-local interval = 1 / tonumber(ARGV[1])
+local interval = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
+local holder = ARGV[3]
 local now = server_now()
-local free = tonumber(redis.call('GET', KEYS[1]) or '0')
-local slot = math.max(free, now)
+local held = redis.call('ZSCORE', KEYS[2], holder)
+if held then
+  held = tonumber(held)
+  if held - now > max_wait then return tostring(now - held) end
+  redis.call('ZREM', KEYS[2], holder)
+  if held >= now - max_wait then return tostring(math.max(held - now, 0)) end
+end
+local slot = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
 local wait = slot - now
-if wait > tonumber(ARGV[2]) then return tostring(-wait) end
-redis.call('SET', KEYS[1], tostring(slot + interval), 'EX', 3600)
+local nxt = slot + interval
+redis.call('SET', KEYS[1], string.format('%.6f', nxt), 'PX', math.ceil((nxt - now) * 1000) + 1000)
+if wait > max_wait then
+  redis.call('ZADD', KEYS[2], slot, holder)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - max_wait)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(wait * 1000) + 60000)
+  return tostring(-wait)
+end
 return tostring(wait)
 """
 )
@@ -533,7 +619,8 @@ return 1
 
 # Remove a subscription with everything queued for it: its lanes (parked ones included), the
 # delivery records of the events still on them and of its dead letters, its schedule entries.
-# The attempt log is left to expire. KEYS: sub, pairs, due_deliver, dead, attempts, tenant_subs
+# The attempt log is left to expire.
+# KEYS: sub, pairs, due_deliver, dead, attempts, tenant_subs, waiting lanes (WAKE_LIB)
 # ARGV: sub_id, attempts_ttl
 DELETE_SUB = (
     _LC
@@ -555,7 +642,7 @@ for _, item in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   local evt = string.match(item, '^([^|]*)')
   redis.call('DEL', 'relay:dlv:' .. evt .. ':' .. sub)
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[7])
 redis.call('EXPIRE', KEYS[5], tonumber(ARGV[2]))
 redis.call('SREM', KEYS[6], sub)
 -- lifecycle (relay/store/lifecycle.py): runs that waited only for this subscription's

@@ -146,6 +146,7 @@ async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
             keys.sub_dead(sub["id"]),
             keys.sub_attempts(sub["id"]),
             keys.tenant_subs(sub["tenant"]),
+            keys.sub_waiting(sub["id"]),
         ],
         args=[sub["id"], ATTEMPTS_AFTER_DELETE],
     )
