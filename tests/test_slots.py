@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from itertools import pairwise
 
 import pytest
 import redis.asyncio as aioredis
@@ -54,11 +55,8 @@ async def test_waiting_callers_keep_their_place_and_their_own_slot(ar: aioredis.
     # the order they asked, one interval apart.
     assert 1 <= len(taken) <= MAX_WAIT / INTERVAL + 2
     assert len(taken) + len(deferred) == 30
-    assert all(later > earlier for earlier, later in zip(deferred, deferred[1:], strict=False))
-    assert all(
-        abs((later - earlier) - INTERVAL) < 0.005
-        for earlier, later in zip(deferred, deferred[1:], strict=False)
-    )
+    assert all(later > earlier for earlier, later in pairwise(deferred))
+    assert all(abs((later - earlier) - INTERVAL) < 0.005 for earlier, later in pairwise(deferred))
     reserved = await ar.zrange(slots.held, 0, -1, withscores=True)
     assert [h for h, _ in reserved] == [f"h{i}" for i in range(len(taken), 30)]
     # A newcomer queues behind every reservation: it cannot overtake the callers that wait.

@@ -95,9 +95,7 @@ async def _wait_for_slot(ctx: Context, sub_id: str, lease: Lease) -> None:
     scripts = bind(ctx.redis)
     waiting = keys.sub_waiting(sub_id)
     waits = [keys.DUE_DELIVER, lease.leases, waiting]
-    await run_script(
-        ctx.pipe, scripts.wait_lane, waits, [lease.member, lease.token, BUSY_SAFETY]
-    )
+    await run_script(ctx.pipe, scripts.wait_lane, waits, [lease.member, lease.token, BUSY_SAFETY])
     if ctx.in_flight[sub_id] < ctx.settings.delivery_per_subscription:
         # One of this worker's deliveries to it ended meanwhile and may have found no lane to
         # wake yet: wake one now, or the freed slot would idle until the safety net.
