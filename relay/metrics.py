@@ -131,6 +131,11 @@ BUDGET_RATE = Gauge(
     "The configured request budget per credential, requests per second (RELAY_VENDOR_RATE).",
     ["budget"],
 )
+DELIVERY_SLOT_WAITS = Counter(
+    "relay_delivery_slot_waits",
+    "Lanes put to wait because their worker had every delivery slot it gives their subscription "
+    "(RELAY_DELIVERY_PER_SUBSCRIPTION) in use; each is woken when a delivery to it ends.",
+)
 POISONED = Counter(
     "relay_jobs_set_aside",
     "Members set aside after failing RELAY_POISON_AFTER jobs in a row, by pump (the error is "

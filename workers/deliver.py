@@ -92,6 +92,7 @@ async def _wait_for_slot(ctx: Context, sub_id: str, lease: Lease) -> None:
     """This worker has every delivery slot it gives the subscription in use: the lane waits on
     the subscription's queue (scripts.WAKE_LIB) until a delivery to it ends, or BUSY_SAFETY at
     most, instead of being claimed again every turn."""
+    metrics.DELIVERY_SLOT_WAITS.inc()
     scripts = bind(ctx.redis)
     waiting = keys.sub_waiting(sub_id)
     waits = [keys.DUE_DELIVER, lease.leases, waiting]

@@ -1,8 +1,8 @@
 """Erase a whole tenant's data (the operator's `relay erase-tenant TENANT [--dry-run]`): every
 run with everything about it (through the same ERASE_RUN script as `POST /v1/runs/{id}/erase`),
 every subscription with its lanes and attempt log, every watch, the notices, idempotency keys,
-tombstones and the tenant's own keys. The API keys themselves live in configuration (or the
-tenants' admin API) and are the operator's to revoke."""
+tombstones, the usage counts and the tenant's own keys (connections). The API keys themselves
+live in configuration (or the tenants' admin API) and are the operator's to revoke."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class TenantData:
     runs: int
     subscriptions: int
     watches: int
-    other_keys: int  # notices, secrets, idempotency keys, tombstones, indexes
+    other_keys: int  # notices, secrets, idempotency keys, tombstones, indexes, usage
 
 
 def _patterns(tenant: str) -> list[str]:
@@ -29,6 +29,7 @@ def _patterns(tenant: str) -> list[str]:
         f"{keys.P}tenant:{tenant}:*",
         f"{keys.P}idem:{tenant}:*",
         f"{keys.P}upstream:{tenant}:*",
+        f"{keys.P}usage:{tenant}:*",
     ]
 
 
