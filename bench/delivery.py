@@ -188,7 +188,9 @@ async def phase(
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        if len(inflight) > 256:  # the injector itself is falling behind: do not pile up
+        # The injector itself is falling behind: do not pile up (and stay within the client's
+        # pool of 64 connections, or transitions fail with 'Too many connections').
+        if len(inflight) >= 48:
             await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
         task = asyncio.create_task(fire(run, status))
         inflight.add(task)

@@ -31,6 +31,7 @@ from common import bench, free_port, percentile, redis_client, spawn, table, wai
 from polling import parse_iso
 
 from relay import keys
+from relay.store.packing import unpack
 
 TENANTS = {"A": "bench-key-tenant-a-0123456789", "B": "bench-key-tenant-b-0123456789"}
 VENDOR = {"A": "citedy_agent_bench_tenant_a_01", "B": "citedy_agent_bench_tenant_b_01"}
@@ -115,7 +116,7 @@ async def b_lags(r: Any, run_ids: list[str], receiver_url: str) -> tuple[list[fl
     for (evt, is_change), (created_at, body) in zip(order, await pipe.execute(), strict=True):
         created[evt] = float(created_at)
         if is_change:
-            upstream = json.loads(body)["data"]["upstream"]
+            upstream = json.loads(unpack(body))["data"]["upstream"]
             detection.append(float(created_at) - parse_iso(upstream["updated_at"]))
     async with aiohttp.ClientSession() as s, s.get(f"{receiver_url}/_stats") as resp:
         hits = (await resp.json())["hits"]

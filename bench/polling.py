@@ -38,6 +38,7 @@ from common import (
 )
 
 from relay import keys
+from relay.store.packing import unpack
 
 
 def parse_iso(value: str) -> float:
@@ -115,7 +116,7 @@ async def collect_lags(r: Any) -> tuple[list[float], int]:
                 pipe.hmget(keys.event(evt), "created_at", "body")
         terminal += sum(1 for t in out[1::2] if t == "1")
         for created_at, body in await pipe.execute():
-            upstream = json.loads(body)["data"]["upstream"]
+            upstream = json.loads(unpack(body))["data"]["upstream"]
             lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
     return lags, terminal
 
