@@ -34,14 +34,23 @@ from relay.simulators import SimConfig
 from relay.simulators import autoposting as sim_autoposting
 from relay.simulators import create_app as create_sim
 from relay.simulators.state import SimState
+from relay.store.leases import claim
 from relay.store.runs import COMPLETED, STARTING, create_run
 from tests.support import crash
-from tests.support.crash import Env, add_subscription, crash_job, recover, run_problems, track
+from tests.support.crash import (
+    CRASH_LEASE,
+    Env,
+    add_subscription,
+    crash_job,
+    recover,
+    run_problems,
+    track,
+)
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import unique
-from workers.context import build_context
-from workers.deliver import deliver_lane
+from workers.context import Context, build_context
+from workers.deliver import BUSY_SAFETY, deliver_lane
 from workers.poll import poll_run
 from workers.start import start_run
 from workers.watch import watch_agent
@@ -267,6 +276,34 @@ def deliver_path(
         return await recover(env, done)
 
     return path
+
+
+async def deliver_waiting_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """A lane claimed while its worker has every slot it gives the subscription in use: it waits
+    (WAIT_LANE) for the delivery in flight. The worker dies; the delivery it had in flight (the
+    other lane, claimed by the same worker) comes back when its lease passes, and when it ends it
+    wakes the waiting lane (well before the 30 s safety net)."""
+    env.receiver.plan(env.hook, default=204)
+    sub_id = await add_subscription(env.r, env.receiver.url(env.hook))
+    waiting_run, _ = await _completed_run_with_lane(env, sub_id)
+    busy_run, _ = await _completed_run_with_lane(env, sub_id)
+    busy, waiting = keys.pair(sub_id, busy_run), keys.pair(sub_id, waiting_run)
+    await env.r.zadd(keys.DUE_DELIVER, {busy: 0, waiting: time.time() + 60})
+    # The dying worker's delivery in flight: the busy lane, claimed (its POST never happens).
+    assert [h.member for h in await claim(env.r, keys.DUE_DELIVER, CRASH_LEASE, 1)] == [busy]
+    await env.r.zadd(keys.DUE_DELIVER, {waiting: 0})
+
+    async def at_cap(ctx: Context, member: str, lease: Any) -> None:
+        ctx.in_flight[sub_id] = ctx.settings.delivery_per_subscription
+        await deliver_lane(ctx, member, lease)
+
+    await crash_job(env, counter, keys.DUE_DELIVER, at_cap)
+
+    async def done() -> list[str]:
+        out = await run_problems(env, waiting_run, state=COMPLETED)
+        return out + await run_problems(env, busy_run, state=COMPLETED)
+
+    return await recover(env, done, timeout=BUSY_SAFETY - 5)
 
 
 async def watch_path(world: World, env: Env, counter: Counter) -> list[str]:
@@ -525,6 +562,7 @@ PATHS: dict[str, Path_] = {
     "deliver: retried": deliver_path(500),
     "deliver: dead-lettered": deliver_path(default=500, dead=True),
     "deliver: 410 disables": deliver_path(410, gone=True),
+    "deliver: waits for a slot": deliver_waiting_path,
     "watch: new runs": watch_path,
     "ingress: start": create_run_path(idem=False, callback=False),
     "ingress: start, Idempotency-Key": create_run_path(idem=True, callback=False),
