@@ -63,7 +63,8 @@ def parse_query(after: str | None, limit: str | None, wait: str | None) -> Query
     elif not CURSOR.match(after):
         raise BadQuery("after", "not a cursor this API gave (use next_cursor)")
     # ASCII digits only: int() and float() would also take "+5", " 5", "1_0" or other scripts.
-    if limit in (None, ""):
+    # Absent: the default. Present but empty is bad input, as for every other integer parameter.
+    if limit is None:
         n = DEFAULT_LIMIT
     elif LIMIT.match(limit):
         n = int(limit)
@@ -71,7 +72,7 @@ def parse_query(after: str | None, limit: str | None, wait: str | None) -> Query
         raise BadQuery("limit", "must be an integer")
     if not 1 <= n <= MAX_LIMIT:
         raise BadQuery("limit", f"must be 1-{MAX_LIMIT}")
-    if wait in (None, ""):
+    if wait is None:
         seconds = 0.0
     elif SECONDS.match(wait):
         seconds = float(wait)

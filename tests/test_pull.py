@@ -147,6 +147,8 @@ def test_long_poll_wakes_on_a_new_event_and_times_out_empty(stack: Stack) -> Non
         ({"limit": "201"}, "limit"),
         ({"limit": "ten"}, "limit"),
         ({"limit": "+5"}, "limit"),
+        ({"limit": ""}, "limit"),
+        ({"wait": ""}, "wait"),
         ({"wait": "31"}, "wait"),
         ({"wait": "-1"}, "wait"),
         ({"wait": "abc"}, "wait"),
