@@ -49,6 +49,7 @@ from tests.support.crash import (
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import unique
+from tests.support.vendor_objects import citedy_run
 from workers.context import Context, build_context
 from workers.deliver import BUSY_SAFETY, deliver_lane
 from workers.poll import poll_run
@@ -230,15 +231,7 @@ async def _completed_run_with_lane(env: Env, sub_id: str) -> tuple[str, list[str
             now=time.time(),
             terminal=terminal,
             status=status,
-            snapshot={
-                "id": str(uuid.uuid4()),
-                "status": status,
-                "domain": "done.example",
-                "normalized_domain": "done.example",
-                "credits_charged": 40,
-                "created_at": "2026-11-27T00:00:00Z",
-                "updated_at": "2026-11-27T00:00:00Z",
-            },
+            snapshot=citedy_run(status, "done.example"),
             run_fields={"state": COMPLETED if terminal else "tracking"},
         )
         events.append(evt)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -26,6 +25,7 @@ from relay.store import snapshots
 from relay.store.leases import Lease, claim
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, subscribe, unique, wait_for
+from tests.support.vendor_objects import citedy_run
 
 CITEDY_PATH = ["queued", "signals_running", "contacts_running", "drafting_running", "completed"]
 
@@ -238,15 +238,7 @@ def test_an_older_observation_changes_nothing(valkey: ValkeyServer) -> None:
                 now=time.time(),
                 terminal=False,
                 status=status,
-                snapshot={
-                    "id": str(uuid.uuid4()),
-                    "status": status,
-                    "domain": "older.example",
-                    "normalized_domain": "older.example",
-                    "credits_charged": 40,
-                    "created_at": "2026-11-27T00:00:00Z",
-                    "updated_at": "2026-11-27T00:00:00Z",
-                },
+                snapshot=citedy_run(status, "older.example"),
                 run_fields={"snapshot": f'{{"status":"{status}"}}'},
                 lease=lease,
                 next_poll=1.0,

@@ -305,6 +305,21 @@ return 'ok'
 """
 )
 
+# An event back at the end of its lane with a FRESH retry schedule (ENQUEUE_LANE, RECOVER_DEAD):
+# the delivery is pending with 0 attempts (the attempt log, a separate list, keeps every earlier
+# attempt), the lane is listed and scheduled (NX: one already scheduled or held keeps its time
+# and lease), and an ended run's keys outlive this delivery (lifecycle `lc_reopen`).
+_REQUEUE = """
+local function requeue(lane, dlv, due, pairs, event_id, now, pair, run_id)
+  redis.call('RPUSH', lane, event_id)
+  redis.call('HSET', dlv, 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', now)
+  redis.call('SADD', pairs, run_id)
+  redis.call('ZADD', due, 'NX', now, pair)
+  lc_reopen(run_id)
+end
+"""
+
+
 # Put one event (back) on a lane with a FRESH retry schedule: redeliver and ping. The delivery's
 # attempt count for the schedule goes back to 0 (the attempt log, a separate list, keeps every
 # earlier attempt), so it gets the whole retry schedule again and Retry-After is read on its
@@ -315,14 +330,10 @@ return 'ok'
 # Returns 1.
 ENQUEUE_LANE = (
     _LC
+    + _REQUEUE
     + """
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[2])
 redis.call('ZREM', KEYS[5], ARGV[1] .. '|' .. ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[4])
-redis.call('ZADD', KEYS[3], 'NX', ARGV[2], ARGV[3])
--- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
-lc_reopen(ARGV[4])
+requeue(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return 1
 """
 )
@@ -336,15 +347,11 @@ return 1
 # Returns 1 (queued again) or 0 (no longer dead-lettered: someone else recovered it).
 RECOVER_DEAD = (
     _LC
+    + _REQUEUE
     + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('HSET', KEYS[3], 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', ARGV[3])
-redis.call('SADD', KEYS[5], ARGV[5])
-redis.call('ZADD', KEYS[4], 'NX', ARGV[3], ARGV[4])
--- lifecycle (relay/store/lifecycle.py): an ended run's keys outlive this delivery.
-lc_reopen(ARGV[5])
+requeue(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 return 1
 """
 )
