@@ -1,7 +1,7 @@
 """Fair shares: tenant B's detection lag and delivery lag, alone and beside tenant A's backlog.
 
     .venv/bin/python bench/fairness.py [--backlog 5000] [--runs-b 50] [--rate 50] [--step 2]
-        [--a-delay 1.0] [--workers 1]
+        [--a-delay 1.0] [--workers 1] [--shared]
 
 Two tenants, each with its own Citedy connection (so its own vendor account and its own request
 budget of `--rate` req/s, which the simulator also enforces per key). Phase "alone": B tracks
@@ -12,7 +12,8 @@ far more polls per second than A's budget allows: A is permanently behind), with
 delivered to a receiver that takes `--a-delay` seconds to answer; then B does exactly what it
 did alone. Reported for B: detection lag (vendor status change -> event recorded, from the
 `updated_at` the simulator reports) and delivery lag (event recorded -> POST received), p50/p99,
-side by side; and what A got meanwhile.
+side by side; and what A got meanwhile. `--shared`: both tenants use the operator's one Citedy
+key instead (RELAY_SHARED_CONNECTIONS), so they share one budget of `--rate` req/s.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from typing import Any
 
 import aiohttp
 import httpx
-from common import bench, free_port, percentile, redis_client, spawn, table, wait_port
+from common import (
+    CITEDY_KEY,
+    bench,
+    free_port,
+    percentile,
+    redis_client,
+    spawn,
+    table,
+    wait_port,
+)
 from polling import parse_iso
 
 from relay import keys
@@ -59,7 +69,7 @@ def serve_slow_receiver(port: int, delay: float) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def create_upstream(sim_url: str, tenant: str, count: int, prefix: str) -> list[str]:
+async def create_upstream(sim_url: str, key: str, count: int, prefix: str) -> list[str]:
     sem = asyncio.Semaphore(32)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
@@ -69,7 +79,7 @@ async def create_upstream(sim_url: str, tenant: str, count: int, prefix: str) ->
                 s.post(
                     f"{sim_url}/api/agent/citedy-warm-lead",
                     json={"domain": f"{prefix}{i}.example.com"},
-                    headers={"authorization": f"Bearer {VENDOR[tenant]}"},
+                    headers={"authorization": f"Bearer {key}"},
                 ) as resp,
             ):
                 return str((await resp.json())["run"]["id"])
@@ -147,7 +157,7 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
         slow_url = f"http://127.0.0.1:{slow_port}"
         b.relay_env(
             RELAY_API_KEYS=",".join(f"{t}:{k}" for t, k in TENANTS.items()),
-            RELAY_SHARED_CONNECTIONS="false",
+            RELAY_SHARED_CONNECTIONS="true" if args.shared else "false",
             RELAY_VENDOR_RATE=str(args.rate),
             RELAY_POLL_MIN_INTERVAL="1",
             RELAY_POLL_MAX_INTERVAL="2",
@@ -155,18 +165,21 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
         )
         b.start_api()
         r = redis_client(b.redis_url)
+        vendor = {t: CITEDY_KEY for t in VENDOR} if args.shared else VENDOR
         with httpx.Client(base_url=b.sim_url, timeout=10) as sim:
-            for key in VENDOR.values():
+            for key in set(vendor.values()):
                 sim.post("/_sim/credits", json={"api_key": key, "balance": 10**9})
         for tenant, url in (("A", slow_url), ("B", b.receiver_url)):
             headers = {"authorization": f"Bearer {TENANTS[tenant]}"}
             with httpx.Client(base_url=b.api_url, headers=headers, timeout=10) as c:
-                c.put("/v1/connections/citedy", json={"api_key": VENDOR[tenant]}).raise_for_status()
+                if not args.shared:
+                    connection = {"api_key": vendor[tenant]}
+                    c.put("/v1/connections/citedy", json=connection).raise_for_status()
                 c.post("/v1/subscriptions", json={"url": f"{url}/hook"}).raise_for_status()
         b.start_workers(args.workers)
         a_runs: list[str] = []
         if backlog:
-            ups = await create_upstream(b.sim_url, "A", backlog, "a")
+            ups = await create_upstream(b.sim_url, vendor["A"], backlog, "a")
             a_runs = await track(b.api_url, "A", ups)
         await asyncio.sleep(args.settle)  # workers up; A's backlog (if any) in full swing
         a_from, a_polls0 = time.monotonic(), await polls_of(r, a_runs)
@@ -176,7 +189,7 @@ async def phase(args: argparse.Namespace, backlog: int) -> dict[str, Any]:
                 json={"step_seconds": args.step, "rate_limit_per_second": args.rate},
             ).raise_for_status()
             stats0 = sim.get("/_sim/stats").json()
-        ups_b = await create_upstream(b.sim_url, "B", args.runs_b, "b")
+        ups_b = await create_upstream(b.sim_url, vendor["B"], args.runs_b, "b")
         t0 = time.monotonic()
         b_runs = await track(b.api_url, "B", ups_b)
         deadline = t0 + 4 * args.step + 60
@@ -224,7 +237,8 @@ async def main_async(args: argparse.Namespace) -> None:
     print()
     print(
         f"B: {args.runs_b} runs, status step {args.step:g}s; budget {args.rate:g} req/s per "
-        f"credential; A's endpoint answers after {args.a_delay:g}s; {args.workers} worker(s)"
+        f"credential ({'one shared by A and B' if args.shared else 'one each'}); A's endpoint "
+        f"answers after {args.a_delay:g}s; {args.workers} worker(s)"
     )
     print(
         table(
@@ -270,6 +284,7 @@ def main() -> None:
     parser.add_argument("--a-delay", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--settle", type=float, default=5.0)
+    parser.add_argument("--shared", action="store_true", help="both on the operator's key")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -8,7 +8,10 @@ Redis.
 A caller the budget cannot serve within MAX_WAIT reserves its slot under its own name (the run
 or watch it works for) and comes back for it (scripts.RESERVE_SLOT): a credential with thousands
 of runs due is claimed about once per request it may send, not thousands of times a second, so
-its backlog leaves the shared pumps to everyone else (bench/fairness.py)."""
+its backlog leaves the shared pumps to everyone else (bench/fairness.py). Reservations are kept
+per tenant, so tenants sharing the operator's account are not queued behind one another's
+backlog: a tenant holding fewer reservations takes the first one past MAX_WAIT of the tenant
+holding the most."""
 
 from __future__ import annotations
 
@@ -25,21 +28,28 @@ MAX_WAIT = 1.0
 LEAD = 0.2
 
 
-def reservations(credential: str) -> str:
-    """The credential's reserved slots (holder -> slot); ends as RESERVE_SLOT says."""
-    return keys.budget(credential) + ":held"
+def reservations(credential: str, tenant: str) -> str:
+    """A tenant's reserved slots on the credential (holder -> slot); ends as RESERVE_SLOT says."""
+    return keys.budget(credential) + ":held:" + tenant
 
 
-async def acquire(pipe: AutoPipeline, credential: str, rate: float, holder: str) -> float:
+def holders(credential: str) -> str:
+    """How many reservations each tenant holds on the credential; ends as RESERVE_SLOT says."""
+    return keys.budget(credential) + ":tenants"
+
+
+async def acquire(
+    pipe: AutoPipeline, credential: str, rate: float, holder: str, tenant: str
+) -> float:
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
-    seconds to come back after, its slot kept for it under `holder` meanwhile."""
+    seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
     script = bind(pipe.redis).reserve_slot
     wait = float(
         await run_script(
             pipe,
             script,
-            [keys.budget(credential), reservations(credential)],
-            [1.0 / rate, MAX_WAIT, holder],
+            [keys.budget(credential), reservations(credential, tenant), holders(credential)],
+            [1.0 / rate, MAX_WAIT, holder, tenant, reservations(credential, "")],
         )
     )
     if wait < 0:

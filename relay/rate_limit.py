@@ -31,7 +31,8 @@ def key(sub_id: str) -> str:
 
 
 def reservations(sub_id: str) -> str:
-    """Lanes' reserved slots; ends as scripts.RESERVE_SLOT says."""
+    """Lanes' reserved slots (one tenant: the subscription's, so the script's per-tenant keys
+    are these two); each ends as scripts.RESERVE_SLOT says."""
     return keys.subscription(sub_id) + ":rate:held"
 
 
@@ -42,8 +43,8 @@ async def reserve(pipe: AutoPipeline, sub_id: str, rate: float, holder: str) -> 
         await run_script(
             pipe,
             bind(pipe.redis).reserve_slot,
-            [key(sub_id), reservations(sub_id)],
-            [1.0 / rate, MAX_WAIT, holder],
+            [key(sub_id), reservations(sub_id), reservations(sub_id) + ":count"],
+            [1.0 / rate, MAX_WAIT, holder, "", reservations(sub_id)],
         )
     )
     if wait < 0:

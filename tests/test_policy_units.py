@@ -236,12 +236,17 @@ async def test_budget_send_now(reservation: dict[str, Any]) -> None:
     before = _count(budget.BUDGET_REQUESTS, "cred-now")
     deferred = _count(budget.BUDGET_DEFERRED, "cred-now")
     reservation["answer"] = "0"
-    assert await budget.acquire(_Pipe(), "cred-now", 20.0, "run_1") == 0.0  # type: ignore[arg-type]
+    assert await budget.acquire(_Pipe(), "cred-now", 20.0, "run_1", "t1") == 0.0  # type: ignore[arg-type]
     assert reservation["sleeps"] == []
     script, keys, args = reservation["calls"][0]
     assert script is reservation["script"]
-    assert keys == [budget.keys.budget("cred-now"), budget.keys.budget("cred-now") + ":held"]
-    assert args == [0.05, budget.MAX_WAIT, "run_1"]
+    prefix = budget.keys.budget("cred-now") + ":held:"
+    assert keys == [
+        budget.keys.budget("cred-now"),
+        prefix + "t1",
+        budget.keys.budget("cred-now") + ":tenants",
+    ]
+    assert args == [0.05, budget.MAX_WAIT, "run_1", "t1", prefix]
     assert budget.MAX_WAIT == 1.0
     assert _count(budget.BUDGET_REQUESTS, "cred-now") == before + 1
     assert _count(budget.BUDGET_DEFERRED, "cred-now") == deferred
@@ -251,7 +256,7 @@ async def test_budget_short_wait_sleeps_then_sends(reservation: dict[str, Any]) 
     before = _count(budget.BUDGET_REQUESTS, "cred-wait")
     reservation["answer"] = "0.25"
     waits = budget.BUDGET_WAIT.labels("cred-wait")._sum.get()
-    assert await budget.acquire(_Pipe(), "cred-wait", 5.0, "r") == 0.0  # type: ignore[arg-type]
+    assert await budget.acquire(_Pipe(), "cred-wait", 5.0, "r", "t") == 0.0  # type: ignore[arg-type]
     assert reservation["sleeps"] == [0.25]
     assert budget.BUDGET_WAIT.labels("cred-wait")._sum.get() == waits + 0.25
     assert _count(budget.BUDGET_REQUESTS, "cred-wait") == before + 1
@@ -263,7 +268,7 @@ async def test_budget_long_wait_comes_back_just_before_its_slot(
     requests = _count(budget.BUDGET_REQUESTS, "cred-later")
     deferred = _count(budget.BUDGET_DEFERRED, "cred-later")
     reservation["answer"] = "-2.5"
-    back = await budget.acquire(_Pipe(), "cred-later", 5.0, "r")  # type: ignore[arg-type]
+    back = await budget.acquire(_Pipe(), "cred-later", 5.0, "r", "t")  # type: ignore[arg-type]
     assert back == 2.5 - budget.LEAD
     assert 0 < budget.LEAD < budget.MAX_WAIT
     assert reservation["sleeps"] == []

@@ -38,12 +38,15 @@ class Slots:
         self.r = r
         self.pipe = AutoPipeline(r)
         self.free = f"slots-test:{name}:{time.time_ns()}"
-        self.held = self.free + ":held"
+        self.prefix = self.free + ":held:"
+        self.held = self.prefix + "a"  # tenant a's reservations
+        self.counts = self.free + ":tenants"
 
-    async def take(self, holder: str) -> float:
+    async def take(self, holder: str, tenant: str = "a") -> float:
         script = bind(self.r).reserve_slot
-        args = [INTERVAL, MAX_WAIT, holder]
-        return float(await run_script(self.pipe, script, [self.free, self.held], args))
+        args = [INTERVAL, MAX_WAIT, holder, tenant, self.prefix]
+        keys = [self.free, self.prefix + tenant, self.counts]
+        return float(await run_script(self.pipe, script, keys, args))
 
 
 async def test_waiting_callers_keep_their_place_and_their_own_slot(ar: aioredis.Redis) -> None:
@@ -107,10 +110,8 @@ async def test_every_key_has_an_end(ar: aioredis.Redis) -> None:
     # The free slot key dies a second after its slot; the reservations a minute after the last.
     assert 0 < free_ttl <= (last_wait + INTERVAL) * 1000 + 1000 + 50
     assert last_wait * 1000 + 59_000 < held_ttl <= last_wait * 1000 + 60_000 + 50
-    # A reservation taken leaves at once; the zset goes with its last member.
-    for i in range(20):
-        await ar.zrem(slots.held, f"h{i}")
-    assert not await ar.exists(slots.held)
+    assert 0 < await ar.pttl(slots.counts) <= held_ttl
+    assert await ar.zscore(slots.counts, "a") == len([a for a in answers if a < 0])
 
 
 async def test_budget_acquire_keeps_the_run_s_slot_across_a_deferral(ar: aioredis.Redis) -> None:
@@ -118,12 +119,12 @@ async def test_budget_acquire_keeps_the_run_s_slot_across_a_deferral(ar: aioredi
     credential = f"slots-test-cred-{time.time_ns()}"
     rate = 1.0 / INTERVAL
     backs = await asyncio.gather(
-        *(budget.acquire(pipe, credential, rate, f"run_{i}") for i in range(80))
+        *(budget.acquire(pipe, credential, rate, f"run_{i}", "t1") for i in range(80))
     )
     deferred = [(i, b) for i, b in enumerate(backs) if b > 0]
     assert len(deferred) >= 20, "80 callers at once at 50/s: the last ones wait past MAX_WAIT"
     i, back = deferred[-1]
-    slot = await ar.zscore(budget.reservations(credential), f"run_{i}")
+    slot = await ar.zscore(budget.reservations(credential, "t1"), f"run_{i}")
     assert slot is not None
     (now_s, now_us) = await ar.time()
     # Told to come back LEAD before its slot (measured from its answer, so <= from now).
@@ -131,7 +132,41 @@ async def test_budget_acquire_keeps_the_run_s_slot_across_a_deferral(ar: aioredi
     # It comes back LEAD before its slot, takes it (sleeping the rest), and sends.
     await asyncio.sleep(max(slot - (now_s + now_us / 1e6) - budget.LEAD, 0))
     started = time.monotonic()
-    assert await budget.acquire(pipe, credential, rate, f"run_{i}") == 0.0
+    assert await budget.acquire(pipe, credential, rate, f"run_{i}", "t1") == 0.0
     assert time.monotonic() - started <= budget.LEAD + 0.1
-    assert await ar.zscore(budget.reservations(credential), f"run_{i}") is None
-    await ar.delete(budget.keys.budget(credential), budget.reservations(credential))
+    assert await ar.zscore(budget.reservations(credential, "t1"), f"run_{i}") is None
+    await ar.delete(
+        budget.keys.budget(credential),
+        budget.reservations(credential, "t1"),
+        budget.holders(credential),
+    )
+
+
+async def test_a_tenant_with_few_waiting_goes_before_one_with_many(ar: aioredis.Redis) -> None:
+    """Tenants sharing one credential: b's callers are not queued behind a's backlog. Each takes
+    a's first reservation past MAX_WAIT while b holds fewer than a; a's holder of that slot gets
+    the new one at the end. The budget is the same: one slot spent per call, none shared."""
+    slots = Slots(ar, "tenants")
+    a_answers = [await slots.take(f"a{i}", "a") for i in range(40)]
+    a_slots_before = dict(await ar.zrange(slots.prefix + "a", 0, -1, withscores=True))
+    b_answers = [-await slots.take(f"b{i}", "b") for i in range(3)]
+    # Each of b's waits is about MAX_WAIT (a's first reservations past it), not a's 40 slots.
+    assert all(MAX_WAIT < w <= MAX_WAIT + 4 * INTERVAL for w in b_answers), b_answers
+    assert -a_answers[-1] > MAX_WAIT + 30 * INTERVAL
+    a_slots = dict(await ar.zrange(slots.prefix + "a", 0, -1, withscores=True))
+    b_slots = dict(await ar.zrange(slots.prefix + "b", 0, -1, withscores=True))
+    moved = [h for h in a_slots if a_slots[h] != a_slots_before[h]]
+    assert len(moved) == 3  # the three a holders whose slots b took now hold the three new ones
+    assert sorted(b_slots.values()) == sorted(a_slots_before[h] for h in moved)
+    # No slot is held twice, and they stay one interval apart: the budget is untouched.
+    every = sorted([*a_slots.values(), *b_slots.values()])
+    assert len(set(every)) == len(every) == len(a_slots_before) + 3
+    assert all(later - earlier > INTERVAL * 0.99 for earlier, later in pairwise(every))
+    assert await ar.zscore(slots.counts, "a") == len(a_slots_before)
+    assert await ar.zscore(slots.counts, "b") == 3
+    # A moved holder coming back at its old time is early: it waits on for its new slot.
+    again = await slots.take(moved[0], "a")
+    assert -again > 30 * INTERVAL
+    # Once b holds as many as a, it queues at the end like anyone.
+    await ar.zadd(slots.counts, {"b": 1000})
+    assert -await slots.take("b-late", "b") > 40 * INTERVAL

@@ -52,7 +52,9 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id)
+    wait = await budget.acquire(
+        ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
+    )
     if wait:
         POLLS.labels(provider.name, "budget_deferred").inc()
         await _again(ctx, lease, wait)

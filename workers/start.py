@@ -29,7 +29,9 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
         return
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id)
+    wait = await budget.acquire(
+        ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
+    )
     if wait:
         await release(ctx.pipe, lease, wait)
         return

@@ -62,10 +62,10 @@ def is_new(run: Observed, created_at: float, first_listing: bool) -> bool:
     return started >= math.floor(created_at * 1000) / 1000
 
 
-async def _slot(ctx: Context, provider: Provider, watch_id: str) -> bool:
+async def _slot(ctx: Context, provider: Provider, watch_id: str, tenant: str) -> bool:
     for _ in range(SLOT_TRIES):
         rate = ctx.settings.vendor_rate
-        wait = await budget.acquire(ctx.pipe, provider.credential, rate, watch_id)
+        wait = await budget.acquire(ctx.pipe, provider.credential, rate, watch_id, tenant)
         if not wait:
             return True
         await asyncio.sleep(wait)
@@ -83,6 +83,7 @@ async def list_all(
     ctx: Context,
     provider: Provider,
     watch_id: str,
+    tenant: str,
     agent_id: str,
     done_with: set[str],
     created_at: float,
@@ -95,7 +96,7 @@ async def list_all(
         # The first page's slot is the job's own; each further page takes one of its own. No slot
         # within a few seconds: the whole listing is tried again later (a partial one would
         # mark its first pages seen, and the next listing would stop there).
-        if page_no and not await _slot(ctx, provider, watch_id):
+        if page_no and not await _slot(ctx, provider, watch_id, tenant):
             raise RateLimited(1.0, status_code=None)
         page = await provider.list_runs(
             ctx.vendor_http, agent_id, offset=len(runs), limit=PAGE_SIZE
@@ -138,7 +139,9 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
         await release(ctx.pipe, lease, None)
         return
     provider = await connections.provider_for(ctx, watch["tenant"], watch["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, watch_id)
+    wait = await budget.acquire(
+        ctx.pipe, provider.credential, s.vendor_rate, watch_id, watch["tenant"]
+    )
     if wait:
         await release(ctx.pipe, lease, wait)
         return
@@ -146,7 +149,9 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
     known = await r.smembers(seen_key)
     created_at = float(watch["created_at"])
     try:
-        listing = await list_all(ctx, provider, watch_id, watch["agent_id"], known, created_at)
+        listing = await list_all(
+            ctx, provider, watch_id, watch["tenant"], watch["agent_id"], known, created_at
+        )
     except RateLimited as exc:
         await release(ctx.pipe, lease, exc.retry_after)
         return
