@@ -30,6 +30,9 @@ def _patterns(tenant: str) -> list[str]:
         f"{keys.P}idem:{tenant}:*",
         f"{keys.P}upstream:{tenant}:*",
         f"{keys.P}usage:{tenant}:*",
+        # Its runs' reserved vendor slots (relay/budget.py; they would expire within a minute
+        # of their last slot anyway).
+        f"{keys.P}budget:*:held:{tenant}",
     ]
 
 
