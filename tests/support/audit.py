@@ -11,7 +11,8 @@ explained by background work:
 - one of the tenant's own runs that was live before the request (in a due set: a worker may move
   it along, record its events and their deliveries, or end it), or one of the tenant's
   subscriptions that already had deliveries queued (a worker drains its lanes), or one of its
-  watches that existed before (the watch worker keeps its bookkeeping in the watch's hash).
+  watches that existed before (the watch worker keeps its bookkeeping in the watch's hash), or
+  the tenant's usage counts while it had work in flight (only workers count usage).
 
 Anything else that belongs to the tenant under test (or to no object at all) is a change the
 request made: a new key, a changed value (a rejected PATCH that still wrote a field) or a deleted
@@ -174,6 +175,10 @@ class _Owners:
             return parts[2], run_id is not None and self.run_was_live(str(run_id))
         if kind == "idem" and len(parts) >= 3:
             return parts[2], False
+        if kind == "usage" and len(parts) >= 3:
+            # relay:usage:{tenant}:{day}: counted only by workers, as they call the vendor and
+            # deliver for the tenant's work in flight (relay/usage.py).
+            return parts[2], self.tenant_busy(parts[2])
         if kind == "tenant" and len(parts) >= 3:
             return parts[2], self.tenant_busy(parts[2])
         if kind == "event" and len(parts) >= 3 and value and value[0] == "hash":
