@@ -69,44 +69,35 @@ def serve_slow_receiver(port: int, delay: float) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-async def create_upstream(sim_url: str, key: str, count: int, prefix: str) -> list[str]:
+async def post_all(
+    url: str, bearer: str, bodies: list[dict[str, Any]], expect: int | None = None
+) -> list[Any]:
+    """POST each body (32 at a time), the JSON answers in order; an answer other than `expect`
+    (when given) stops it."""
     sem = asyncio.Semaphore(32)
+    headers = {"authorization": f"Bearer {bearer}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
 
-        async def one(i: int) -> str:
-            async with (
-                sem,
-                s.post(
-                    f"{sim_url}/api/agent/citedy-warm-lead",
-                    json={"domain": f"{prefix}{i}.example.com"},
-                    headers={"authorization": f"Bearer {key}"},
-                ) as resp,
-            ):
-                return str((await resp.json())["run"]["id"])
+        async def one(body: dict[str, Any]) -> Any:
+            async with sem, s.post(url, json=body, headers=headers) as resp:
+                answer = await resp.json()
+                if expect is not None and resp.status != expect:
+                    raise RuntimeError(f"POST {url} failed: {resp.status} {answer}")
+                return answer
 
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
+        return list(await asyncio.gather(*(one(body) for body in bodies)))
+
+
+async def create_upstream(sim_url: str, key: str, count: int, prefix: str) -> list[str]:
+    bodies = [{"domain": f"{prefix}{i}.example.com"} for i in range(count)]
+    made = await post_all(f"{sim_url}/api/agent/citedy-warm-lead", key, bodies)
+    return [str(answer["run"]["id"]) for answer in made]
 
 
 async def track(api_url: str, tenant: str, upstream_ids: list[str]) -> list[str]:
-    sem = asyncio.Semaphore(32)
-    headers = {"authorization": f"Bearer {TENANTS[tenant]}"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
-
-        async def one(upstream: str) -> str:
-            async with (
-                sem,
-                s.post(
-                    f"{api_url}/v1/runs",
-                    json={"provider": "citedy", "upstream_run_id": upstream},
-                    headers=headers,
-                ) as resp,
-            ):
-                body = await resp.json()
-                if resp.status != 202:
-                    raise RuntimeError(f"track failed: {resp.status} {body}")
-                return str(body["id"])
-
-        return list(await asyncio.gather(*(one(u) for u in upstream_ids)))
+    bodies = [{"provider": "citedy", "upstream_run_id": u} for u in upstream_ids]
+    tracked = await post_all(f"{api_url}/v1/runs", TENANTS[tenant], bodies, expect=202)
+    return [str(answer["id"]) for answer in tracked]
 
 
 async def b_lags(r: Any, run_ids: list[str], receiver_url: str) -> tuple[list[float], list[float]]:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 
-from relay import keys
+from relay import keys, slots
 from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
-from relay.store.autopipe import AutoPipeline, run_script
-from relay.store.client import bind
+from relay.store.autopipe import AutoPipeline
 
 MAX_WAIT = 1.0
 #: How much before its reserved slot a deferred caller is due again: it is claimed a little
@@ -28,30 +27,12 @@ MAX_WAIT = 1.0
 LEAD = 0.2
 
 
-def reservations(credential: str, tenant: str) -> str:
-    """A tenant's reserved slots on the credential (holder -> slot); ends as RESERVE_SLOT says."""
-    return keys.budget(credential) + ":held:" + tenant
-
-
-def holders(credential: str) -> str:
-    """How many reservations each tenant holds on the credential; ends as RESERVE_SLOT says."""
-    return keys.budget(credential) + ":tenants"
-
-
 async def acquire(
     pipe: AutoPipeline, credential: str, rate: float, holder: str, tenant: str
 ) -> float:
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
-    script = bind(pipe.redis).reserve_slot
-    wait = float(
-        await run_script(
-            pipe,
-            script,
-            [keys.budget(credential), reservations(credential, tenant), holders(credential)],
-            [1.0 / rate, MAX_WAIT, holder, tenant, reservations(credential, "")],
-        )
-    )
+    wait = await slots.reserve(pipe, keys.budget(credential), 1.0 / rate, MAX_WAIT, holder, tenant)
     if wait < 0:
         BUDGET_DEFERRED.labels(credential).inc()
         return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD

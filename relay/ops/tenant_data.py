@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay import keys
+from relay import keys, slots
 from relay.ops.deps import Deps
 from relay.store import lifecycle
 from relay.store import subscriptions as subs_store
@@ -30,9 +30,9 @@ def _patterns(tenant: str) -> list[str]:
         f"{keys.P}idem:{tenant}:*",
         f"{keys.P}upstream:{tenant}:*",
         f"{keys.P}usage:{tenant}:*",
-        # Its runs' reserved vendor slots (relay/budget.py; they would expire within a minute
-        # of their last slot anyway).
-        f"{keys.P}budget:*:held:{tenant}",
+        # Its runs' reserved vendor slots (relay/slots.py; they would expire within a minute of
+        # their last slot anyway).
+        slots.reservations(f"{keys.P}budget:*", tenant),
     ]
 
 

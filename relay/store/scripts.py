@@ -546,9 +546,10 @@ return 0
 # at the end instead (it finds out when it comes back early, and waits on). So a tenant with a
 # few runs is not queued behind another's thousands; the slots themselves, and so the budget, are
 # the same: each call spends one, a swap only changes who has which.
-# KEYS: next free slot, the caller's tenant's reservations (zset holder -> slot), the counts
-# (zset tenant -> reservations held). ARGV: interval (s), max_wait (s), holder, tenant, the prefix
-# of every tenant's reservations key (the prefix followed by a tenant name is its key).
+# KEYS (named by relay/slots.py, the one caller): next free slot, the caller's tenant's
+# reservations (zset holder -> slot), the counts (zset tenant -> reservations held).
+# ARGV: interval (s), max_wait (s), holder, tenant, the prefix of every tenant's reservations
+# key (the prefix followed by a tenant name is its key).
 # Returns seconds: >= 0 the slot is taken (sleep that long, then send), < 0 come back after
 # -value. Ends: the free-slot key expires a second after its slot; a reservation leaves when its
 # holder takes it or lapses (trimmed here), a count with its tenant's last reservation, and both
