@@ -191,6 +191,7 @@ def poll_path(
     upstream_sim: str = "ok",
     seen_first: bool = False,
     missing: bool = False,
+    deferred: bool = False,
 ) -> Path_:
     async def path(world: World, env: Env, counter: Counter) -> list[str]:
         await add_subscription(env.r, env.receiver.url(env.hook))
@@ -210,6 +211,10 @@ def poll_path(
                 snapshot=_SNAPSHOTS[upstream],
                 run_fields={"state": "tracking"},
             )
+        if deferred:
+            # The credential's budget is spoken for 3 s ahead: the poll reserves its own slot
+            # (scripts.RESERVE_SLOT) and is put back for just before it.
+            await env.r.set(keys.budget("citedy"), repr(time.time() + 3), px=5000)
         await crash_job(env, counter, keys.DUE_POLL, poll_run, crash_sim)
         return await recover(env, lambda: run_problems(env, run_id, state=state), sim=recover_sim)
 
@@ -547,6 +552,7 @@ PATHS: dict[str, Path_] = {
     "start: vendor 5xx": start_path("500", "ok", COMPLETED),
     "poll: changed": poll_path("ok", "ok"),
     "poll: unchanged": poll_path("ok", "ok", seen_first=True),
+    "poll: budget deferred": poll_path("ok", "ok", deferred=True),
     "poll: terminal": poll_path("fast", "fast", upstream_sim="fast"),
     "poll: vendor 429": poll_path("429", "ok"),
     "poll: vendor 5xx": poll_path("500", "ok"),
