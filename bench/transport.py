@@ -2,7 +2,7 @@
 
 Why this exists: the delivery worker's ceiling is set by its HTTP client, and plain
 `httpx.AsyncClient` collapses under concurrency on small boxes (encode/httpx#3215). This keeps
-the numbers behind `relay.http_client`'s design reproducible:
+the numbers behind `relay.delivery.http_client`'s design reproducible:
 
     .venv/bin/python bench/transport.py [--seconds 5] [--concurrency 32]
 
@@ -129,7 +129,7 @@ async def measure(name: str, post: Post, seconds: float, concurrency: int) -> Re
 async def run(url: str, seconds: float, concurrency: int) -> list[Result]:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from relay.http_client import make_client, request_capped
+    from relay.delivery.http_client import make_client, request_capped
 
     results: list[Result] = []
 

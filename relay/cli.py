@@ -57,7 +57,7 @@ def cmd_check(_: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from relay.simulators.app import serve
+    from relay.devtools.simulators.app import serve
 
     serve(args.host, args.port, access_log=not args.quiet)
     return 0
@@ -66,7 +66,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_demo_receiver(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from relay.demo_receiver import create_app
+    from relay.devtools.demo_receiver import create_app
 
     uvicorn.run(
         create_app(Path(args.secret_file)),
@@ -83,8 +83,8 @@ def cmd_erase_tenant(args: argparse.Namespace) -> int:
 
     from relay.ops.deps import Deps
     from relay.ops.tenant_data import erase_tenant
-    from relay.providers.registry import build_providers
-    from relay.redis_conn import connect
+    from relay.store.connection import connect
+    from relay.vendors.registry import build_providers
 
     settings = _settings()
 
@@ -107,8 +107,8 @@ def cmd_erase_tenant(args: argparse.Namespace) -> int:
 
 def _ops_deps(settings: Settings) -> Any:
     from relay.ops.deps import Deps
-    from relay.providers.registry import build_providers
-    from relay.redis_conn import connect
+    from relay.store.connection import connect
+    from relay.vendors.registry import build_providers
 
     redis = connect(settings.redis_url or "redis://127.0.0.1:6379")
     return Deps(redis, settings, build_providers(settings))
@@ -175,7 +175,7 @@ def cmd_reencrypt(_: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from relay.dev import run_dev
+    from relay.devtools.dev import run_dev
 
     return run_dev(port=args.port, fresh=args.fresh)
 

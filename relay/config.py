@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     )
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
 
-    # Tenants (relay/connections.py, relay/apikeys.py, relay/quotas.py, relay/usage.py).
+    # Tenants (relay/vendors/connections.py, relay/tenancy/apikeys.py, relay/tenancy/quotas.py,
+    # relay/tenancy/usage.py).
     relay_admin_key: str | None = Field(default=None, alias="RELAY_ADMIN_KEY", repr=False)
     shared_connections: bool = Field(default=True, alias="RELAY_SHARED_CONNECTIONS")
     max_active_runs: int = Field(default=10000, alias="RELAY_MAX_ACTIVE_RUNS", ge=1)

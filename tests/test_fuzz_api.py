@@ -24,7 +24,7 @@ import redis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from relay.ssrf import UnsafeURL, check_url_syntax, parse_ip
+from relay.delivery.ssrf import UnsafeURL, check_url_syntax, parse_ip
 from tests.support import audit
 from tests.support.stack import CITEDY_KEY, Stack, unique, wait_for
 

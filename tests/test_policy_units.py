@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 
-from relay import budget, config, ids, polling, signing, slots, ssrf
+from relay import config, ids
+from relay.delivery import retry, signing, ssrf
+from relay.store import slots
+from relay.vendors import budget, polling
 
 # --- polling: next_interval ---------------------------------------------------------------------
 
@@ -54,23 +57,23 @@ def test_next_interval_snaps_back_and_never_goes_below_the_minimum() -> None:
 
 def test_jitter_stays_within_its_spread_and_actually_varies() -> None:
     random.seed(7)
-    draws = [polling.jitter(100.0) for _ in range(2000)]
+    draws = [retry.jitter(100.0) for _ in range(2000)]
     assert min(draws) >= 90 and max(draws) <= 110
     # Spread over the whole band, not a constant and not one side of it.
     assert min(draws) < 91 and max(draws) > 109
     assert 99 < sum(draws) / len(draws) < 101
-    wide = [polling.jitter(100.0, spread=0.5) for _ in range(2000)]
+    wide = [retry.jitter(100.0, spread=0.5) for _ in range(2000)]
     assert min(wide) < 55 and max(wide) > 145
     assert min(wide) >= 50 and max(wide) <= 150
-    assert polling.jitter(0.0) == 0.0
-    assert polling.jitter(-10.0) == 0.0  # never a negative delay
+    assert retry.jitter(0.0) == 0.0
+    assert retry.jitter(-10.0) == 0.0  # never a negative delay
 
 
 def test_jitter_uses_the_module_random_so_tests_can_seed_it() -> None:
     random.seed(11)
-    first = [polling.jitter(10.0) for _ in range(5)]
+    first = [retry.jitter(10.0) for _ in range(5)]
     random.seed(11)
-    assert [polling.jitter(10.0) for _ in range(5)] == first
+    assert [retry.jitter(10.0) for _ in range(5)] == first
 
 
 def _backoff_band(errors: int, low: float, high: float, n: int = 400) -> tuple[float, float, float]:
@@ -106,24 +109,24 @@ def test_delivery_delay_follows_the_schedule_then_dead_letters() -> None:
     random.seed(3)
     schedule = (5.0, 300.0, 1800.0)
     for attempt, base in enumerate(schedule, start=1):
-        delays = [polling.delivery_delay(attempt, schedule, None, 3600) for _ in range(300)]
+        delays = [retry.delivery_delay(attempt, schedule, None, 3600) for _ in range(300)]
         assert all(d is not None and base * 0.9 <= d <= base * 1.1 for d in delays)
         assert len(set(delays)) > 1, "jittered"
-    assert polling.delivery_delay(3, schedule, None, 3600) is not None  # the last one is used
-    assert polling.delivery_delay(4, schedule, None, 3600) is None
-    assert polling.delivery_delay(8, (5, 300), None, 3600) is None
+    assert retry.delivery_delay(3, schedule, None, 3600) is not None  # the last one is used
+    assert retry.delivery_delay(4, schedule, None, 3600) is None
+    assert retry.delivery_delay(8, (5, 300), None, 3600) is None
 
 
 def test_retry_after_wins_within_bounds() -> None:
     schedule = (5.0, 300.0)
-    assert polling.delivery_delay(1, schedule, 7200, 3600) == 3600
-    assert polling.delivery_delay(1, schedule, 3600, 3600) == 3600
-    assert polling.delivery_delay(1, schedule, 42, 3600) == 42
-    assert polling.delivery_delay(2, schedule, 0.5, 3600) == 0.5
-    assert polling.delivery_delay(1, schedule, -3, 3600) == 0.0
-    assert polling.delivery_delay(1, schedule, 0.0, 3600) == 0.0
+    assert retry.delivery_delay(1, schedule, 7200, 3600) == 3600
+    assert retry.delivery_delay(1, schedule, 3600, 3600) == 3600
+    assert retry.delivery_delay(1, schedule, 42, 3600) == 42
+    assert retry.delivery_delay(2, schedule, 0.5, 3600) == 0.5
+    assert retry.delivery_delay(1, schedule, -3, 3600) == 0.0
+    assert retry.delivery_delay(1, schedule, 0.0, 3600) == 0.0
     # A spent schedule dead-letters even when the subscriber asks to come back.
-    assert polling.delivery_delay(3, schedule, 10, 3600) is None
+    assert retry.delivery_delay(3, schedule, 10, 3600) is None
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,7 @@ def test_retry_after_wins_within_bounds() -> None:
     ],
 )
 def test_parse_retry_after(raw: str | None, seconds: float | None) -> None:
-    assert polling.parse_retry_after(raw) == seconds
+    assert retry.parse_retry_after(raw) == seconds
 
 
 # --- ids -----------------------------------------------------------------------------------------
@@ -219,7 +222,7 @@ def reservation(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         assert redis is _Pipe.redis, "scripts are bound to the pipeline's client"
         return Scripts
 
-    # The budget calls the script through relay/slots.py, the one caller of RESERVE_SLOT.
+    # The budget calls the script through relay/store/slots.py, the one caller of RESERVE_SLOT.
     monkeypatch.setattr(slots, "bind", bind)
     monkeypatch.setattr(slots, "run_script", run_script)
     # The module's own name only: patching asyncio.sleep itself would catch every other task on

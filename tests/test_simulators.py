@@ -22,9 +22,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from relay.providers.citedy_models import CreateWarmLeadRunRequest, normalize_domain
-from relay.simulators import SimConfig, create_app
-from relay.simulators.state import key_id
+from relay.devtools.simulators import SimConfig, create_app
+from relay.devtools.simulators.state import key_id
+from relay.vendors.citedy_models import CreateWarmLeadRunRequest, normalize_domain
 from tests.support.servers import REPO, serve_in_thread
 
 CITEDY_KEY = "citedy_agent_test_alpha_0001"

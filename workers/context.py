@@ -9,10 +9,10 @@ import httpx
 import redis.asyncio as aioredis
 
 from relay.config import Settings
-from relay.http_client import make_client
-from relay.providers.base import Provider
-from relay.providers.registry import build_providers
+from relay.delivery.http_client import make_client
 from relay.store.autopipe import AutoPipeline
+from relay.vendors.base import Provider
+from relay.vendors.registry import build_providers
 
 
 @dataclass

@@ -15,15 +15,18 @@ from typing import Any
 import httpx
 import structlog
 
-from relay import keys, metrics, rate_limit, signing, sub_headers, usage
-from relay.http_client import BlockedDestination, request_capped
-from relay.polling import delivery_delay, parse_retry_after
+from relay import metrics
+from relay.delivery import rate_limit, signing, sub_headers
+from relay.delivery.http_client import BlockedDestination, request_capped
+from relay.delivery.retry import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
+from relay.store import keys
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.leases import Lease, release, unheld
 from relay.store.packing import unpack
 from relay.store.subscriptions import CALLBACK, active_secrets
+from relay.tenancy import usage
 from workers.context import Context
 
 log = structlog.get_logger("relay.deliver")
@@ -71,7 +74,8 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
     if not woken and ctx.in_flight[sub_id] >= s.delivery_per_subscription:
         await _wait_for_slot(ctx, sub_id, waiting, lease)
         return
-    # rate_limit (relay/rate_limit.py): no free slot soon → back on the schedule for just before
+    # rate_limit (relay/delivery/rate_limit.py): no free slot soon → back on the schedule for just
+    # before
     # its reserved one; no attempt is counted and no delivery slot is held while it waits.
     limit = rate_limit.parse(sub.get(rate_limit.FIELD))
     if limit is not None:
@@ -159,7 +163,7 @@ async def _attempt(
     secrets = await _secrets(ctx, sub)
     timestamp = int(time.time())
     headers = signing.webhook_headers(secrets, event_id, timestamp, body)
-    if sub.get(sub_headers.FIELD):  # the subscription's own headers (relay/sub_headers.py)
+    if sub.get(sub_headers.FIELD):  # the subscription's own headers (relay/delivery/sub_headers.py)
         extra = sub_headers.unsealed(sub[sub_headers.FIELD], s.relay_encryption_key)
         headers = {**dict(extra), **headers}
     started = time.perf_counter()

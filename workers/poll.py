@@ -8,14 +8,18 @@ import time
 
 import structlog
 
-from relay import budget, connections, events, keys, vendor_auth
+from relay.delivery import events
+from relay.delivery.recorder import RunGone, record
+from relay.delivery.retry import jitter
 from relay.metrics import POLLS, TRANSITIONS
-from relay.polling import backoff, jitter, next_interval
-from relay.providers.base import NotFound, RateLimited, Transient, Unauthorized
-from relay.recorder import RunGone, record
+from relay.store import keys
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
+from relay.vendors import auth as vendor_auth
+from relay.vendors import budget, connections
+from relay.vendors.base import NotFound, RateLimited, Transient, Unauthorized
+from relay.vendors.polling import backoff, next_interval
 from workers.context import Context
 
 log = structlog.get_logger("relay.poll")

@@ -16,11 +16,12 @@ from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from relay import keys, metrics
+from relay import metrics
 from relay.config import get_settings
 from relay.logging import configure, register_secrets
-from relay.memory_guard import warn_if_evicting
-from relay.redis_conn import arq_settings, connect
+from relay.store import keys
+from relay.store.connection import arq_settings, connect
+from relay.store.memory_guard import warn_if_evicting
 from workers import heartbeat
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane

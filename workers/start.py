@@ -7,14 +7,17 @@ import time
 
 import structlog
 
-from relay import budget, connections, events, keys, vendor_auth
+from relay.delivery import events
+from relay.delivery.recorder import RunGone, record
 from relay.ids import vendor_idempotency_key
-from relay.polling import backoff
-from relay.providers.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
-from relay.recorder import RunGone, record
+from relay.store import keys
 from relay.store.client import dumps, loads
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
+from relay.vendors import auth as vendor_auth
+from relay.vendors import budget, connections
+from relay.vendors.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
+from relay.vendors.polling import backoff
 from workers.context import Context
 
 log = structlog.get_logger("relay.start")

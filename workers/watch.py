@@ -17,14 +17,16 @@ from datetime import datetime
 
 import structlog
 
-from relay import budget, connections, keys, notices
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
-from relay.providers.base import Observed, Provider, RateLimited, VendorError
+from relay.store import keys
+from relay.store.client import bind
 from relay.store.leases import Lease, release, unheld
 from relay.store.lifecycle import TOMB
 from relay.store.runs import TRACKING, create_run, upstream_key
-from relay.store.scripts import FINISH_LISTING
+from relay.tenancy import notices
+from relay.vendors import budget, connections
+from relay.vendors.base import Observed, Provider, RateLimited, VendorError
 from workers.context import Context
 
 log = structlog.get_logger("relay.watch")
@@ -35,10 +37,6 @@ MAX_PAGES = 50  # per listing; more new runs than this at once is reported as tr
 SLOT_TRIES = 5
 TRUNCATED_NOTICE = "watch.listing_truncated"
 TRUNCATED_NOTICE_EVERY = 3600.0
-
-
-def watch_seen(watch_id: str) -> str:
-    return keys.watch(watch_id) + ":seen"
 
 
 def started_at(run: Observed) -> float | None:
@@ -145,7 +143,7 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
     if wait:
         await release(ctx.pipe, lease, wait)
         return
-    seen_key = watch_seen(watch_id)
+    seen_key = keys.watch_seen(watch_id)
     known = await r.smembers(seen_key)
     created_at = float(watch["created_at"])
     try:
@@ -204,19 +202,16 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
         if created.outcome == "created":
             log.info("watch_tracked", watch_id=watch_id, run_id=run_id, tenant=watch["tenant"])
     # Only if the watch still exists: a DELETE during the listing must not be written back over.
-    await r.eval(
-        FINISH_LISTING,
-        4,
-        keys.watch(watch_id),
-        seen_key,
-        keys.DUE_WATCH,
-        lease.leases,
-        watch_id,
-        repr(now),
-        str(len(runs)),
-        repr(s.watch_interval),
-        lease.token,
-        *[run.upstream_run_id for run in fresh],
+    await bind(r).finish_listing(
+        keys=[keys.watch(watch_id), seen_key, keys.DUE_WATCH, lease.leases],
+        args=[
+            watch_id,
+            repr(now),
+            str(len(runs)),
+            repr(s.watch_interval),
+            lease.token,
+            *[run.upstream_run_id for run in fresh],
+        ],
     )
 
 

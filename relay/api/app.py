@@ -14,7 +14,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay import metrics, webhook_schemas
 from relay.api import (
     admin,
     connections,
@@ -42,13 +41,15 @@ from relay.api.schemas import (
 )
 from relay.config import Settings
 from relay.console.routes import routes as console_routes
+from relay.delivery import webhook_schemas
+from relay.delivery.pull import CURSOR_PATTERN as EVENTS_CURSOR
+from relay.delivery.pull import MAX_WAIT
 from relay.logging import register_secrets
-from relay.memory_guard import warn_if_evicting
 from relay.ops.runs import CURSOR_PATTERN
-from relay.providers.registry import build_providers
-from relay.pull import CURSOR_PATTERN as EVENTS_CURSOR
-from relay.pull import MAX_WAIT
-from relay.redis_conn import connect
+from relay.store.connection import connect
+from relay.store.gauges import ApiMetrics
+from relay.store.memory_guard import warn_if_evicting
+from relay.vendors.registry import build_providers
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -275,7 +276,7 @@ def openapi_document() -> dict[str, Any]:
 def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starlette:
     routes = [Route(op.path, _guarded(op, endpoint), methods=[op.method]) for op, endpoint in TABLE]
     # Prometheus scrape target (unauthenticated, counts only) and the operator console (HTML).
-    routes += [Route("/metrics", metrics.endpoint, methods=["GET"]), *console_routes()]
+    routes += [Route("/metrics", health.metrics, methods=["GET"]), *console_routes()]
     keys_by_value = settings.api_keys()
     register_secrets(
         settings.citedy_api_key,
@@ -305,7 +306,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     app.state.settings = settings
     app.state.keyring = KeyRing(keys_by_value)
     app.state.providers = build_providers(settings)
-    app.state.metrics = metrics.ApiMetrics(
+    app.state.metrics = ApiMetrics(
         keys_by_value.values(), [p.credential for p in app.state.providers.values()]
     )
     app.state.openapi = openapi_document()

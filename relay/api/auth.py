@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from relay.api.errors import ApiError
-from relay.store import apikeys
+from relay.tenancy import apikeys
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -1,4 +1,4 @@
-"""Liveness, readiness and the OpenAPI document."""
+"""Liveness, readiness, the Prometheus scrape target and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relay import memory_guard
+from relay.store import memory_guard
+from relay.store.gauges import ApiMetrics
 
 
 async def healthz(_: Request) -> Response:
@@ -39,3 +40,10 @@ async def readyz(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
+
+
+async def metrics(request: Request) -> Response:
+    """`GET /metrics` (unauthenticated, like every Prometheus target; counts only)."""
+    gauges: ApiMetrics = request.app.state.metrics
+    await gauges.refresh(request.app.state.redis)
+    return Response(gauges.render(), media_type=gauges.content_type)

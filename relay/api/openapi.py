@@ -44,7 +44,7 @@ def document(
     webhooks: dict[str, Any] | None = None,
     components: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`webhooks` and the `components` they refer to: relay/webhook_schemas.py."""
+    """`webhooks` and the `components` they refer to: relay/delivery/webhook_schemas.py."""
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {"Error": ERROR, **(components or {})}
     for op in ops:

@@ -1,4 +1,4 @@
-"""`GET /v1/events`: the tenant's events, pulled (relay/pull.py does the work)."""
+"""`GET /v1/events`: the tenant's events, pulled (relay/delivery/pull.py does the work)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import pull
 from relay.api.auth import tenant_of
 from relay.api.errors import ApiError
+from relay.delivery import pull
 from relay.store.autopipe import AutoPipeline
 
 

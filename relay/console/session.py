@@ -28,8 +28,8 @@ import redis.asyncio as aioredis
 from starlette.requests import Request
 from starlette.responses import Response
 
-from relay import keys
-from relay.store import apikeys
+from relay.store import keys
+from relay.tenancy import apikeys
 
 COOKIE = "relay_console"
 LOGIN_COOKIE = "relay_console_login"

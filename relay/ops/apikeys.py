@@ -9,7 +9,7 @@ from typing import Any
 from relay.ops.deps import Deps
 from relay.ops.errors import NotFound
 from relay.ops.inputs import ApiKeyCreate
-from relay.store import apikeys as store
+from relay.tenancy import apikeys as store
 
 
 @dataclass(frozen=True)

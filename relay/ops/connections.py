@@ -1,18 +1,18 @@
 """Connections: a tenant's own vendor credential. Sealed at rest with RELAY_ENCRYPTION_KEY, never
 shown back (only a `key_hint`, its last 4 characters), used by every start, poll and watch of the
-tenant's runs from the next vendor call on (relay/connections.py resolves it per call)."""
+tenant's runs from the next vendor call on (relay/vendors/connections.py resolves it per call)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from relay import keys
-from relay.connections import SEALED
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, NotFound
 from relay.ops.inputs import ConnectionPut
 from relay.secret_box import seal
+from relay.store import keys
+from relay.vendors.connections import SEALED
 
 
 def _check_provider(deps: Deps, provider: str) -> None:

@@ -12,12 +12,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from relay import keys
 from relay.ops import runs
 from relay.ops.deps import Deps
 from relay.ops.errors import Invalid, NotFound
-from relay.ops.subscriptions import own
-from relay.store import lanes
+from relay.ops.subscriptions import own, public
+from relay.store import keys, lanes
 from relay.store import subscriptions as subs_store
 from relay.store.client import loads
 from relay.store.packing import unpack
@@ -161,7 +160,7 @@ async def of_run(deps: Deps, tenant: str, run_id: str) -> RunDeliveries:
         sub = await subs_store.get_tenant_sub(deps.redis, tenant, sub_id)
         if sub is None:
             continue
-        subs[sub_id] = subs_store.public_sub(sub)
+        subs[sub_id] = public(sub)
         log = await deps.redis.lrange(
             keys.sub_attempts(sub_id), 0, deps.settings.attempt_retention - 1
         )

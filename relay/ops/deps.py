@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from relay.config import Settings
-from relay.providers.base import Provider
+from relay.vendors.base import Provider
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class Invalid(OpError):
 
 class StoreFull(OpError):
     """Redis is above RELAY_MEMORY_THRESHOLD of its maxmemory: no new work is taken until the
-    workers' expiry brings it down (relay/memory_guard.py)."""
+    workers' expiry brings it down (relay/store/memory_guard.py)."""
 
     retry_after = 30
 

@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
-from relay import rate_limit, sub_headers
-from relay.events import EVENT_TYPES
+from relay.delivery import rate_limit, sub_headers
+from relay.delivery.events import EVENT_TYPES
 
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 METADATA_MAX = 4096

@@ -1,13 +1,13 @@
 """Notices: what the relay did or saw by itself that a tenant can fix (`subscription.disabled`,
 `vendor.unauthorized`, `watch.listing_truncated`), newest first. Written by the workers
-(relay/notices.py); kept to the last 1,000 per tenant."""
+(relay/tenancy/notices.py); kept to the last 1,000 per tenant."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from relay import keys
 from relay.ops.deps import Deps
+from relay.store import keys
 from relay.store.client import loads
 
 

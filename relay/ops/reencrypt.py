@@ -18,18 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from relay.secret_box import is_sealed, key_list, reseal
-
-# KEYS: key. ARGV: field ('' for a string key), old value, new value. Returns 1 swapped, 0 not.
-SWAP = """
-if ARGV[1] == '' then
-  if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
-  redis.call('SET', KEYS[1], ARGV[3], 'KEEPTTL')
-  return 1
-end
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
-"""
+from relay.store.client import bind
 
 #: Secrets the relay stores, by key pattern and hash field ('' for a string key): sealed here even
 #: if they were written in plain text. Sealed values elsewhere are found by their `enc:` prefix.
@@ -73,7 +62,8 @@ def _fresh(name: str, field: str, raw: str, key: str | None) -> str:
         except ValueError:
             return raw
         if sub_secret and field == "headers" and isinstance(parsed, dict):
-            # Subscription headers: name → sealed value (relay/sub_headers.py); every value is one.
+            # Subscription headers: name → sealed value (relay/delivery/sub_headers.py); every
+            # value is one.
             parsed = {k: reseal(v, key) if isinstance(v, str) else v for k, v in parsed.items()}
         else:
             parsed = _walk(parsed, key, field == "secrets")
@@ -84,7 +74,7 @@ def _fresh(name: str, field: str, raw: str, key: str | None) -> str:
 async def reencrypt(r: aioredis.Redis, key: str | None) -> Report:
     if not key_list(key):
         raise ValueError("RELAY_ENCRYPTION_KEY is not set: there is nothing to encrypt with")
-    swap = r.register_script(SWAP)
+    swap = bind(r).swap_sealed
     report = Report()
     async for name in r.scan_iter(match="relay:*", count=500):
         kind = await r.type(name)

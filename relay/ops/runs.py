@@ -11,17 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from relay import keys, signing
+from relay.delivery import signing
 from relay.ids import new_id
-from relay.memory_guard import ensure_room
 from relay.ops import connections
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid_from
-from relay.ops.guard import checked_url
+from relay.ops.guard import checked_url, ensure_room
 from relay.ops.inputs import RunCreate
-from relay.providers.base import Provider
 from relay.secret_box import seal
-from relay.store import lifecycle, snapshots
+from relay.store import keys, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
@@ -39,6 +37,7 @@ from relay.store.runs import (
     unschedule,
     upstream_key,
 )
+from relay.vendors.base import Provider
 
 #: A run-list cursor: "<score>:<run id>", the score a plain decimal as `repr(float)` writes it,
 #: bounded so it is always finite. Also the cursor's `pattern` in /openapi.json.
@@ -108,7 +107,7 @@ async def start(
     """Record a run with its first unit of work (a start or a poll) in one script."""
     provider = _provider(deps, body.provider)
     payload = _validated_input(provider, body)
-    await ensure_room(deps.redis, deps.settings.memory_threshold)
+    await ensure_room(deps)
     await connections.require(deps, tenant, provider.name)
     callback_url = None
     if body.callback_url is not None:

@@ -10,17 +10,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from relay import events, keys, quotas, signing, sub_headers
+from relay.delivery import events, rate_limit, signing, sub_headers
 from relay.ids import new_id
-from relay.memory_guard import ensure_room
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, NotFound, QuotaExceeded
-from relay.ops.guard import checked_url
+from relay.ops.guard import checked_url, ensure_room
 from relay.ops.inputs import SubscriptionCreate, SubscriptionPatch
 from relay.secret_box import seal, unseal
-from relay.store import lanes
+from relay.store import keys, lanes
 from relay.store import subscriptions as store
-from relay.store.client import dumps
+from relay.store.client import dumps, loads
+from relay.tenancy import quotas
 
 CALLBACK = store.CALLBACK  # the `kind` of a run's callback subscription
 
@@ -42,6 +42,26 @@ class Rotated:
 class Pinged:
     event_id: str
     type: str = events.PING
+
+
+def public(sub: dict[str, str]) -> dict[str, Any]:
+    """A subscription as the API and console show it (never its secrets or header values)."""
+    return {
+        "id": sub["id"],
+        "url": sub["url"],
+        "description": sub.get("description") or "",
+        "filter": loads(sub.get("filter"), {}),
+        "enabled": sub.get("enabled") == "1",
+        "disabled_reason": sub.get("disabled_reason") or None,
+        "disabled_at": float(sub["disabled_at"]) if sub.get("disabled_at") else None,
+        "failing_since": float(sub["failing_since"]) if sub.get("failing_since") else None,
+        "kind": sub.get("kind") or "subscription",
+        "headers": sub_headers.names(sub.get("headers")),  # names only: values are write-only
+        "rate_limit": rate_limit.parse(sub.get("rate_limit")),
+        "run_id": sub.get("run_id") or None,
+        "created_at": float(sub["created_at"]),
+        "updated_at": float(sub.get("updated_at") or sub["created_at"]),
+    }
 
 
 async def own(deps: Deps, tenant: str, sub_id: str) -> dict[str, str]:
@@ -71,7 +91,7 @@ def _options(deps: Deps, headers: dict[str, str] | None, limit: float | None) ->
 async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
     url = await checked_url(deps, body.url, "url")
     r = deps.redis
-    await ensure_room(r, deps.settings.memory_threshold)
+    await ensure_room(deps)
     secret = signing.new_secret()
     sub_id = new_id("sub")
     fields = store.new_sub_fields(
@@ -87,16 +107,16 @@ async def create(deps: Deps, tenant: str, body: SubscriptionCreate) -> Created:
     limit = deps.settings.max_subscriptions
     if not await quotas.add_subscription(r, tenant, sub_id, fields, limit):
         raise QuotaExceeded("RELAY_MAX_SUBSCRIPTIONS", limit, "subscriptions")
-    return Created(store.public_sub(fields), secret)
+    return Created(public(fields), secret)
 
 
 async def list_all(deps: Deps, tenant: str) -> list[dict[str, Any]]:
     subs = await store.tenant_subs(deps.redis, tenant)
-    return [store.public_sub(s) for s in subs if s.get("kind") != store.CALLBACK]
+    return [public(s) for s in subs if s.get("kind") != store.CALLBACK]
 
 
 async def get(deps: Deps, tenant: str, sub_id: str) -> dict[str, Any]:
-    return store.public_sub(await own(deps, tenant, sub_id))
+    return public(await own(deps, tenant, sub_id))
 
 
 async def patch(
@@ -129,7 +149,7 @@ async def patch(
     if resume:
         await store.resume_lanes(r, sub["id"], now)
     fresh = await store.get_sub(r, sub["id"])
-    return store.public_sub(fresh or sub)
+    return public(fresh or sub)
 
 
 async def delete(deps: Deps, tenant: str, sub_id: str) -> None:

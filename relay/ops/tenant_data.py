@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay import keys, slots
+from relay.ops import watches
 from relay.ops.deps import Deps
-from relay.store import lifecycle
+from relay.store import keys, lifecycle, slots
 from relay.store import subscriptions as subs_store
 
 
@@ -30,7 +30,8 @@ def _patterns(tenant: str) -> list[str]:
         f"{keys.P}idem:{tenant}:*",
         f"{keys.P}upstream:{tenant}:*",
         f"{keys.P}usage:{tenant}:*",
-        # Its runs' reserved vendor slots (relay/slots.py; they would expire within a minute of
+        # Its runs' reserved vendor slots (relay/store/slots.py; they would expire within a minute
+        # of
         # their last slot anyway).
         slots.reservations(f"{keys.P}budget:*", tenant),
     ]
@@ -52,6 +53,10 @@ async def erase_tenant(deps: Deps, tenant: str, *, dry_run: bool) -> TenantData:
     if dry_run:
         other = await _other_keys(deps, tenant)
         return TenantData(len(run_ids), len(sub_ids), len(watch_ids), len(other))
+    # Watches first: a listing in flight then finds its watch gone and tracks no new run that
+    # would outlive the erase.
+    for watch_id in watch_ids:
+        await watches.remove(deps, tenant, watch_id)
     runs = 0
     for run_id in run_ids:
         runs += await lifecycle.erase_run(r, run_id, deps.settings.tombstone_ttl)
@@ -60,11 +65,6 @@ async def erase_tenant(deps: Deps, tenant: str, *, dry_run: bool) -> TenantData:
         if sub is not None:
             await subs_store.delete_sub(r, sub)
         await r.delete(keys.sub_attempts(sub_id))
-    for watch_id in watch_ids:
-        pipe = r.pipeline(transaction=True)
-        pipe.zrem(keys.DUE_WATCH, watch_id)
-        pipe.delete(keys.watch(watch_id), keys.watch(watch_id) + ":seen")
-        await pipe.execute()
     other = await _other_keys(deps, tenant)
     for start in range(0, len(other), 500):
         await r.delete(*other[start : start + 500])

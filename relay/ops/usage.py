@@ -6,9 +6,9 @@ import math
 import time
 from typing import Any
 
-from relay import usage
 from relay.ops.deps import Deps
 from relay.ops.errors import Invalid
+from relay.tenancy import usage
 
 
 async def read(deps: Deps, tenant: str, since: str | None) -> dict[str, Any]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from relay import keys
 from relay.ids import new_id
 from relay.ops import connections
 from relay.ops.deps import Deps
 from relay.ops.errors import NotFound
 from relay.ops.inputs import WatchCreate
+from relay.store import keys
 from relay.store.client import dumps, loads
 
 
@@ -73,8 +73,14 @@ async def get(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
 
 async def delete(deps: Deps, tenant: str, watch_id: str) -> None:
     w = await _own(deps, tenant, watch_id)
+    await remove(deps, w["tenant"], w["id"])
+
+
+async def remove(deps: Deps, tenant: str, watch_id: str) -> None:
+    """Where a watch's keys end (DELETE, erase-tenant): its hash, its seen set, its schedule
+    entry and its place in the tenant's set, in one transaction."""
     pipe = deps.redis.pipeline(transaction=True)
-    pipe.zrem(keys.DUE_WATCH, w["id"])
-    pipe.delete(keys.watch(w["id"]), keys.watch(w["id"]) + ":seen")
-    pipe.srem(keys.tenant_watches(w["tenant"]), w["id"])
+    pipe.zrem(keys.DUE_WATCH, watch_id)
+    pipe.delete(keys.watch(watch_id), keys.watch_seen(watch_id))
+    pipe.srem(keys.tenant_watches(tenant), watch_id)
     await pipe.execute()

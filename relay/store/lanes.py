@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from relay import events, keys
+from relay.delivery import events
 from relay.ids import new_id
+from relay.store import keys
 from relay.store.client import bind
 
 PING_TTL = 7 * 86400

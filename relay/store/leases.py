@@ -8,7 +8,7 @@ from itertools import chain
 
 import redis.asyncio as aioredis
 
-from relay import keys
+from relay.store import keys
 from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from relay import keys
+from relay.store import keys
 from relay.store.client import bind, dumps, loads
 from relay.store.lifecycle import retained
 
@@ -116,15 +116,14 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
 def list_index(tenant: str, provider: str | None, status: str | None) -> str:
     """The index a listing reads: the tenant's runs, or those of one provider and/or one status
     or state (kept by CREATE_RUN, RECORD_EVENT and stop through `lc_index`,
-    relay/store/lifecycle.py)."""
-    base = keys.tenant_runs(tenant)
+    relay/store/lua/includes/lifecycle.lua)."""
     if provider and status:
-        return f"{base}:ps:{provider}:{status}"
+        return keys.runs_by_provider_status(tenant, provider, status)
     if provider:
-        return f"{base}:p:{provider}"
+        return keys.runs_by_provider(tenant, provider)
     if status:
-        return f"{base}:s:{status}"
-    return base
+        return keys.runs_by_status(tenant, status)
+    return keys.tenant_runs(tenant)
 
 
 async def list_runs(
@@ -199,7 +198,7 @@ def unschedule(pipe: Any, run_id: str) -> None:
     for due in (keys.DUE_START, keys.DUE_POLL):
         pipe.zrem(due, run_id)
         pipe.hdel(keys.leases(due), run_id)
-        pipe.hdel(keys.leases(due) + ":fails", run_id)
+        pipe.hdel(keys.lease_fails(keys.leases(due)), run_id)
     pipe.zrem(keys.poison(keys.DUE_POLL), run_id)
 
 

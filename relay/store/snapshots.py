@@ -11,7 +11,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from relay import keys
+from relay.store import keys
 from relay.store.client import dumps
 from relay.store.packing import unpack
 

@@ -7,29 +7,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from relay import keys, rate_limit, sub_headers
+from relay.store import keys
 from relay.store.client import bind, dumps, loads
 
 CALLBACK = "callback"
-
-
-def public_sub(sub: dict[str, str]) -> dict[str, Any]:
-    return {
-        "id": sub["id"],
-        "url": sub["url"],
-        "description": sub.get("description") or "",
-        "filter": loads(sub.get("filter"), {}),
-        "enabled": sub.get("enabled") == "1",
-        "disabled_reason": sub.get("disabled_reason") or None,
-        "disabled_at": float(sub["disabled_at"]) if sub.get("disabled_at") else None,
-        "failing_since": float(sub["failing_since"]) if sub.get("failing_since") else None,
-        "kind": sub.get("kind") or "subscription",
-        "headers": sub_headers.names(sub.get("headers")),  # names only: values are write-only
-        "rate_limit": rate_limit.parse(sub.get("rate_limit")),
-        "run_id": sub.get("run_id") or None,
-        "created_at": float(sub["created_at"]),
-        "updated_at": float(sub.get("updated_at") or sub["created_at"]),
-    }
 
 
 def new_sub_fields(

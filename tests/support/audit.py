@@ -177,7 +177,7 @@ class _Owners:
             return parts[2], False
         if kind == "usage" and len(parts) >= 3:
             # relay:usage:{tenant}:{day}: counted only by workers, as they call the vendor and
-            # deliver for the tenant's work in flight (relay/usage.py).
+            # deliver for the tenant's work in flight (relay/tenancy/usage.py).
             return parts[2], self.tenant_busy(parts[2])
         if kind == "tenant" and len(parts) >= 3:
             return parts[2], self.tenant_busy(parts[2])

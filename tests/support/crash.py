@@ -1,5 +1,6 @@
 """The crash-point harness: run one job (or one ingress request) of the real relay code against real
-Valkey with a Redis client that dies right after its N-th write lands (relay/crashpoint.py), then
+Valkey with a Redis client that dies right after its N-th write lands (relay/store/crashpoint.py),
+then
 a fresh "process" (new clients, new context, the real pumps) takes over, and the invariants are
 checked. Each crash point gets its own Valkey database, so points run side by side in one event
 loop, sharing one Valkey, the simulators and the receiver.
@@ -22,10 +23,10 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from relay import keys
 from relay.config import Settings
-from relay.crashpoint import Counter, CrashPoint, connection_class
 from relay.ids import new_id
+from relay.store import keys
+from relay.store.crashpoint import Counter, CrashPoint, connection_class
 from relay.store.leases import claim
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.store.subscriptions import new_sub_fields

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from relay.webhook_schemas import body_validator
+from relay.delivery.webhook_schemas import body_validator
 
 
 @cache

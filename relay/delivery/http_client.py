@@ -1,0 +1,349 @@
+"""The outbound HTTP client for deliveries and vendor calls: the httpx API on aiohttp's engine.
+
+Why not plain `httpx.AsyncClient`: on the 2-core reference box its connection pool degrades
+under concurrency (encode/httpx#3215): a few hundred POST/s at 32 in flight, against several
+thousand through this client (run `bench/transport.py` for today's numbers).
+`httpx_aiohttp.AiohttpTransport` keeps the httpx API the rest of the code and its tests are
+written against, while aiohttp moves the bytes.
+
+The send-time SSRF check lives in the connector's resolver: aiohttp connects to exactly the
+addresses the resolver returns, so checking them there leaves no gap between "checked" and
+"connected" for DNS rebinding to slip through. aiohttp skips the resolver for IP-literal hosts,
+so those (and names like `localhost`) are refused by a wrapper transport before sending.
+
+The wrapper also re-maps aiohttp's errors onto httpx's: httpx_aiohttp's table reports a refused
+connection as `ConnectTimeout`, which would put "timeout" in the delivery log for a receiver
+that is simply down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from functools import lru_cache
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import cast
+
+import aiohttp
+import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from httpx_aiohttp import AiohttpTransport
+
+from relay.delivery.ssrf import is_forbidden_hostname, is_forbidden_ip, parse_ip
+
+#: A slow subscriber must not hold every pooled connection and stall everyone else's deliveries.
+DEFAULT_MAX_PER_HOST = 64
+#: Resolved (and checked) addresses are reused for this long; short, so DNS changes are seen.
+DNS_CACHE_SECONDS = 10
+KEEPALIVE_SECONDS = 30.0
+
+
+class BlockedDestination(httpx.TransportError):
+    """The destination is private, loopback, link-local or metadata: nothing was sent.
+
+    A TransportError so callers that already treat connection failures as "delivery failed"
+    handle it without a special case; its message never contains the URL or its credentials.
+    """
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves through aiohttp's threaded resolver, then refuses forbidden answers.
+
+    The checks run even when private addresses are allowed (only the verdict is ignored), so
+    dev, tests and the benchmark exercise the same code path production runs. A mixed answer
+    (one public, one private address) is refused as a whole rather than filtered: it is the
+    shape of a rebinding attempt, and registration refuses it too.
+    """
+
+    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None) -> None:
+        self._allow_private = allow_private
+        self._inner = inner if inner is not None else aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if is_forbidden_hostname(host) and not self._allow_private:
+            raise BlockedDestination("destination names the local machine or a metadata service")
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            ip = parse_ip(str(result["host"]).split("%", 1)[0])
+            if (ip is None or is_forbidden_ip(ip)) and not self._allow_private:
+                raise BlockedDestination(
+                    "destination resolves to a private, loopback or reserved address"
+                )
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _translate(exc: BaseException) -> type[httpx.TransportError]:
+    """The httpx error class for an aiohttp (or timeout) failure, most specific first."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout
+    if isinstance(exc, TimeoutError):  # SocketTimeoutError, ServerTimeoutError, bare timeouts
+        return httpx.ReadTimeout
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return httpx.ConnectError
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
+        return httpx.ReadError
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        return httpx.UnsupportedProtocol
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return httpx.NetworkError
+    return httpx.TransportError
+
+
+def _remap(exc: Exception, request: httpx.Request) -> httpx.TransportError | None:
+    """A correctly classified httpx error for `exc`, or None to let it propagate as is."""
+    if isinstance(exc, BlockedDestination):
+        return BlockedDestination(str(exc), request=request)
+    # httpx_aiohttp raises httpx errors chained to the aiohttp original; classify the original.
+    origin = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
+    if isinstance(origin, BlockedDestination):
+        return BlockedDestination(str(origin), request=request)
+    if isinstance(origin, aiohttp.ClientError | TimeoutError):
+        return _translate(origin)(str(origin) or type(origin).__name__, request=request)
+    return None
+
+
+class _RemappedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
+        self._inner = inner
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except Exception as exc:
+            mapped = _remap(exc, self._request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@lru_cache(maxsize=4096)
+def _literal_refusal(host: str) -> str | None:
+    """Why `host` is refused before any lookup, or None. Cached: it runs on every request and
+    a worker sends to a small set of hosts over and over."""
+    ip = parse_ip(host.split("%", 1)[0])
+    if ip is not None:
+        return (
+            "destination is a private, loopback or reserved address"
+            if is_forbidden_ip(ip)
+            else None
+        )
+    if is_forbidden_hostname(host):
+        return "destination names the local machine or a metadata service"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _parsed(url: str) -> httpx.URL:
+    """httpx's URL parse of a subscriber URL. Cached: it cost about 6 % of a delivery's CPU, and
+    a worker sends to the same few URLs over and over (httpx.URL is immutable)."""
+    return httpx.URL(url)
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Refuses IP-literal and local-name destinations the resolver never sees, and gives
+    aiohttp's errors their proper httpx classes."""
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, *, guard: bool, allow_private: bool
+    ) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._allow_private = allow_private
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._guard:
+            reason = _literal_refusal(request.url.host)
+            if reason is not None and not self._allow_private:
+                raise BlockedDestination(reason, request=request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except Exception as exc:
+            mapped = _remap(exc, request)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _RemappedStream(response.stream, request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that refuses every cookie, so one subscriber's Set-Cookie never rides along on
+    a request to another."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+def make_client(
+    *,
+    timeout: float,
+    allow_private: bool,
+    max_connections: int = 256,
+    guard: bool = True,
+    max_per_host: int = DEFAULT_MAX_PER_HOST,
+    resolver: AbstractResolver | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client on aiohttp. `guard=True` enforces the SSRF policy at send time (unless
+    `allow_private`); vendor clients pass `guard=False` because their URLs are operator
+    configuration and may point at local simulators. `resolver` replaces the threaded DNS
+    resolver underneath the guard (tests, aiodns). Never follows redirects: a 3xx from a
+    subscriber is its answer, not an instruction to POST somewhere else."""
+    ssl_context = httpx.create_ssl_context()
+
+    def session() -> aiohttp.ClientSession:
+        # Built lazily by the transport, inside the running loop, on the first request.
+        inner = resolver if resolver is not None else aiohttp.ThreadedResolver()
+        connector = aiohttp.TCPConnector(
+            limit=max_connections,
+            limit_per_host=min(max_per_host, max_connections),
+            keepalive_timeout=KEEPALIVE_SECONDS,
+            ttl_dns_cache=DNS_CACHE_SECONDS,
+            resolver=GuardedResolver(allow_private, inner) if guard else inner,
+            ssl=ssl_context,
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
+        )
+
+    transport = AiohttpTransport(client=session)
+    return httpx.AsyncClient(
+        transport=GuardedTransport(transport, guard=guard, allow_private=allow_private),
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+        trust_env=False,  # env proxies would mount plain httpx transports around the guard
+        cookies=_no_cookies(),
+    )
+
+
+async def request_capped(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    content: bytes,
+    headers: Mapping[str, str],
+    limit: int = 4096,
+    *,
+    total_timeout: float | None = None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """One request that keeps at most `limit` bytes of the answer.
+
+    A receiver's body is never trusted to be small: reading stops at `limit`, and closing an
+    unfinished response drops the connection instead of draining it. The body is requested
+    uncompressed and read raw, so a compressed answer cannot expand past the cap. The whole
+    exchange is bounded by `total_timeout` (default: the client's read timeout), because
+    per-read timeouts alone let a receiver that trickles a byte at a time hold a worker
+    indefinitely. Raises httpx errors (`BlockedDestination`, timeouts, connection errors).
+    """
+    send_headers = dict(headers)
+    if not any(k.lower() == "accept-encoding" for k in send_headers):
+        send_headers["accept-encoding"] = "identity"
+    transport = getattr(client, "_transport", None)
+    if isinstance(transport, GuardedTransport) and isinstance(transport._inner, AiohttpTransport):
+        return await _exchange_aiohttp(
+            client, transport, method, url, content, send_headers, limit, total_timeout
+        )
+    request = client.build_request(method, url, content=content or None, headers=send_headers)
+    budget = total_timeout if total_timeout is not None else client.timeout.read
+    try:
+        async with asyncio.timeout(budget):
+            response = await client.send(request, stream=True)
+            try:
+                excerpt = bytearray()
+                async with contextlib.aclosing(
+                    cast(AsyncGenerator[bytes, None], response.aiter_raw())
+                ) as chunks:
+                    async for chunk in chunks:
+                        excerpt += chunk[: limit - len(excerpt)]
+                        if len(excerpt) >= limit:
+                            break
+            finally:
+                await response.aclose()
+    except TimeoutError:
+        raise httpx.ReadTimeout("request exceeded its total time budget", request=request) from None
+    return response.status_code, bytes(excerpt), dict(response.headers)
+
+
+async def _exchange_aiohttp(
+    client: httpx.AsyncClient,
+    transport: GuardedTransport,
+    method: str,
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    limit: int,
+    total_timeout: float | None,
+) -> tuple[int, bytes, dict[str, str]]:
+    """`request_capped` straight on the client's aiohttp session: the same guard, timeouts,
+    caps, error classes and headers, without building httpx Request/Response objects per
+    request (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py
+    and bench/polling.py)."""
+    inner = cast(AiohttpTransport, transport._inner)
+    target: httpx.URL | str = url
+    if transport._guard:
+        # Subscriber URLs: aiohttp gets httpx's normalised form of the URL whose host was
+        # checked. Vendor URLs (no guard) are operator configuration, each poll's different,
+        # and go as they are.
+        target = _parsed(url)
+        if not transport._allow_private:
+            reason = _literal_refusal(target.host)
+            if reason is not None:
+                raise BlockedDestination(reason, request=httpx.Request(method, target))
+    if not isinstance(inner.client, aiohttp.ClientSession):
+        inner.client = inner.get_client()
+    session = inner.client
+    send_headers = {**client.headers, **headers}
+    timeout = client.timeout
+    budget = total_timeout if total_timeout is not None else timeout.read
+    try:
+        async with asyncio.timeout(budget):
+            try:
+                async with session.request(
+                    method,
+                    str(target),
+                    data=content or None,
+                    headers=send_headers,
+                    allow_redirects=False,
+                    auto_decompress=False,
+                    compress=False,
+                    timeout=aiohttp.ClientTimeout(
+                        sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
+                    ),
+                ) as response:
+                    excerpt = bytearray()
+                    if limit > 0:
+                        async for chunk in response.content.iter_chunked(16 * 1024):
+                            excerpt += chunk[: limit - len(excerpt)]
+                            if len(excerpt) >= limit:
+                                break
+                    if not response.content.at_eof():
+                        response.close()  # an unread rest is dropped with its connection
+                    answer: dict[str, str] = {}
+                    for name, value in response.headers.items():
+                        key = name.lower()
+                        answer[key] = f"{answer[key]}, {value}" if key in answer else value
+                    return response.status, bytes(excerpt), answer
+            except Exception as exc:
+                mapped = _remap(exc, httpx.Request(method, target))
+                if mapped is None:
+                    raise
+                raise mapped from exc
+    except TimeoutError:
+        raise httpx.ReadTimeout(
+            "request exceeded its total time budget", request=httpx.Request(method, target)
+        ) from None

@@ -1,1 +1,0 @@
-"""Upstream vendor clients and the vendor request models they share with ingress."""

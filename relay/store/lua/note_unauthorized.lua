@@ -1,0 +1,23 @@
+--[[
+  A vendor 401/403 for one run: start or continue its streak (the first 401's time is kept until a
+  success clears it) and tell the tenant, once per gate period. The time is Redis's, so every
+  worker measures the window on one clock. A run deleted meanwhile is not written back.
+  KEYS: run, gate, notices. ARGV: field prefix ('' polls, 'start_' starts), gate_ttl, notice, keep
+  Returns {since, now, count} or false when the run is gone.
+]]
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+redis.call('HSETNX', KEYS[1], ARGV[1] .. 'unauthorized_since', now)
+local since = redis.call('HGET', KEYS[1], ARGV[1] .. 'unauthorized_since')
+if since == '' then
+  since = now
+  redis.call('HSET', KEYS[1], ARGV[1] .. 'unauthorized_since', now)
+end
+local count = redis.call('HINCRBY', KEYS[1], ARGV[1] .. 'unauthorized', 1)
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('LPUSH', KEYS[3], ARGV[3])
+  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
+end
+return {since, now, count}

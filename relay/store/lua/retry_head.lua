@@ -1,0 +1,18 @@
+--[[
+  Retry the head `delay` seconds from now (server time); the subscription's first waiting lane
+  is woken (includes/wake.lua). KEYS: lane, dlv, due_deliver, leases, waiting
+  ARGV: event_id, now, pair, attempts, code, error, next_at (shown), delay, token
+  Returns 1, or 0 when the lease was lost or the head is another event.
+]]
+--- @include "lease"
+--- @include "wake"
+
+if not lease_held(KEYS[4], ARGV[3], ARGV[9]) then return 0 end
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'state', 'retrying', 'attempts', ARGV[4], 'last_code', ARGV[5],
+  'last_error', ARGV[6], 'updated_at', ARGV[2], 'next_at', ARGV[7])
+local now = server_now()
+release(KEYS[3], KEYS[4], ARGV[3], now + tonumber(ARGV[8]))
+redis.call('ZREM', KEYS[5], ARGV[3])
+wake_one(KEYS[3], KEYS[4], KEYS[5], now)
+return 1

@@ -1,0 +1,68 @@
+"""Usage per tenant, for billing a tenant's own clients: counters in one hash per tenant per UTC
+day (`relay:usage:{tenant}:{YYYYMMDD}`), each write renewing its expiry of RELAY_USAGE_DAYS, so
+a day's counters end that long after the day's last write.
+
+Counted where the thing happens: `runs_started` and `credits` when a vendor accepted a new
+start (an idempotent replay charges nothing and counts nothing), `vendor_requests` for every
+request sent to a vendor on the tenant's behalf, `deliveries` for every webhook POST made to one
+of the tenant's endpoints and `delivered` for those answered 2xx."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from relay.store import keys
+from relay.store.autopipe import Command
+
+FIELDS = ("runs_started", "credits", "vendor_requests", "deliveries", "delivered")
+MAX_DAYS = 400
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+
+
+def commands(
+    tenant: str, counts: dict[str, int], days: int, now: float | None = None
+) -> list[Command]:
+    """The commands adding `counts` to today's counters (sent by the caller, e.g. in the same
+    round trip as its own writes)."""
+    key = keys.usage(tenant, day_of(time.time() if now is None else now))
+    out: list[Command] = [("HINCRBY", key, name, n) for name, n in counts.items() if n]
+    if out:
+        out.append(("EXPIRE", key, int(days * 86400)))
+    return out
+
+
+async def read(
+    r: aioredis.Redis, tenant: str, since: float, now: float | None = None
+) -> dict[str, Any]:
+    """Totals and per-day counters from the UTC day of `since` through today."""
+    now = time.time() if now is None else now
+    first = datetime.fromtimestamp(min(since, now), UTC).date()
+    last = datetime.fromtimestamp(now, UTC).date()
+    span = min((last - first).days, MAX_DAYS)
+    first = last - timedelta(days=span)
+    days = [(first + timedelta(days=i)).strftime("%Y%m%d") for i in range(span + 1)]
+    pipe = r.pipeline(transaction=False)
+    for day in days:
+        pipe.hgetall(keys.usage(tenant, day))
+    rows = await pipe.execute()
+    totals = dict.fromkeys(FIELDS, 0)
+    per_day = []
+    for day, row in zip(days, rows, strict=True):
+        if not row:
+            continue
+        counts = {name: int(row.get(name) or 0) for name in FIELDS}
+        for name, n in counts.items():
+            totals[name] += n
+        per_day.append({"day": f"{day[:4]}-{day[4:6]}-{day[6:]}", **counts})
+    return {
+        "since": f"{days[0][:4]}-{days[0][4:6]}-{days[0][6:]}",
+        "totals": totals,
+        "days": per_day,
+    }

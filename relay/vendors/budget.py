@@ -1,0 +1,43 @@
+"""The per-credential vendor request budget, shared by every worker through Redis.
+
+A credential is one vendor account (relay/vendors/base.py `credential`: the vendor's name for
+the operator's key, the vendor's name and a digest of the key for a tenant's own connection), so
+one tenant's backlog spends its own account's budget, never another's, and no key reaches
+Redis.
+
+A caller the budget cannot serve within MAX_WAIT reserves its slot under its own name (the run
+or watch it works for) and comes back for it (scripts.RESERVE_SLOT): a credential with thousands
+of runs due is claimed about once per request it may send, not thousands of times a second, so
+its backlog leaves the shared pumps to everyone else (bench/fairness.py). Reservations are kept
+per tenant, so tenants sharing the operator's account are not queued behind one another's
+backlog: a tenant holding fewer reservations takes the first one past MAX_WAIT of the tenant
+holding the most."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
+from relay.store import keys, slots
+from relay.store.autopipe import AutoPipeline
+
+MAX_WAIT = 1.0
+#: How much before its reserved slot a deferred caller is due again: it is claimed a little
+#: early and sleeps to the slot in its worker, so pump latency does not make it miss the slot.
+LEAD = 0.2
+
+
+async def acquire(
+    pipe: AutoPipeline, credential: str, rate: float, holder: str, tenant: str
+) -> float:
+    """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
+    seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
+    wait = await slots.reserve(pipe, keys.budget(credential), 1.0 / rate, MAX_WAIT, holder, tenant)
+    if wait < 0:
+        BUDGET_DEFERRED.labels(credential).inc()
+        return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD
+    BUDGET_REQUESTS.labels(credential).inc()
+    BUDGET_WAIT.labels(credential).observe(wait)
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return 0.0

@@ -1,0 +1,77 @@
+"""Citedy warm-lead reports: start with POST, poll with GET."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from relay.vendors.base import (
+    Observed,
+    Provider,
+    Rejected,
+    Started,
+    Transient,
+    body_json,
+    raise_for_common,
+    send,
+)
+from relay.vendors.citedy_models import CreateWarmLeadRunRequest
+
+PATH = "/api/agent/citedy-warm-lead"
+
+
+def _observed(body: Any, cls: type[Observed] = Observed, **extra: Any) -> Any:
+    run = body.get("run") if isinstance(body, dict) else None
+    if not isinstance(run, dict) or not isinstance(run.get("id"), str) or not run.get("status"):
+        raise Transient("vendor answered without a run object")
+    return cls(upstream_run_id=run["id"], status=str(run["status"]), snapshot=run, **extra)
+
+
+class Citedy(Provider):
+    name = "citedy"
+    terminal_statuses = frozenset({"completed", "blocked", "failed"})
+    can_start = True
+
+    def _headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._key()}"}
+
+    def validate_input(self, raw: Any) -> dict[str, Any]:
+        model = CreateWarmLeadRunRequest.model_validate(raw)
+        return model.model_dump(exclude_none=True, exclude_unset=True)
+
+    async def start(
+        self, client: httpx.AsyncClient, payload: dict[str, Any], idempotency_key: str
+    ) -> Started:
+        body_out = {**payload}
+        body_out.setdefault("idempotencyKey", idempotency_key)
+        response = await send(
+            client, "POST", self.base_url + PATH, json=body_out, headers=self._headers()
+        )
+        if response.status_code in (400, 402, 409):
+            body = body_json(response)
+            body = body if isinstance(body, dict) else {}
+            details = {k: v for k, v in body.items() if k not in ("error", "message")}
+            raise Rejected(
+                response.status_code,
+                str(body.get("error") or f"http_{response.status_code}"),
+                str(body.get("message") or ""),
+                details,
+            )
+        raise_for_common(response)
+        if response.status_code not in (200, 202):
+            raise Transient(f"vendor answered {response.status_code}", response.status_code)
+        body = body_json(response)
+        started: Started = _observed(body, Started, idempotent=bool(body.get("idempotent")))
+        return started
+
+    async def fetch(
+        self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
+    ) -> Observed:
+        url = f"{self.base_url}{PATH}/{upstream_run_id}"
+        response = await send(client, "GET", url, headers=self._headers())
+        raise_for_common(response)
+        if response.status_code != 200:
+            raise Transient(f"vendor answered {response.status_code}", response.status_code)
+        observed: Observed = _observed(body_json(response))
+        return observed

@@ -1,0 +1,123 @@
+"""Which vendor credential serves a tenant's call, resolved at every vendor call (so a connection
+put or rotated applies to the runs already in flight), and the metering of those calls.
+
+- The tenant's own connection (`PUT /v1/connections/{provider}`, sealed in Redis) when it has one;
+- else the operator's key from the environment, if RELAY_SHARED_CONNECTIONS allows (then the
+  vendor idempotency key sent upstream is derived from the tenant and the client's key, so two
+  tenants on one vendor account cannot collide);
+- else no key: the call is refused before it leaves, as the vendor's 401 would be.
+
+Workers call `provider_for` where they used `ctx.providers[name]`; everything else about the
+vendor client stays the same object."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from relay.config import Settings
+from relay.secret_box import unseal
+from relay.store import keys
+from relay.store.autopipe import AutoPipeline
+from relay.tenancy import usage
+from relay.vendors.base import Observed, Provider, RunsPage, Started
+
+SEALED = "sealed"
+T = TypeVar("T")
+
+
+class HasVendors(Protocol):
+    pipe: AutoPipeline
+    settings: Settings
+    providers: dict[str, Provider]
+
+
+def scoped_idempotency_key(tenant: str, key: str) -> str:
+    """The key a tenant on the shared account sends upstream: stable, per tenant, 8-128 chars."""
+    return "t-" + hashlib.sha256(f"{tenant}\x1f{key}".encode()).hexdigest()[:40]
+
+
+class Metered(Provider):
+    """Mixed in before a vendor's class (see `_metered`): counts each request in the tenant's
+    usage, and scopes start idempotency keys on the shared account."""
+
+    _tenant: str = ""
+    _pipe: AutoPipeline
+    _days: int = usage.MAX_DAYS
+    _scope_idempotency: bool = False
+
+    async def _count(self, **counts: int) -> None:
+        await self._pipe.execute(*usage.commands(self._tenant, counts, self._days))
+
+    async def _counted(self, call: Awaitable[T]) -> T:
+        """`call` (one vendor request) with the request counted beside it: the count's round
+        trip overlaps the vendor's answer instead of adding to it."""
+        counting = asyncio.ensure_future(self._count(vendor_requests=1))
+        try:
+            result = await call
+        except Exception:
+            await counting  # the request was made (a vendor error is an answer): it counts
+            raise
+        except BaseException:
+            counting.cancel()  # cancelled (or the process is going): do not wait on Redis
+            raise
+        await counting
+        return result
+
+    async def start(
+        self, client: httpx.AsyncClient, payload: dict[str, Any], idempotency_key: str
+    ) -> Started:
+        if self._scope_idempotency:
+            given = payload.get("idempotencyKey")
+            if given:
+                payload = {**payload, "idempotencyKey": scoped_idempotency_key(self._tenant, given)}
+        started = await self._counted(super().start(client, payload, idempotency_key))
+        if not started.idempotent:
+            credits = started.snapshot.get("credits_charged")
+            await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)
+        return started
+
+    async def fetch(
+        self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
+    ) -> Observed:
+        return await self._counted(super().fetch(client, agent_id, upstream_run_id))
+
+    async def list_runs(
+        self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
+    ) -> RunsPage:
+        return await self._counted(super().list_runs(client, agent_id, offset, limit))
+
+
+_METERED: dict[type[Provider], type[Provider]] = {}
+
+
+def _metered(cls: type[Provider]) -> type[Provider]:
+    """The vendor's class with `Metered` in front of it, made once per vendor."""
+    made = _METERED.get(cls)
+    if made is None:
+        made = _METERED[cls] = type(f"Metered{cls.__name__}", (Metered, cls), {})
+    return made
+
+
+async def provider_for(ctx: HasVendors, tenant: str, name: str) -> Provider:
+    """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined)."""
+    base = ctx.providers[name]
+    (sealed,) = await ctx.pipe.execute(("HGET", keys.connection(tenant, name), SEALED))
+    if sealed:
+        client = base.with_key(unseal(sealed, ctx.settings.relay_encryption_key))
+    elif ctx.settings.shared_connections:
+        client = copy.copy(base)
+    else:
+        client = base.with_key(None)
+    client.__class__ = _metered(type(base))
+    assert isinstance(client, Metered)
+    client._tenant = tenant
+    client._pipe = ctx.pipe
+    client._days = ctx.settings.usage_days
+    client._scope_idempotency = not sealed
+    return client
