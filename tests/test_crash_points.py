@@ -213,7 +213,7 @@ def poll_path(
             )
         if deferred:
             # The credential's budget is spoken for 3 s ahead: the poll reserves its own slot
-            # (scripts.RESERVE_SLOT) and is put back for just before it.
+            # (lua/reserve_slot.lua) and is put back for just before it.
             await env.r.set(keys.budget("citedy"), repr(time.time() + 3), px=5000)
         await crash_job(env, counter, keys.DUE_POLL, poll_run, crash_sim)
         return await recover(env, lambda: run_problems(env, run_id, state=state), sim=recover_sim)

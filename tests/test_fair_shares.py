@@ -1,5 +1,6 @@
 """Fair shares in the delivery pump: a subscriber that answers slowly, with more lanes queued than
-the delivery slots a worker gives it, gets its lanes woken one per freed slot (scripts.WAKE_LIB)
+the delivery slots a worker gives it, gets its lanes woken one per freed slot
+(lua/includes/wake.lua)
 instead of claimed again every turn, and another tenant's deliveries go straight through.
 
 The scale that made the old churn hurt (thousands of lanes) is bench/fairness.py's; here the
@@ -150,7 +151,7 @@ def test_tenants_on_one_account_are_not_queued_behind_each_other(shared: Stack) 
     """t1 starts 60 runs: 6 s of the account's budget for the starts alone, and polls wanting
     ~240 requests/s after. t2's one run, started just after, still goes through at about the
     pace of an idle account: its start and each poll take t1's first reservation past a second
-    (scripts.RESERVE_SLOT) instead of queueing behind t1's backlog, which would take it well
+    (lua/reserve_slot.lua) instead of queueing behind t1's backlog, which would take it well
     over 12 s (the starts, then a place behind ~60 polls for each of its statuses)."""
     with shared.client("t1") as a, shared.client("t2") as b:
         runs_a = [_start(a, "sa") for _ in range(60)]

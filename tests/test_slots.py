@@ -1,4 +1,4 @@
-"""Send slots (scripts.RESERVE_SLOT) against the real Valkey: the vendor budget and a
+"""Send slots (lua/reserve_slot.lua) against the real Valkey: the vendor budget and a
 subscription's rate_limit both take them. What fairness rests on: a caller that must wait keeps
 its place in line (it is not overtaken by callers that come later), comes back for exactly its
 own slot, and spends no second slot by coming back early; a slot missed by far lapses; every key

@@ -94,7 +94,7 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
 
 async def _wait_for_slot(ctx: Context, sub_id: str, waiting: str, lease: Lease) -> None:
     """This worker has every delivery slot it gives the subscription in use: the lane waits on
-    the subscription's queue (scripts.WAKE_LIB) until a delivery to it ends, or BUSY_SAFETY at
+    the subscription's queue (lua/includes/wake.lua) until a delivery to it ends, or BUSY_SAFETY at
     most, instead of being claimed again every turn."""
     metrics.DELIVERY_SLOT_WAITS.inc()
     scripts = bind(ctx.redis)

@@ -7,7 +7,7 @@ their member when they finish; that is how a poll chain or a delivery lane keeps
 owner at a time. The lease's deadline and token come from Redis (relay/store/leases.py), so a
 worker's clock plays no part, and a worker whose lease passed cannot finish, retry or reschedule a
 member another worker holds now. A member whose job raises `poison_after` times in a row is set
-aside (scripts.FAIL) instead of coming back every lease forever.
+aside (lua/fail.lua) instead of coming back every lease forever.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The arq worker: its start-up builds the context and the pumps, its shutdown drains them.
 
-arq hosts the process (signals, Redis connection, health key, cron); the work itself is claimed
-from the due-sets by the pumps so that every job is written atomically with the state that caused
-it (see workers/pump.py).
+arq hosts the process (signals, Redis connection, health key); the work itself is claimed from
+the due-sets by the pumps so that every job is written atomically with the state that caused it
+(see workers/pump.py). There is no cron job: every lane is scheduled by the script that fills it,
+and no periodic job scans the keyspace.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 from typing import Any
 
 import structlog
-from arq import cron
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
@@ -146,23 +146,10 @@ async def deliver(ctx: dict[str, Any], lane: str) -> None:
     await deliver_lane(ctx["relay"], lane)
 
 
-async def sweep(ctx: dict[str, Any]) -> None:
-    """Re-schedule lanes whose subscription is enabled but whose schedule entry is missing.
-    Nothing in the design drops one; this is a cheap guard against operator edits in Redis."""
-    c: Context = ctx["relay"]
-    async for key in c.redis.scan_iter(match="relay:lane:*", count=500):
-        _, _, sub_id, run_id = key.split(":", 3)
-        member = keys.pair(sub_id, run_id)
-        if await c.redis.zscore(keys.DUE_DELIVER, member) is None:
-            if await c.redis.hget(keys.subscription(sub_id), "enabled") == "1":
-                await c.redis.zadd(keys.DUE_DELIVER, {member: 0}, nx=True)
-
-
 def worker_settings() -> dict[str, Any]:
     settings = get_settings()
     return {
         "functions": [start, poll, deliver],
-        "cron_jobs": [cron(sweep, minute=set(range(0, 60, 5)), run_at_startup=False)],
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": arq_settings(settings.redis_url or "redis://127.0.0.1:6379"),

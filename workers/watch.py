@@ -26,7 +26,8 @@ from relay.store.lifecycle import TOMB
 from relay.store.runs import TRACKING, create_run, upstream_key
 from relay.tenancy import notices
 from relay.vendors import budget, connections
-from relay.vendors.base import Observed, Provider, RateLimited, VendorError
+from relay.vendors.base import Observed, RateLimited, VendorError
+from relay.vendors.connections import TenantVendor
 from workers.context import Context
 
 log = structlog.get_logger("relay.watch")
@@ -60,7 +61,7 @@ def is_new(run: Observed, created_at: float, first_listing: bool) -> bool:
     return started >= math.floor(created_at * 1000) / 1000
 
 
-async def _slot(ctx: Context, provider: Provider, watch_id: str, tenant: str) -> bool:
+async def _slot(ctx: Context, provider: TenantVendor, watch_id: str, tenant: str) -> bool:
     for _ in range(SLOT_TRIES):
         rate = ctx.settings.vendor_rate
         wait = await budget.acquire(ctx.pipe, provider.credential, rate, watch_id, tenant)
@@ -79,7 +80,7 @@ class Listing:
 
 async def list_all(
     ctx: Context,
-    provider: Provider,
+    provider: TenantVendor,
     watch_id: str,
     tenant: str,
     agent_id: str,

@@ -1,6 +1,6 @@
 """A subscription's `rate_limit`: at most n deliveries per second to it, across every worker.
 
-The same send slots as the vendor budget (scripts.RESERVE_SLOT, on Redis's clock so workers on
+The same send slots as the vendor budget (lua/reserve_slot.lua, on Redis's clock so workers on
 different machines agree): each send takes the next free slot, slots 1/n apart, so no one-second
 window holds more than n + 1 sends (n when the window starts at a slot). A lane whose slot is
 further off than MAX_WAIT does not wait in its worker: it reserves the slot under its own name

@@ -3,7 +3,7 @@ and the reads behind them: the attempt log, the dead letters, a run's deliveries
 
 Both redeliver and recover start the delivery on a FRESH retry schedule (its attempt count for
 the schedule goes back to 0, the attempt log keeps every earlier attempt), and each delivery is
-queued by one script (relay/store/scripts.py: ENQUEUE_LANE, RECOVER_DEAD)."""
+queued by one script (relay/store/lua/: enqueue_lane.lua, recover_dead.lua)."""
 
 from __future__ import annotations
 

@@ -173,7 +173,9 @@ async def send_test(deps: Deps, tenant: str, sub_id: str) -> Pinged:
     sub = await own(deps, tenant, sub_id)
     if sub.get("enabled") != "1":
         raise Conflict("subscription_disabled", "enable the subscription before testing it")
-    return Pinged(await lanes.send_ping(deps.redis, sub, time.time()))
+    now = time.time()
+    body = events.ping_body(sub["id"], now)
+    return Pinged(await lanes.send_ping(deps.redis, sub, now, events.PING, body))
 
 
 async def callback_secret(deps: Deps, tenant: str, *, rotate: bool = False) -> str:

@@ -19,7 +19,7 @@ RETENTION = P + "retention"
 
 
 def leases(due: str) -> str:
-    """Hash member -> lease token of the members of a due set held now (see scripts.CLAIM);
+    """Hash member -> lease token of the members of a due set held now (see lua/claim.lua);
     `<leases>:fails` counts a member's consecutive failed jobs. Entries end at release."""
     return f"{due}:leases"
 
@@ -31,7 +31,7 @@ def lease_fails(leases_key: str) -> str:
 
 
 def poison(due: str) -> str:
-    """Members of a due set set aside after repeated failures (scripts.FAIL), trimmed to
+    """Members of a due set set aside after repeated failures (lua/fail.lua), trimmed to
     RELAY_RETENTION; a refresh of the run takes its member out."""
     return P + "poison:" + due.removeprefix(P + "due:")
 
@@ -79,7 +79,7 @@ def tenant_callback_secret(tenant: str) -> str:
 def tenant_events(tenant: str) -> str:
     """The tenant's pull log (GET /v1/events): a stream of event ids in recording order.
     Trimmed by MINID to RELAY_RETENTION and expiring RELAY_RETENTION after its last event, both
-    in RECORD_EVENT (relay/store/scripts.py)."""
+    in RECORD_EVENT (relay/store/lua/record_event.lua)."""
     return f"{P}tenant:{tenant}:events"
 
 
@@ -121,7 +121,7 @@ def sub_pairs(sub_id: str) -> str:
 
 
 def sub_waiting(sub_id: str) -> str:
-    """Lanes waiting for a delivery slot of the subscription (scripts.WAKE_LIB says where each
+    """Lanes waiting for a delivery slot of the subscription (lua/includes/wake.lua says where each
     entry ends; the zset goes with the subscription, or a day after its last wait)."""
     return f"{P}sub:{sub_id}:waiting"
 

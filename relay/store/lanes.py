@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from relay.delivery import events
 from relay.ids import new_id
 from relay.store import keys
 from relay.store.client import bind
@@ -43,9 +42,12 @@ async def recover_dead(r: aioredis.Redis, sub_id: str, member: str, now: float) 
     return bool(done)
 
 
-async def send_ping(r: aioredis.Redis, sub: dict[str, str], now: float) -> str:
-    """Record a `ping` event for one subscription and queue it on its own lane (pings have no
-    run, so they share the lane `sub|ping` and expire after a week)."""
+async def send_ping(
+    r: aioredis.Redis, sub: dict[str, str], now: float, event_type: str, body: str
+) -> str:
+    """Record a `ping` event (its type and body built by relay/delivery/events.py) for one
+    subscription and queue it on its own lane (pings have no run, so they share the lane
+    `sub|ping` and expire after a week)."""
     event_id = new_id("evt")
     pipe = r.pipeline(transaction=True)
     pipe.hset(
@@ -54,10 +56,10 @@ async def send_ping(r: aioredis.Redis, sub: dict[str, str], now: float) -> str:
             "id": event_id,
             "run_id": "",
             "tenant": sub["tenant"],
-            "type": events.PING,
+            "type": event_type,
             "sequence": "0",
             "created_at": repr(now),
-            "body": events.ping_body(sub["id"], now),
+            "body": body,
             "subs": sub["id"],
         },
     )

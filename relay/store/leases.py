@@ -1,5 +1,5 @@
 """What a worker holds while it runs a job: one member of a due set, under a lease whose
-deadline and token come from Redis (see scripts.CLAIM), and the calls that let it go."""
+deadline and token come from Redis (see lua/claim.lua), and the calls that let it go."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ async def release(
 async def fail(
     r: aioredis.Redis, lease: Lease, *, limit: int, error: str, run_key: str, keep: float
 ) -> int:
-    """Count a failed job of a held member; at `limit` it is set aside (see scripts.FAIL)."""
+    """Count a failed job of a held member; at `limit` it is set aside (see lua/fail.lua)."""
     return int(
         await bind(r).fail(
             keys=[lease.due, lease.leases, keys.poison(lease.due), run_key],
@@ -78,7 +78,7 @@ async def fail(
 
 async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) -> int | None:
     """Add one to `field` of the held member's record; None when the lease was lost (or the
-    record is gone): the job then stops, writing nothing more (see scripts.BUMP)."""
+    record is gone): the job then stops, writing nothing more (see lua/bump.lua)."""
     script = bind(pipe.redis).bump
     found = await run_script(
         pipe, script, [lease.leases, record_key], [lease.member, lease.token, field]

@@ -65,12 +65,15 @@ def _key_function(name: str) -> str:
             parts.append(f"a{piece}")
         elif piece:
             parts.append(_lua_string(piece))
-    samples = [f"s{i}x" for i in range(len(params))]
-    rebuilt = "".join(
-        samples[int(p[1:])] if p.startswith("a") else p[1:-1].replace("\\'", "'") for p in parts
-    )
-    if rebuilt != fn(*samples):
-        raise ValueError(f"keys.{name} does not build its key by concatenation only")
+    plain = [f"s{i}x" for i in range(len(params))]
+    real = [value for value in vars(keys).values() if isinstance(value, str)]
+    for samples in (plain, *([value] * len(params) for value in real)):
+        rebuilt = "".join(
+            samples[int(p[1:])] if p.startswith("a") else p[1:-1].replace("\\'", "'")
+            for p in parts
+        )
+        if rebuilt != fn(*samples):
+            raise ValueError(f"keys.{name} does not build its key by concatenation only")
     args = ", ".join(f"a{i}" for i in range(len(params)))
     return f"local function key_{name}({args}) return {' .. '.join(parts)} end"
 

@@ -1,4 +1,4 @@
-"""One line of send slots (scripts.RESERVE_SLOT): the keys it lives in, and the call.
+"""One line of send slots (lua/reserve_slot.lua): the keys it lives in, and the call.
 
 The vendor budget (relay/vendors/budget.py, a line per credential) and a subscription's `rate_limit`
 (relay/delivery/rate_limit.py, a line per subscription, one tenant) are the same mechanism; this is

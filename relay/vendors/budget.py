@@ -6,7 +6,7 @@ one tenant's backlog spends its own account's budget, never another's, and no ke
 Redis.
 
 A caller the budget cannot serve within MAX_WAIT reserves its slot under its own name (the run
-or watch it works for) and comes back for it (scripts.RESERVE_SLOT): a credential with thousands
+or watch it works for) and comes back for it (lua/reserve_slot.lua): a credential with thousands
 of runs due is claimed about once per request it may send, not thousands of times a second, so
 its backlog leaves the shared pumps to everyone else (bench/fairness.py). Reservations are kept
 per tenant, so tenants sharing the operator's account are not queued behind one another's

@@ -7,13 +7,12 @@ put or rotated applies to the runs already in flight), and the metering of those
   tenants on one vendor account cannot collide);
 - else no key: the call is refused before it leaves, as the vendor's 401 would be.
 
-Workers call `provider_for` where they used `ctx.providers[name]`; everything else about the
-vendor client stays the same object."""
+Workers call `provider_for` where they used `ctx.providers[name]` and reach the vendor only
+through the `TenantVendor` it returns (composition: the vendor's client is not changed)."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import hashlib
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
@@ -42,17 +41,33 @@ def scoped_idempotency_key(tenant: str, key: str) -> str:
     return "t-" + hashlib.sha256(f"{tenant}\x1f{key}".encode()).hexdigest()[:40]
 
 
-class Metered(Provider):
-    """Mixed in before a vendor's class (see `_metered`): counts each request in the tenant's
-    usage, and scopes start idempotency keys on the shared account."""
+class TenantVendor:
+    """A vendor client bound to one call on a tenant's behalf: the credential that serves it, and
+    every request counted in the tenant's usage (on the shared account, start idempotency keys
+    scoped to the tenant). The workers call the vendor only through it."""
 
-    _tenant: str = ""
-    _pipe: AutoPipeline
-    _days: int = usage.MAX_DAYS
-    _scope_idempotency: bool = False
+    def __init__(
+        self, provider: Provider, tenant: str, pipe: AutoPipeline, days: int, scope: bool
+    ) -> None:
+        self.provider = provider
+        self.tenant = tenant
+        self._pipe = pipe
+        self._days = days
+        self._scope_idempotency = scope
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    @property
+    def credential(self) -> str:
+        return self.provider.credential
+
+    def is_terminal(self, status: str) -> bool:
+        return self.provider.is_terminal(status)
 
     async def _count(self, **counts: int) -> None:
-        await self._pipe.execute(*usage.commands(self._tenant, counts, self._days))
+        await self._pipe.execute(*usage.commands(self.tenant, counts, self._days))
 
     async def _counted(self, call: Awaitable[T]) -> T:
         """`call` (one vendor request) with the request counted beside it: the count's round
@@ -75,8 +90,8 @@ class Metered(Provider):
         if self._scope_idempotency:
             given = payload.get("idempotencyKey")
             if given:
-                payload = {**payload, "idempotencyKey": scoped_idempotency_key(self._tenant, given)}
-        started = await self._counted(super().start(client, payload, idempotency_key))
+                payload = {**payload, "idempotencyKey": scoped_idempotency_key(self.tenant, given)}
+        started = await self._counted(self.provider.start(client, payload, idempotency_key))
         if not started.idempotent:
             credits = started.snapshot.get("credits_charged")
             await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)
@@ -85,39 +100,22 @@ class Metered(Provider):
     async def fetch(
         self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
     ) -> Observed:
-        return await self._counted(super().fetch(client, agent_id, upstream_run_id))
+        return await self._counted(self.provider.fetch(client, agent_id, upstream_run_id))
 
     async def list_runs(
         self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
     ) -> RunsPage:
-        return await self._counted(super().list_runs(client, agent_id, offset, limit))
+        return await self._counted(self.provider.list_runs(client, agent_id, offset, limit))
 
 
-_METERED: dict[type[Provider], type[Provider]] = {}
-
-
-def _metered(cls: type[Provider]) -> type[Provider]:
-    """The vendor's class with `Metered` in front of it, made once per vendor."""
-    made = _METERED.get(cls)
-    if made is None:
-        made = _METERED[cls] = type(f"Metered{cls.__name__}", (Metered, cls), {})
-    return made
-
-
-async def provider_for(ctx: HasVendors, tenant: str, name: str) -> Provider:
+async def provider_for(ctx: HasVendors, tenant: str, name: str) -> TenantVendor:
     """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined)."""
     base = ctx.providers[name]
     (sealed,) = await ctx.pipe.execute(("HGET", keys.connection(tenant, name), SEALED))
     if sealed:
         client = base.with_key(unseal(sealed, ctx.settings.relay_encryption_key))
     elif ctx.settings.shared_connections:
-        client = copy.copy(base)
+        client = base
     else:
         client = base.with_key(None)
-    client.__class__ = _metered(type(base))
-    assert isinstance(client, Metered)
-    client._tenant = tenant
-    client._pipe = ctx.pipe
-    client._days = ctx.settings.usage_days
-    client._scope_idempotency = not sealed
-    return client
+    return TenantVendor(client, tenant, ctx.pipe, ctx.settings.usage_days, not sealed)
