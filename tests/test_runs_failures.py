@@ -301,7 +301,8 @@ def test_a_stopped_run_can_be_tracked_again(stack: Stack, sim: httpx.Client) -> 
 
 
 def test_polling_policy() -> None:
-    from relay.vendors.polling import backoff, delivery_delay, next_interval
+    from relay.delivery.retry import delivery_delay
+    from relay.vendors.polling import backoff, next_interval
 
     assert next_interval(0, False, 2, 60) == 2
     assert next_interval(2, False, 2, 60) == pytest.approx(2.6)
