@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _FENCE = re.compile(r"^```([A-Za-z0-9_+-]*)\s*$")
-_TAG = re.compile(r"^<!--\s*test:\s*([A-Za-z0-9_.-]+)\s*-->\s*$")
+_TAG = re.compile(r"^<!--\s*test:\s*([A-Za-z0-9_.-]+)[^>]*-->\s*$")
 
 
 @dataclass(frozen=True)
