@@ -1,5 +1,5 @@
 """A webhook receiver for the run relay, ready to adapt: Starlette, verified with the
-`standardwebhooks` library, processed once per `webhook-id`, with each run's `sequence` checked.
+`standardwebhooks` library, processed once per `webhook-id` (never dropped for its `sequence`).
 
     pip install starlette uvicorn standardwebhooks
     WEBHOOK_SECRET=whsec_... python examples/receiver.py      # listens on :8080/webhooks
@@ -7,9 +7,18 @@
 The relay delivers at least once: a retry after a timeout, or a crash between your 2xx and the
 relay's record of it, sends the same `webhook-id` again. So the receiver remembers the ids it has
 processed (here in SQLite, next to the work it does) and answers 2xx to a repeat without doing
-the work twice. Per run, events arrive in order; `data.run.sequence` (1, 2, 3...) lets a
-receiver check: a sequence at or below the last one seen is stale and skipped; a gap means a
-status filtered out by the subscription, or a delivery dead-lettered and not yet recovered.
+the work twice. That id, and only that id, decides whether an event is new.
+
+Per run, events arrive in order and `data.run.sequence` counts 1, 2, 3... A *lower* sequence than
+one already processed is not stale when its id was never processed: it is an event that was
+dead-lettered and then recovered (`POST /v1/subscriptions/{id}/recover`) or redelivered, and it
+must be processed like any other (answered `processed_late`). What the receiver must not do is
+let it move the run's current status backwards: `Store.latest()` keeps the highest sequence
+processed per run and a late event does not lower it; a handler that keeps a run's current
+status compares `data.run.sequence` the same way. A gap
+(sequence 2 then 4) means a status the subscription's `filter` left out, or a delivery that was
+dead-lettered (a later event is only sent once the earlier one succeeded or was dead-lettered);
+recover it, and it arrives late, as above.
 
 Answer fast (the relay waits 15 s by default) and answer 2xx only once the event is safely
 stored; anything else is retried.
@@ -33,7 +42,7 @@ Handler = Callable[[dict[str, Any]], None]
 
 
 class Store:
-    """Processed webhook ids and the last sequence per run, in one SQLite file."""
+    """Processed webhook ids and the highest sequence processed per run, in one SQLite file."""
 
     def __init__(self, path: str) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -43,10 +52,23 @@ class Store:
             "CREATE TABLE IF NOT EXISTS runs (run_id TEXT PRIMARY KEY, sequence INTEGER)"
         )
 
+    def latest(self, run_id: str) -> int:
+        """The highest sequence processed for `run_id` (0 if none)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT sequence FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
     def process_once(self, webhook_id: str, event: dict[str, Any], handle: Handler) -> str:
-        """'processed', 'duplicate' (this id was done before) or 'stale' (an older sequence
-        than one already processed for the run). The id, the run's sequence and the work
-        commit together, so a crash never leaves one without the other."""
+        """'processed', 'processed_late' or 'duplicate'.
+
+        Only the `webhook-id` decides: an id processed before is a 'duplicate' (answered 2xx,
+        the work not done again); any other event is handed to `handle`, whatever its sequence.
+        'processed_late' is an event older than one already processed for its run (a recovered
+        or redelivered dead letter): it was handled, and the run's highest sequence did not go
+        backwards. The id, the run's highest sequence and the work commit together, so a crash
+        never leaves one without the other."""
         run = (event.get("data") or {}).get("run") or {}
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -62,15 +84,16 @@ class Store:
                     row = self._db.execute(
                         "SELECT sequence FROM runs WHERE run_id = ?", (run["id"],)
                     ).fetchone()
-                    if row and run["sequence"] <= row[0]:
-                        outcome = "stale"
+                    if row and run["sequence"] < row[0]:
+                        outcome = "processed_late"
                     else:
                         self._db.execute(
                             "INSERT OR REPLACE INTO runs VALUES (?, ?)",
                             (run["id"], run["sequence"]),
                         )
-                if outcome == "processed":
-                    handle(event)  # your work: in this transaction if it writes here too
+                # Your work: in this transaction if it writes here too. For a 'processed_late'
+                # event, record it (a history, a timeline) but keep the run's current status.
+                handle(event)
                 self._db.execute("COMMIT")
                 return outcome
             except BaseException:
@@ -88,7 +111,8 @@ def create_app(
 
     def default(event: dict[str, Any]) -> None:
         run = (event.get("data") or {}).get("run") or {}
-        print(event["type"], run.get("id", ""), run.get("status", ""), flush=True)
+        seq = f"sequence {run['sequence']}" if run.get("sequence") else ""
+        print(event["type"], run.get("id", ""), run.get("status", ""), seq, flush=True)
 
     async def receive(request: Request) -> Response:
         body = await request.body()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import yaml
 helm = pytest.importorskip("helm_python")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 from kubernetes_validate.utils import latest_version  # noqa: E402
+
+from tests.support.metric_names import series_names  # noqa: E402
 
 CHART = Path(__file__).resolve().parent.parent / "helm" / "relay"
 RELEASE = "relay"
@@ -32,7 +35,9 @@ CITEDY_KEY = "SENTINEL-citedy-vendor-key-5e1f"
 AUTOPOSTING_KEY = "SENTINEL-autoposting-vendor-key-77aa"
 ENCRYPTION_KEY = base64.urlsafe_b64encode(b"SENTINEL-fernet-key-32-bytes-xx!").decode()
 REDIS_PASSWORD = "SENTINELredisPassw0rd"
+ADMIN_KEY = "SENTINEL-admin-key-0123456789abcdef"
 SECRET_VALUES = [
+    ADMIN_KEY,
     "SENTINEL-apikey-acme-0123456789",
     "SENTINEL-apikey-globex-987654321",
     CITEDY_KEY,
@@ -45,6 +50,7 @@ ALL_SECRETS = {
     "citedyApiKey": CITEDY_KEY,
     "autopostingApiKey": AUTOPOSTING_KEY,
     "encryptionKey": ENCRYPTION_KEY,
+    "adminKey": ADMIN_KEY,
 }
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -86,9 +92,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "enabled": True,
             "className": "nginx",
             "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
-            "hosts": [
-                {"host": "relay.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}
-            ],
+            "hosts": [{"host": "relay.example.com"}],
             "tls": [{"secretName": "relay-tls", "hosts": ["relay.example.com"]}],
         },
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prom"}}},
@@ -117,6 +121,30 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "internet": {"cidrs": ["0.0.0.0/0", "::/0"], "except": ["10.0.0.0/8", "fc00::/7"]},
             },
         },
+    },
+    # Alerts and the dashboard for the Prometheus Operator and Grafana's sidecar; worker metrics
+    # turned off (RELAY_WORKER_METRICS_PORT=0).
+    "observability-worker-metrics-off": {
+        "secrets": ALL_SECRETS,
+        "externalRedis": {"url": "redis://redis.example.internal/0"},
+        "worker": {"metricsPort": 0},
+        "metrics": {
+            "serviceMonitor": {"enabled": True},
+            "grafanaDashboard": {"enabled": True},
+        },
+        "prometheusRule": {
+            "enabled": True,
+            "labels": {"release": "kube-prom"},
+            "ruleLabels": {"team": "integrations"},
+            "thresholds": {"queueAgeSeconds": 120},
+            "disabledAlerts": ["RelayWatchListingTruncated"],
+            "additionalRules": [{"alert": "MyOwn", "expr": "vector(1)", "for": "5m"}],
+        },
+        "networkPolicy": {
+            "enabled": True,
+            "egress": {"internet": {"extraPorts": [8443, {"port": 9000, "endPort": 9100}]}},
+        },
+        "ingress": {"enabled": True, "console": True, "hosts": [{"host": "relay.example.com"}]},
     },
     # Redis Sentinel, password from the chart's Secret.
     "sentinel": {
@@ -240,9 +268,16 @@ def test_every_manifest_validates_against_kubernetes(
         label = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
             # A CRD: kubernetes-validate has no schema for it; check its shape by hand.
-            assert doc["kind"] == "ServiceMonitor", label
-            assert doc["spec"]["selector"]["matchLabels"], label
-            assert all(e["port"] and e["path"] == "/metrics" for e in doc["spec"]["endpoints"])
+            assert doc["kind"] in ("ServiceMonitor", "PrometheusRule"), label
+            if doc["kind"] == "ServiceMonitor":
+                assert doc["spec"]["selector"]["matchLabels"], label
+                assert all(e["port"] and e["path"] == "/metrics" for e in doc["spec"]["endpoints"])
+            else:
+                for group in doc["spec"]["groups"]:
+                    assert group["name"] and group["rules"], label
+                    for rule in group["rules"]:
+                        assert set(rule) <= {"alert", "expr", "for", "labels", "annotations"}
+                        assert rule["alert"] and rule["expr"], label
             continue
         try:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -312,6 +347,7 @@ def test_secret_holds_the_secret_values(rendered: dict[str, dict[str, str]]) -> 
         "citedy-api-key": CITEDY_KEY,
         "autoposting-api-key": AUTOPOSTING_KEY,
         "encryption-key": ENCRYPTION_KEY,
+        "admin-key": ADMIN_KEY,
         "redis-password": REDIS_PASSWORD,
     }
 
@@ -403,8 +439,12 @@ def test_probes_and_graceful_shutdown(rendered: dict[str, dict[str, str]], name:
     assert w["args"] == ["worker"]
     assert w["livenessProbe"]["exec"]["command"] == ["relay", "check"]
     assert "readinessProbe" not in w
-    assert env_of(w)["RELAY_WORKER_METRICS_PORT"]["value"] == "9108"
-    assert w["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
+    if name == "observability-worker-metrics-off":
+        assert env_of(w)["RELAY_WORKER_METRICS_PORT"]["value"] == "0"
+        assert "ports" not in w
+    else:
+        assert env_of(w)["RELAY_WORKER_METRICS_PORT"]["value"] == "9108"
+        assert w["ports"] == [{"name": "metrics", "containerPort": 9108, "protocol": "TCP"}]
     expected_grace = 60 if name == "scaled-out" else 45
     assert worker["terminationGracePeriodSeconds"] == expected_grace
 
@@ -509,8 +549,15 @@ def test_ingress_servicemonitor_networkpolicy(rendered: dict[str, dict[str, str]
     (ing,) = by_kind(docs, "Ingress")
     assert ing["spec"]["ingressClassName"] == "nginx"
     assert ing["spec"]["tls"] == [{"hosts": ["relay.example.com"], "secretName": "relay-tls"}]
-    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": f"{RELEASE}-api", "port": {"number": 80}}
+    paths = ing["spec"]["rules"][0]["http"]["paths"]
+    # the API only, by default: no "/", so no /metrics, /readyz or /console
+    assert [(p["path"], p["pathType"]) for p in paths] == [
+        ("/v1", "Prefix"),
+        ("/openapi.json", "Exact"),
+        ("/healthz", "Exact"),
+    ]
+    for path in paths:
+        assert path["backend"]["service"] == {"name": f"{RELEASE}-api", "port": {"number": 80}}
 
     monitors = {d["metadata"]["name"]: d for d in by_kind(docs, "ServiceMonitor")}
     assert set(monitors) == {f"{RELEASE}-api", f"{RELEASE}-worker"}
@@ -618,3 +665,240 @@ def test_contradictory_values_fail_with_a_message(
         render(chart, values)
     assert message in str(info.value)
     assert CITEDY_KEY not in str(info.value)
+
+
+# -------------------------------------------------------------------- ingress exposure
+
+
+def _paths(docs: list[dict[str, Any]]) -> list[str]:
+    (ing,) = by_kind(docs, "Ingress")
+    return [p["path"] for rule in ing["spec"]["rules"] for p in rule["http"]["paths"]]
+
+
+def test_ingress_console_only_when_asked(rendered: dict[str, dict[str, str]]) -> None:
+    with_console = _paths(documents(rendered["observability-worker-metrics-off"]))
+    assert with_console == ["/v1", "/openapi.json", "/healthz", "/console"]
+    without = _paths(documents(rendered["ingress-tls-monitoring-netpol"]))
+    assert "/console" not in without
+
+
+def test_ingress_keeps_own_paths_under_the_api(chart: Any) -> None:
+    docs = documents(
+        render(
+            chart,
+            {
+                "ingress": {
+                    "enabled": True,
+                    "hosts": [{"host": "a.example", "paths": [{"path": "/v1/runs"}]}],
+                }
+            },
+        )
+    )
+    assert _paths(docs) == ["/v1/runs"]
+
+
+@pytest.mark.parametrize(
+    ("path", "console"),
+    [
+        ("/", False),
+        ("/metrics", False),
+        ("/metrics", True),
+        ("/readyz", False),
+        ("/console", False),
+        ("/v1x", False),
+    ],
+)
+def test_ingress_never_publishes_more_than_the_api(chart: Any, path: str, console: bool) -> None:
+    values = {
+        "ingress": {
+            "enabled": True,
+            "console": console,
+            "hosts": [{"host": "a.example", "paths": [{"path": path, "pathType": "Prefix"}]}],
+        }
+    }
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(chart, values)
+    assert "would publish more than the API" in str(info.value)
+
+
+# ----------------------------------------------------------------- network policy ports
+
+
+def _egress_ports(docs: list[dict[str, Any]], index: int) -> list[Any]:
+    np = one(docs, "NetworkPolicy", f"{RELEASE}-worker")["spec"]
+    return [(p["port"], p.get("endPort")) for p in np["egress"][index]["ports"]]
+
+
+@pytest.mark.parametrize(
+    ("redis_values", "ports"),
+    [
+        ({"externalRedis": {"url": "rediss://:pw@redis.example.internal:6380/1"}}, [6380]),
+        ({"externalRedis": {"url": "redis://redis.example.internal/0"}}, [6379]),
+        (
+            {"externalRedis": {"sentinel": {"enabled": True, "hosts": ["s-0:26380", "s-1:26380"]}}},
+            [26380, 6379],
+        ),
+        ({"externalRedis": {"existingSecret": "r"}}, [6379, 26379]),
+        (
+            {
+                "externalRedis": {"url": "rediss://redis.example.internal:6380/1"},
+                "networkPolicy": {"egress": {"redis": {"ports": [7000]}}},
+            },
+            [7000],
+        ),
+    ],
+)
+def test_redis_egress_ports_follow_the_redis_url(
+    chart: Any, redis_values: dict[str, Any], ports: list[int]
+) -> None:
+    values = copy.deepcopy(redis_values)
+    values.setdefault("networkPolicy", {})["enabled"] = True
+    docs = documents(render(chart, values))
+    assert _egress_ports(docs, 1) == [(p, None) for p in ports]
+
+
+def test_subscriber_egress_ports_are_configurable(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["observability-worker-metrics-off"])
+    assert _egress_ports(docs, 2) == [(443, None), (80, None), (8443, None), (9000, 9100)]
+
+
+# ---------------------------------------------------------------------------- admin key
+
+
+def test_admin_key_reaches_both_roles(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["sentinel"])
+    for d in by_kind(docs, "Deployment"):
+        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
+        assert env["RELAY_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": RELEASE,
+            "key": "admin-key",
+            "optional": True,
+        }
+    docs = documents(rendered["existing-secret-external-redis-hpa"])
+    for d in by_kind(docs, "Deployment"):
+        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
+        ref = env["RELAY_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("relay-credentials", "admin-key")
+    docs = documents(rendered["defaults"])  # no admin key: the admin API stays off
+    for d in by_kind(docs, "Deployment"):
+        assert "RELAY_ADMIN_KEY" not in env_of(d["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_existing_secret_refuses_an_inline_admin_key(chart: Any) -> None:
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(chart, {"existingSecret": "mine", "secrets": {"adminKey": ADMIN_KEY}})
+    assert "creates no Secret" in str(info.value)
+    assert ADMIN_KEY not in str(info.value)
+
+
+def test_schema_refuses_a_short_admin_key(chart: Any) -> None:
+    with pytest.raises(helm.HelmValuesError):
+        chart.validate_schema({"secrets": {"adminKey": "short"}})
+
+
+# ------------------------------------------------------------------ worker metrics off
+
+
+def test_worker_metrics_port_zero_turns_them_off(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["observability-worker-metrics-off"])
+    assert [d for d in by_kind(docs, "Service") if d["metadata"]["name"].endswith("-metrics")] == []
+    monitors = [d["metadata"]["name"] for d in by_kind(docs, "ServiceMonitor")]
+    assert monitors == [f"{RELEASE}-api"]
+    worker_np = one(docs, "NetworkPolicy", f"{RELEASE}-worker")["spec"]
+    assert "Ingress" in worker_np["policyTypes"]
+    assert not worker_np.get("ingress")  # no rule: nothing may reach a worker
+
+
+# ------------------------------------------------------------- alerts and the dashboard
+
+
+def _rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    (rule,) = by_kind(docs, "PrometheusRule")
+    return [r for g in rule["spec"]["groups"] for r in g["rules"]]
+
+
+def test_no_prometheus_rule_or_dashboard_by_default(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["defaults"])
+    assert by_kind(docs, "PrometheusRule") == []
+    assert [d for d in by_kind(docs, "ConfigMap") if "dashboard" in d["metadata"]["name"]] == []
+
+
+def test_prometheus_rule_alerts(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["observability-worker-metrics-off"])
+    (obj,) = by_kind(docs, "PrometheusRule")
+    assert obj["metadata"]["labels"]["release"] == "kube-prom"
+    rules = _rules(docs)
+    alerts = {r["alert"]: r for r in rules}
+    assert "RelayWatchListingTruncated" not in alerts  # disabledAlerts
+    assert alerts["MyOwn"] == {"alert": "MyOwn", "expr": "vector(1)", "for": "5m"}
+    assert "> 120" in alerts["RelayQueueBacklog"]["expr"]  # thresholds
+    known = series_names()
+    documented = (CHART.parents[1] / "docs" / "operations.md").read_text()
+    for name, rule in alerts.items():
+        if name == "MyOwn":
+            continue
+        assert rule["labels"]["severity"] in ("critical", "warning", "info"), name
+        assert rule["labels"]["team"] == "integrations", name
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        used = set(re.findall(r"\brelay_[a-z_]+\b", rule["expr"]))
+        assert used and used <= known, (
+            f"{name} uses series the code does not export: {used - known}"
+        )
+        assert f"`{name}`" in documented, f"{name} is not in docs/operations.md"
+    assert len(alerts) >= 12
+
+
+def test_every_recommended_alert_is_in_the_chart(chart: Any) -> None:
+    """docs/operations.md's alert table lists exactly the chart's alerts."""
+    docs = documents(render(chart, {"prometheusRule": {"enabled": True}}))
+    chart_alerts = {r["alert"] for r in _rules(docs)}
+    documented = (CHART.parents[1] / "docs" / "operations.md").read_text()
+    table = set(re.findall(r"^\| `(Relay[A-Za-z]+)` \|", documented, re.M))
+    assert table == chart_alerts
+
+
+def test_grafana_dashboard_is_shipped(rendered: dict[str, dict[str, str]]) -> None:
+    docs = documents(rendered["observability-worker-metrics-off"])
+    cm = one(docs, "ConfigMap", f"{RELEASE}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(cm["data"]["relay.json"])
+    assert shipped == json.loads((CHART / "dashboards" / "relay.json").read_text())
+    exprs = [t["expr"] for p in shipped["panels"] for t in p.get("targets", []) if "expr" in t]
+    used = {m for e in exprs for m in re.findall(r"\brelay_[a-z_]+\b", e)}
+    assert used and used <= series_names(), used - series_names()
+
+
+# ------------------------------------------------------------- values.yaml vs the code
+
+
+def _settings_in_code() -> set[str]:
+    names: set[str] = set()
+    for root in ("relay", "workers"):
+        for path in (CHART.parents[1] / root).rglob("*.py"):
+            names |= set(re.findall(r'alias="([A-Z][A-Z0-9_]+)"', path.read_text()))
+    return names
+
+
+def test_values_config_lists_every_setting_once() -> None:
+    """values.yaml's `config` lists each non-secret setting of the code once (set or commented),
+    and nothing the code does not read."""
+    text = (CHART / "values.yaml").read_text()
+    block = text[text.index("\nconfig:\n") : text.index("\nsecrets:\n")]
+    listed = re.findall(r"^\s+#?\s?([A-Z][A-Z0-9_]+):", block, re.M)
+    code = _settings_in_code()
+    assert len(code) > 30
+    secret_or_elsewhere = {
+        "REDIS_URL",  # externalRedis / existingSecret
+        "RELAY_API_KEYS",
+        "RELAY_API_KEYS_FILE",
+        "RELAY_ENCRYPTION_KEY",
+        "RELAY_ADMIN_KEY",
+        "CITEDY_API_KEY",
+        "AUTOPOSTING_API_KEY",
+        "RELAY_WORKER_METRICS_PORT",  # worker.metricsPort
+        "RELAY_DATA_DIR",  # relay dev only
+    }
+    duplicates = sorted({n for n in listed if listed.count(n) > 1})
+    assert duplicates == []
+    assert set(listed) - code == set()
+    assert code - secret_or_elsewhere - set(listed) == set()

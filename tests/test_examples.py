@@ -1,6 +1,6 @@
 """The examples in examples/ run against the real stack: the Starlette receiver (verifies with
-`standardwebhooks`, processes each `webhook-id` once, checks `sequence`) and the pull consumer
-(a cursor loop that goes on where it stopped after a restart)."""
+`standardwebhooks`, processes each `webhook-id` once, a recovered older one included) and the
+pull consumer (a cursor loop that goes on where it stopped after a restart)."""
 
 from __future__ import annotations
 
@@ -79,11 +79,60 @@ def test_example_receiver_verifies_dedupes_and_checks_sequence(
             )
             assert forged.status_code == 400
     assert len([e for e in handled if e["data"]["run"]["id"] == run_id]) == 5
-    # an older sequence than one already processed (an out-of-order redelivery under a new id
-    # cannot happen from the relay, but the check is the receiver's own): skipped as stale
+    # Only the webhook-id decides: an older sequence under an id never processed is processed
+    # (late), and the run's highest sequence stays where it was.
     store = app.state.store
-    stale = {"type": "run.status_changed", "data": {"run": {"id": run_id, "sequence": 2}}}
-    assert store.process_once("evt_other", stale, handled.append) == "stale"
+    late = {"type": "run.status_changed", "data": {"run": {"id": run_id, "sequence": 2}}}
+    assert store.process_once("evt_other", late, handled.append) == "processed_late"
+    assert handled[-1] is late
+    assert store.latest(run_id) == 5
+    assert store.process_once("evt_other", late, handled.append) == "duplicate"
+
+
+def test_example_receiver_processes_a_recovered_event_with_a_lower_sequence(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A delivery the receiver failed is dead-lettered, the run's later events go on, and
+    `recover` sends the failed one again, after them: the example must process it (it was never
+    processed), not drop it as stale for its lower sequence."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks"
+    handled: list[dict[str, Any]] = []
+    failing = {"on": True}
+
+    def handle(event: dict[str, Any]) -> None:
+        run = event["data"]["run"]
+        if failing["on"] and run["sequence"] == 2:
+            raise RuntimeError("the receiver's own work failed")  # answered 500: retried
+        handled.append(event)
+
+    with stack.client() as api:
+        sub = subscribe(api, url)
+        app = example_receiver.create_app(sub["secret"], str(tmp_path / "r.db"), handle)
+        with serve_in_thread(app, port=port):
+            run_id = _start(api)
+
+            def sequences() -> list[int]:
+                runs = [e["data"]["run"] for e in handled]
+                return [r["sequence"] for r in runs if r["id"] == run_id]
+
+            # sequence 2 fails every retry (0.2, 0.4, 0.8 s here) and is dead-lettered; the lane
+            # goes on with 3, 4, 5
+            wait_for(lambda: sequences() == [1, 3, 4, 5], timeout=30, what="1, 3, 4, 5")
+            dead = api.get(f"/v1/runs/{run_id}").json()["events"][1]
+            assert dead["status"] == "signals_running"
+            failing["on"] = False
+            recovered = api.post(f"/v1/subscriptions/{sub['id']}/recover", json={"since": 0})
+            assert recovered.status_code == 202, recovered.text
+            assert recovered.json()["recovered"] == 1
+            wait_for(lambda: sequences() == [1, 3, 4, 5, 2], timeout=30, what="the recovered 2")
+            attempts = api.get(
+                f"/v1/subscriptions/{sub['id']}/deliveries", params={"event_id": dead["id"]}
+            ).json()["data"]
+            assert attempts[0]["outcome"] == "succeeded"
+            assert '"processed_late"' in attempts[0]["response_excerpt"]
+            assert any(a["status_code"] == 500 for a in attempts[1:])
+    assert app.state.store.latest(run_id) == 5
 
 
 def test_pull_consumer_survives_a_restart(stack: Stack, tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ Fails with a clear message on contradictory or missing settings.
 */}}
 {{- define "relay.redisMode" -}}
 {{- $r := .Values.externalRedis -}}
-{{- if and .Values.existingSecret (or .Values.secrets.apiKeys .Values.secrets.citedyApiKey .Values.secrets.autopostingApiKey .Values.secrets.encryptionKey) -}}
+{{- if and .Values.existingSecret (or .Values.secrets.apiKeys .Values.secrets.citedyApiKey .Values.secrets.autopostingApiKey .Values.secrets.encryptionKey .Values.secrets.adminKey) -}}
 {{- fail "existingSecret is set, so the chart creates no Secret: leave secrets.* empty and put those values in your Secret" -}}
 {{- end -}}
 {{- if $r.existingSecret -}}
@@ -303,4 +303,34 @@ Renders YAML (empty when neither is set).
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+TCP ports the relay's pods reach Redis on, one per line: networkPolicy.egress.redis.ports when set;
+else derived from where REDIS_URL comes from: the port of externalRedis.url (6379 when it names
+none), each Sentinel's port plus 6379 for the primary it names, the trial StatefulSet's port; a
+URL kept in a Secret cannot be read, so 6379 and 26379.
+*/}}
+{{- define "relay.redisPorts" -}}
+{{- $ports := list -}}
+{{- $mode := include "relay.redisMode" . -}}
+{{- if .Values.networkPolicy.egress.redis.ports -}}
+{{- $ports = .Values.networkPolicy.egress.redis.ports -}}
+{{- else if eq $mode "url" -}}
+{{- $host := (urlParse .Values.externalRedis.url).host -}}
+{{- $found := regexFind ":[0-9]+$" $host -}}
+{{- $ports = list (ternary (trimPrefix ":" $found) "6379" (ne $found "")) -}}
+{{- else if eq $mode "sentinel" -}}
+{{- range .Values.externalRedis.sentinel.hosts -}}
+{{- $ports = append $ports (regexFind "[0-9]+$" .) -}}
+{{- end -}}
+{{- $ports = append $ports "6379" -}}
+{{- else if eq $mode "embedded" -}}
+{{- $ports = list .Values.redis.port -}}
+{{- else -}}
+{{- $ports = list 6379 26379 -}}
+{{- end -}}
+{{- range (uniq (without (toStrings $ports) "")) }}
+{{ . }}
+{{- end -}}
 {{- end -}}
