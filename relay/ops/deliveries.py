@@ -15,7 +15,7 @@ from typing import Any
 from relay import keys
 from relay.ops import runs
 from relay.ops.deps import Deps
-from relay.ops.errors import Invalid, NotFound
+from relay.ops.errors import Conflict, Invalid, NotFound
 from relay.ops.paging import Page, check_limit
 from relay.ops.subscriptions import list_all as list_subscriptions
 from relay.ops.subscriptions import own
@@ -99,11 +99,20 @@ async def redeliver(
     return Redelivered(event["id"], queued, run_id)
 
 
-async def recover(deps: Deps, tenant: str, sub_id: str, since: float) -> Recovered:
+async def recover(
+    deps: Deps, tenant: str, sub_id: str, since: float, *, unless_failing: bool = False
+) -> Recovered:
     """Queue again every delivery of this subscription dead-lettered at or after `since` (unix
     seconds), each in one atomic step that takes it out of the dead index only if it is still
-    there: concurrent recovers queue each dead letter once."""
+    there: concurrent recovers queue each dead letter once. With `unless_failing`, a
+    subscription whose endpoint is still failing is refused (Conflict `endpoint_failing`), so
+    a view can ask first: recovered into a failing endpoint, every delivery fails again."""
     sub = await own(deps, tenant, sub_id)
+    if unless_failing and sub.get("failing_since"):
+        raise Conflict(
+            "endpoint_failing",
+            "the endpoint is still failing: recovered deliveries will most likely fail again",
+        )
     r = deps.redis
     dead = await r.zrangebyscore(keys.sub_dead(sub["id"]), max(since, 0.0), "+inf")
     now = time.time()
