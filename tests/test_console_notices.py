@@ -50,6 +50,9 @@ async def test_a_disable_hit_by_every_delivery_in_flight_keeps_one_notice(
         with stack.client("t1") as api:
             shown = api.get("/v1/subscriptions/" + sub["id"]).json()
             assert shown["enabled"] is False and shown["disabled_reason"] == reason
+            listed = api.get("/v1/notices", params={"limit": 200}).json()
+            assert sum(n.get("subscription_id") == sub["id"] for n in listed["data"]) == 1
+            assert listed["total"] >= 1
 
             # Enabled again, then disabled again: that is news, one more notice.
             assert api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": True}).is_success

@@ -278,8 +278,13 @@ def _error(error: Any) -> Safe:
         if error.get(key) not in (None, ""):
             parts.append(render("$l: <b>$v</b>", l=label, v=error[key]))
     topup = error.get("topup")
-    if isinstance(topup, str) and topup.startswith(("https://", "http://")):
-        parts.append(render('<a href="$u" rel="noreferrer">Top up credits</a>', u=topup))
+    # Citedy's 402: {"topup_url", "recommended_package_credits", "recommended_package_price_usd"}
+    link = topup.get("topup_url") if isinstance(topup, dict) else topup
+    if isinstance(link, str) and link.startswith(("https://", "http://")):
+        package = topup.get("recommended_package_credits") if isinstance(topup, dict) else None
+        price = topup.get("recommended_package_price_usd") if isinstance(topup, dict) else None
+        offer = f" ({package} credits for {price} USD)" if package and price else ""
+        parts.append(render('<a href="$u" rel="noreferrer">Top up credits</a>$o', u=link, o=offer))
     shown = {"error", "message", "topup", *labels}
     rest = {k: v for k, v in error.items() if k not in shown and v not in (None, "")}
     if rest:

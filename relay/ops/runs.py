@@ -91,8 +91,11 @@ def outcome(run: dict[str, Any]) -> str:
 
 
 def _shown(run: dict[str, str]) -> dict[str, Any]:
+    """The run as the API and the console show it: its public shape, its outcome and the input
+    it was started with (None when tracked)."""
     out = public_run(run)
     out["outcome"] = outcome(out)
+    out["input"] = loads(run.get("input"))
     return out
 
 
@@ -271,11 +274,7 @@ async def events(deps: Deps, run_id: str) -> list[dict[str, Any]]:
 async def get(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     """One run with its events and their deliveries."""
     run = await _own(deps, tenant, run_id)
-    return {
-        **_shown(run),
-        "input": loads(run.get("input")),
-        "events": await events(deps, run["id"]),
-    }
+    return {**_shown(run), "events": await events(deps, run["id"])}
 
 
 async def page(
@@ -325,7 +324,10 @@ async def page(
         r, tenant, provider, status, cursor_of(found[0]) if found else ""
     )
     await snapshots.resolve(r, found)
-    return RunPage([_shown(run) for run in found], next_cursor, prev_cursor, total, newer_count + 1)
+    summary = await delivery_summary(deps, [run["id"] for run in found]) if summarize else {}
+    return RunPage(
+        [_shown(run) for run in found], next_cursor, prev_cursor, total, newer_count + 1, summary
+    )
 
 
 async def delivery_summary(deps: Deps, run_ids: list[str]) -> dict[str, dict[str, int]]:
