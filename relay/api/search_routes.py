@@ -14,6 +14,6 @@ from relay.ops.deps import Deps
 async def search(request: Request) -> Response:
     tenant = tenant_of(request)
     found = await searching.search(
-        Deps.of_state(request.app.state), tenant, request.query_params.get("q", "")
+        Deps.of_state(request.app.state), tenant, request.query_params.get("q")
     )
     return JSONResponse(found.public())

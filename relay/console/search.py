@@ -31,7 +31,7 @@ def _href(hit: searching.Hit) -> str:
 
 
 async def search_page(request: Request, s: sessions.Session) -> Response:
-    q = request.query_params.get("q", "")
+    q = request.query_params.get("q")
     try:
         found = await searching.search(deps(request), s.tenant, q)
     except Invalid as exc:
@@ -66,6 +66,8 @@ async def search_page(request: Request, s: sessions.Session) -> Response:
         )
         if found.hits
         else render('<p role="status">Nothing found for <b>$q</b>.</p>', q=found.query)
+        if found.query
+        else Safe("")
     )
     body = render(
         '<h1>Search</h1><form method="get" action="/console/search" class="actions card">'

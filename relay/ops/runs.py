@@ -290,9 +290,9 @@ async def page(
     summarize: bool = False,
 ) -> RunPage:
     """Newest first, `limit` (1-200) at a time; `cursor` is the previous page's `next_cursor`
-    (older runs), `before` its `prev_cursor` (newer runs). With `known_provider` an unknown
-    provider is refused (the JSON API answers an empty list, as it always has); `summarize`
-    adds each run's delivery counts (`delivery_summary`). Counts are
+    (older runs), `before` its `prev_cursor` (newer runs; given both, `before` is used). With
+    `known_provider` an unknown provider is refused (the JSON API answers an empty list, as it
+    always has); `summarize` adds each run's delivery counts (`delivery_summary`). Counts are
     ZCARD/ZCOUNT of the listing's index: O(log n), whatever the tenant's history."""
     if not 1 <= limit <= 200:
         raise Invalid("limit", "limit: must be 1-200")
@@ -300,8 +300,6 @@ async def page(
         raise Invalid("cursor", "cursor: malformed")
     if before is not None and not valid_cursor(before):
         raise Invalid("before", "before: malformed")
-    if cursor is not None and before is not None:
-        raise Invalid("before", "before: give either cursor (older) or before (newer), not both")
     if known_provider and provider and provider not in deps.providers:
         raise Invalid(
             "provider",

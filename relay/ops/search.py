@@ -115,10 +115,15 @@ async def _by_domain(deps: Deps, tenant: str, q: str) -> list[Hit]:
     return hits
 
 
-async def search(deps: Deps, tenant: str, query: str) -> Found:
+async def search(deps: Deps, tenant: str, query: str | None) -> Found:
+    """None (no query at all) or blanks find nothing; an empty or over-long query is refused."""
+    if query is None:
+        return Found("")
+    if not 1 <= len(query) <= 256:
+        raise Invalid("q", "q: give 1-256 characters: an id, an upstream run id or a domain")
     q = query.strip()
-    if not 1 <= len(q) <= 256:
-        raise Invalid("q", "q: give a run, event or subscription id, an upstream id or a domain")
+    if not q:
+        return Found(q)
     hits = await _by_id(deps, tenant, q) or await _by_upstream(deps, tenant, q)
     if hits or q.startswith(("run_", "evt_", "sub_")):
         return Found(q, hits)
