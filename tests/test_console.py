@@ -52,6 +52,15 @@ def csrf_of(client: httpx.Client, path: str = "/console/runs") -> str:
     return found.group(1)
 
 
+def stack_secrets(stack: Stack, sub_id: str) -> str:
+    """The subscription's stored (sealed) secrets: changed by every rotation."""
+    r = redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True)
+    try:
+        return str(r.hget(f"relay:sub:{sub_id}", "secrets"))
+    finally:
+        r.close()
+
+
 def test_login_sets_a_strict_httponly_session_and_stores_no_key(
     stack: Stack, valkey: ValkeyServer
 ) -> None:
@@ -149,6 +158,13 @@ def test_another_tenants_ids_are_404(stack: Stack, receiver: Receiver) -> None:
                 f"/console/subscriptions/{sub['id']}/{action}", data={"csrf": token, "since": ""}
             )
             assert response.status_code == 404, action
+        for step in ("disable", "rotate-secret", "delete", "edit", "recover"):
+            confirm = client.get(f"/console/subscriptions/{sub['id']}/{step}")
+            assert confirm.status_code == 404, step
+        assert client.get(f"/console/runs/{run['id']}/erase").status_code == 404
+        searched = client.get("/console/search", params={"q": run["id"]})
+        assert searched.status_code == 200 and "Nothing found" in searched.text
+        assert f'href="/console/runs/{run["id"]}"' not in searched.text
         redeliver = client.post(f"/console/events/{event_id}/redeliver", data={"csrf": token})
         assert redeliver.status_code == 404
         erase = client.post(f"/console/runs/{run['id']}/erase", data={"csrf": token})
@@ -287,7 +303,12 @@ async def test_operator_follows_a_failing_delivery_to_its_fix_in_chromium(
         # The receiver is fixed; recover everything that failed since the default (a day ago).
         receiver.plan(hook, default=204)
         await page.goto(sub_url)
+        assert await page.count(".health[data-health='failing']") == 1
         await page.click("button[data-action='recover']")
+        # The endpoint is still failing (nothing has succeeded since): asked first.
+        assert "/recover?since=" in await page.url()
+        assert "still failing" in await page.text()
+        await page.click("button[data-action='confirm-recover']")
         assert "dead-lettered deliveries were queued again" in await page.text()
         await page.screenshot(SHOTS / "04-recovered.png")
 
@@ -313,12 +334,23 @@ async def test_operator_follows_a_failing_delivery_to_its_fix_in_chromium(
             lambda: asyncio.sleep(0, len(receiver.got(hook)) > hits_before), 15, "a redelivery"
         )
 
-        # Rotate the secret: shown once, then gone from the page.
+        # Rotate the secret: after a confirmation, shown once on the page the POST redirects
+        # to; a refresh of that page shows it no more and rotates nothing.
         await page.goto(sub_url)
-        await page.click("button[data-action='rotate']")
+        await page.click("a[data-action='rotate']")
+        assert "Rotate the signing secret" in await page.text()
+        await page.click("button[data-action='confirm-rotate']")
+        shown_at = await page.url()
+        assert "secret=" in shown_at and "whsec_" not in shown_at
         secret = await page.text("#new-secret")
         assert secret.startswith("whsec_")
+        assert await page.count("button[data-copy='#new-secret']") == 1
         await page.screenshot(SHOTS / "07-secret-rotated.png")
+        secrets_before = stack_secrets(stack, sub["id"])
+        await page.goto(shown_at)
+        assert secret not in await page.text()
+        assert "shown once already" in await page.text()
+        assert stack_secrets(stack, sub["id"]) == secrets_before, "a refresh rotated again"
         await page.goto(sub_url)
         assert secret not in await page.text()
 
@@ -332,9 +364,15 @@ async def test_operator_follows_a_failing_delivery_to_its_fix_in_chromium(
 
         await _until(pinged, 15, "the ping to succeed")
 
-        # Disable and enable again.
-        await page.click("button[data-action='disable']")
+        # Disable (declined once, then confirmed) and enable again.
+        await page.click("a[data-action='disable']")
+        await page.click("a[data-action='cancel']")
+        assert await page.url() == sub_url
+        assert await page.count(".health[data-health='healthy']") == 1
+        await page.click("a[data-action='disable']")
+        await page.click("button[data-action='confirm-disable']")
         assert "Subscription disabled" in await page.text()
+        assert await page.count(".health[data-health='disabled']") == 1
         await page.click("button[data-action='enable']")
         assert "Subscription enabled" in await page.text()
 

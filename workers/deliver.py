@@ -26,12 +26,15 @@ from relay.store.client import bind, dumps
 from relay.store.leases import Lease, release, unheld
 from relay.store.packing import unpack
 from relay.store.subscriptions import CALLBACK, active_secrets
-from relay.tenancy import usage
+from relay.tenancy import notices, usage
 from workers.context import Context
 
 log = structlog.get_logger("relay.deliver")
 
 EXCERPT_BYTES = 1024
+#: The notice kept when a subscription is disabled (by a 410 or RELAY_DISABLE_AFTER of failures);
+#: its keep-once gate is `subscription.disabled:<sub id>`.
+DISABLED_NOTICE = "subscription.disabled"
 #: The longest a lane waits for a delivery slot of its subscription (it is woken as soon as one
 #: frees; this only bounds a wake lost to a race or a crash).
 BUSY_SAFETY = 30.0
@@ -293,24 +296,20 @@ async def _attempt(
 
 
 async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -> None:
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(
+    """Disable the subscription and tell the tenant once: every delivery in flight when it
+    crosses the line fails on its own and lands here, so the notice goes through the same
+    keep-once gate as every other kind (one per subscription per gate period; enabling it again
+    opens the gate, relay/ops/subscriptions.py)."""
+    await ctx.redis.hset(
         keys.subscription(sub["id"]),
         mapping={"enabled": "0", "disabled_reason": reason, "disabled_at": repr(now)},
     )
-    pipe.lpush(
-        keys.tenant_notices(sub["tenant"]),
-        dumps(
-            {
-                "type": "subscription.disabled",
-                "subscription_id": sub["id"],
-                "reason": reason,
-                "at": now,
-            }
-        ),
+    await notices.keep_once(
+        ctx.redis,
+        sub["tenant"],
+        f"{DISABLED_NOTICE}:{sub['id']}",
+        {"type": DISABLED_NOTICE, "subscription_id": sub["id"], "reason": reason, "at": now},
     )
-    pipe.ltrim(keys.tenant_notices(sub["tenant"]), 0, 999)
-    await pipe.execute()
     log.warning(
         "subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"], reason=reason
     )

@@ -19,8 +19,10 @@ from relay.api import (
     connections,
     events_routes,
     health,
+    notices_routes,
     pull_routes,
     runs,
+    search_routes,
     subscriptions,
     usage_routes,
     watches,
@@ -80,7 +82,13 @@ TABLE: list[tuple[Op, Endpoint]] = [
             "GET",
             "/v1/runs",
             "List runs",
-            query=(LIMIT, RUNS_CURSOR, ("provider", "string"), ("status", "string")),
+            query=(
+                LIMIT,
+                RUNS_CURSOR,
+                ("before", {"type": "string", "pattern": CURSOR_PATTERN}),
+                ("provider", "string"),
+                ("status", "string"),
+            ),
         ),
         runs.list_all,
     ),
@@ -162,6 +170,23 @@ TABLE: list[tuple[Op, Endpoint]] = [
     ),
     (
         Op(
+            "GET",
+            "/v1/subscriptions/{sub_id}/dead-letters",
+            "Dead-lettered deliveries, newest first, with their total",
+            query=(LIMIT, OFFSET_CURSOR),
+        ),
+        subscriptions.dead_letters,
+    ),
+    (
+        Op(
+            "GET",
+            "/v1/subscriptions/{sub_id}/health",
+            "Delivery health: healthy, failing since when, or disabled; success rate recently",
+        ),
+        subscriptions.health,
+    ),
+    (
+        Op(
             "POST",
             "/v1/subscriptions/{sub_id}/recover",
             "Replay dead-lettered deliveries since a time",
@@ -194,6 +219,24 @@ TABLE: list[tuple[Op, Endpoint]] = [
             returns="EventPage",
         ),
         pull_routes.list_events,
+    ),
+    (
+        Op(
+            "GET",
+            "/v1/notices",
+            "What the tenant must know (a subscription disabled, credentials refused, ...)",
+            query=(LIMIT, OFFSET_CURSOR),
+        ),
+        notices_routes.list_all,
+    ),
+    (
+        Op(
+            "GET",
+            "/v1/search",
+            "Find a run, event or subscription by id, upstream run id or domain",
+            query=(("q", {"type": "string", "minLength": 1, "maxLength": 256}),),
+        ),
+        search_routes.search,
     ),
     (
         Op(

@@ -39,10 +39,18 @@ async def list_all(request: Request) -> Response:
         tenant,
         limit=query_int(request, "limit", 50),
         cursor=q.get("cursor"),
+        before=q.get("before"),
         provider=q.get("provider"),
         status=q.get("status"),
     )
-    return JSONResponse({"data": found.runs, "next_cursor": found.next_cursor})
+    return JSONResponse(
+        {
+            "data": found.runs,
+            "next_cursor": found.next_cursor,
+            "prev_cursor": found.prev_cursor,
+            "total": found.total,
+        }
+    )
 
 
 async def refresh(request: Request) -> Response:

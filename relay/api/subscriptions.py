@@ -13,6 +13,7 @@ from relay.api.errors import ApiError
 from relay.ops import deliveries, subscriptions
 from relay.ops.deps import Deps
 from relay.ops.inputs import Recover, SubscriptionCreate, SubscriptionPatch
+from relay.ops.paging import offset_of
 
 
 def _args(request: Request) -> tuple[Deps, str, str]:
@@ -84,7 +85,9 @@ async def deliveries_log(request: Request) -> Response:
         limit=limit,
         event_id=request.query_params.get("event_id"),
     )
-    return JSONResponse({"data": found.data, "next_cursor": found.next_cursor})
+    return JSONResponse(
+        {"data": found.data, "next_cursor": found.next_cursor, "total": found.total}
+    )
 
 
 async def recover(request: Request) -> Response:
@@ -93,3 +96,28 @@ async def recover(request: Request) -> Response:
     body = await parse(request, Recover)
     done = await deliveries.recover(deps, tenant, sub_id, body.since)
     return JSONResponse({"recovered": done.recovered}, status_code=202)
+
+
+async def dead_letters(request: Request) -> Response:
+    deps, tenant, sub_id = _args(request)
+    found = await deliveries.dead_letters(
+        deps,
+        tenant,
+        sub_id,
+        offset=offset_of(request.query_params.get("cursor")),
+        limit=query_int(request, "limit", 50),
+    )
+    return JSONResponse(
+        {
+            "data": [
+                {"event_id": d.event_id, "run_id": d.run_id, "dead_at": d.dead_at}
+                for d in found.data
+            ],
+            "total": found.total,
+            "next_cursor": found.next_cursor,
+        }
+    )
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse((await deliveries.health(*_args(request))).public())

@@ -56,6 +56,10 @@ def badge(text: Any, tone: str | None = None) -> Safe:
 
 TONES = {
     "succeeded": "ok",
+    "running": "info",
+    "partial": "warn",
+    "healthy": "ok",
+    "failing": "bad",
     "completed": "ok",
     "enabled": "ok",
     "tracking": "info",

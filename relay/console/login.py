@@ -29,7 +29,7 @@ def _login_page(request: Request, error: str = "", status: int = 200) -> Respons
         token=token,
         next=safe_next(request.query_params.get("next")),
     )
-    response = page("Log in", body, flash=error, status=status)
+    response = page("Log in", body, flash=error, flash_bad=bool(error), status=status)
     if fresh:
         sessions.set_login_cookie(request, response, token)
     return response

@@ -5,6 +5,7 @@ notices, login); routes.py wires them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -15,23 +16,31 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, template, ts
+from relay.ops.deliveries import Health
 from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, NotFound, OpError, StoreFull
 
 Handler = Callable[[Request, sessions.Session], Awaitable[Response]]
 
 CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src 'self' data:; "
+    "connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+#: Messages a POST's redirect names with `?done=`; `{n}` a count, `{id}` the object it was
+#: about (only an id the console made: checked against ID below, else left out).
 FLASH = {
     "enabled": "Subscription enabled; its queued deliveries resume.",
     "disabled": "Subscription disabled; its deliveries wait until it is enabled again.",
     "test": "A ping event was queued for this subscription.",
     "recovered": "{n} dead-lettered deliveries were queued again.",
     "redelivered": "The event was queued again for {n} subscription(s).",
-    "erased": "The run and everything about it were erased.",
+    "erased": "Run {id} and everything about it were erased.",
+    "created": "Subscription created.",
+    "saved": "Subscription saved.",
+    "deleted": "Subscription {id} was deleted, with the deliveries queued for it.",
+    "rotated": "The signing secret was rotated.",
 }
+ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 # ------------------------------------------------------------------------------------ plumbing
@@ -54,6 +63,7 @@ def page(
     *,
     active: str = "",
     flash: Safe | str = "",
+    flash_bad: bool = False,
     status: int = 200,
 ) -> HTMLResponse:
     nav = Safe("")
@@ -67,12 +77,18 @@ def page(
             )
             for key, href, label in (
                 ("runs", "/console/runs", "Runs"),
+                ("deliveries", "/console/deliveries", "Deliveries"),
                 ("subs", "/console/subscriptions", "Subscriptions"),
                 ("notices", "/console/notices", "Notices"),
             )
         )
         nav = render(
-            '<header><span class="brand">run relay</span>$links<span class="right">'
+            '<header><span class="brand">run relay</span><nav aria-label="Console" '
+            'style="display:flex;gap:20px">$links</nav>'
+            '<form method="get" action="/console/search" role="search">'
+            '<label for="nav-q" class="visually-hidden">Search by id, upstream id or domain'
+            '</label><input id="nav-q" name="q" placeholder="run, event, sub id or domain">'
+            '<button type="submit">Search</button></form><span class="right">'
             "<span>tenant <b>$tenant</b></span>"
             '<form method="post" action="/console/logout">$csrf'
             '<button type="submit">Log out</button></form></span></header>',
@@ -83,7 +99,9 @@ def page(
     else:
         nav = Safe('<header><span class="brand">run relay</span></header>')
     flash_html = Safe("")
-    if flash:
+    if flash and flash_bad:
+        flash_html = render('<div class="flash bad" role="alert">$m</div>', m=flash)
+    elif flash:
         flash_html = render('<div class="flash" role="status">$m</div>', m=flash)
     html = render(template("base.html"), title=title, nav=nav, flash=flash_html, body=body)
     return HTMLResponse(html, status_code=status, headers=_headers())
@@ -101,21 +119,116 @@ def post_button(
     cls: str = "",
     fields: dict[str, str] | None = None,
     name: str = "",
+    aria: str = "",
 ) -> Safe:
+    """A form with one button that POSTs `fields` (and the CSRF token) to `action`. `aria` is
+    the button's accessible name when its label alone would not say what it acts on (one of
+    many "Redeliver" buttons)."""
     hidden = join(
         render('<input type="hidden" name="$k" value="$v">', k=k, v=v)
         for k, v in (fields or {}).items()
     )
     return render(
         '<form method="post" action="$action">$csrf$hidden'
-        '<button type="submit" class="$cls" data-action="$name">$label</button></form>',
+        '<button type="submit" class="$cls" data-action="$name"$aria>$label</button></form>',
         action=action,
         csrf=csrf_field(s),
         hidden=hidden,
         cls=cls,
         name=name or label.lower(),
+        aria=render(' aria-label="$a"', a=aria) if aria else Safe(""),
         label=label,
     )
+
+
+def link_button(href: str, label: str, *, cls: str = "", name: str = "", aria: str = "") -> Safe:
+    """A link that looks like a button: an action's first step (its confirmation page)."""
+    return render(
+        '<a class="button $cls" href="$href" data-action="$name"$aria>$label</a>',
+        href=href,
+        cls=cls,
+        name=name or label.lower(),
+        aria=render(' aria-label="$a"', a=aria) if aria else Safe(""),
+        label=label,
+    )
+
+
+def confirm_page(
+    s: sessions.Session,
+    *,
+    title: str,
+    question: Safe | str,
+    action: str,
+    label: str,
+    cancel: str,
+    fields: dict[str, str] | None = None,
+    name: str = "",
+    danger: bool = True,
+) -> HTMLResponse:
+    """The confirmation step of an action that cannot be undone: the question, the button that
+    POSTs the action, and Cancel (back, nothing done). Reached by a GET, so a refresh or a
+    crawler only shows it again."""
+    body = render(
+        '<div class="card" style="max-width:720px"><h1>$title</h1><div>$question</div>'
+        '<div class="actions" style="margin-top:16px">$go'
+        '<a href="$cancel" class="button" data-action="cancel">Cancel</a></div></div>',
+        title=title,
+        question=question,
+        go=post_button(
+            s, action, label, cls="danger" if danger else "primary", fields=fields, name=name
+        ),
+        cancel=cancel,
+    )
+    return page(title, body, s)
+
+
+def pager(
+    base: str,
+    params: dict[str, str],
+    *,
+    what: str,
+    first: int,
+    shown: int,
+    total: int,
+    newer: dict[str, str] | None,
+    older: dict[str, str] | None,
+) -> Safe:
+    """ "Runs 51-100 of 224" with links to the newest, newer and older pages (each keeping the
+    filters in `params`)."""
+
+    def href(extra: dict[str, str]) -> str:
+        kept = {k: v for k, v in {**params, **extra}.items() if v}
+        return base + ("?" + urlencode(kept) if kept else "")
+
+    if shown:
+        where = f"{what} {first}-{first + shown - 1} of {total}"
+    else:
+        where = f"No {what.lower()} on this page ({total} in all)"
+    links = []
+    if newer is not None:
+        links.append(render('<a href="$h" rel="prev">← Newer</a>', h=href(newer)))
+        links.append(render('<a href="$h">Newest</a>', h=href({})))
+    if older is not None:
+        links.append(render('<a href="$h" rel="next">Older →</a>', h=href(older)))
+    return render(
+        '<nav class="pager" aria-label="$what pages"><span class="count">$where</span>$links</nav>',
+        what=what,
+        where=where,
+        links=join(links),
+    )
+
+
+def bad_filter(
+    s: sessions.Session, title: str, message: str, back: str, back_label: str, active: str
+) -> HTMLResponse:
+    """A filter or cursor the console cannot use: said so, with the way back (400)."""
+    body = render(
+        '<h1>$title</h1><p><a href="$back" data-action="back">$label</a></p>',
+        title=title,
+        back=back,
+        label=back_label,
+    )
+    return page(title, body, s, active=active, flash=message, flash_bad=True, status=400)
 
 
 def not_found(s: sessions.Session | None, what: str) -> HTMLResponse:
@@ -135,7 +248,11 @@ def flash_of(request: Request) -> str:
     done = request.query_params.get("done", "")
     text = FLASH.get(done, "")
     n = request.query_params.get("n", "0")
-    return text.format(n=int(n) if n.isdigit() else 0)
+    about = request.query_params.get("id", "")
+    return text.format(
+        n=int(n) if n.isdigit() and len(n) < 10 else 0,
+        id=about if ID.match(about) else "(unnamed)",
+    )
 
 
 def session_store(request: Request) -> aioredis.Redis:
@@ -202,13 +319,21 @@ def op_error_page(s: sessions.Session | None, exc: OpError) -> HTMLResponse:
     title, status = ("Conflict", 409) if isinstance(exc, Conflict) else ("Bad input", 400)
     if isinstance(exc, StoreFull):
         title, status = "Store full", 503
-    return page(title, render("<h1>$t</h1><p>$m</p>", t=title, m=exc.message), s, status=status)
+    body = render(
+        '<h1>$t</h1><p><a href="/console/runs" data-action="back">Back to the runs</a></p>',
+        t=title,
+    )
+    return page(title, body, s, flash=exc.message, flash_bad=True, status=status)
 
 
-def attempts_table(attempts: list[dict[str, Any]], *, show_event: bool) -> Safe:
+def attempts_table(
+    attempts: list[dict[str, Any]], *, show_event: bool, show_sub: bool = False
+) -> Safe:
     if not attempts:
         return Safe('<p class="muted">No attempts recorded.</p>')
     head = "<th>event</th><th>run</th>" if show_event else ""
+    if show_sub:
+        head += "<th>subscription</th>"
     rows = []
     for a in attempts:
         excerpt = a.get("response_excerpt") or ""
@@ -231,6 +356,12 @@ def attempts_table(attempts: list[dict[str, Any]], *, show_event: bool) -> Safe:
             )
             event_cells = render(
                 '<td class="mono">$e</td><td>$run</td>', e=a.get("event_id") or "", run=run_link
+            )
+        if show_sub:
+            event_cells = render(
+                '$cells<td><a class="mono" href="/console/subscriptions/$s">$s</a></td>',
+                cells=event_cells,
+                s=a.get("subscription_id") or "",
             )
         code = a.get("status_code")
         rows.append(
@@ -257,4 +388,29 @@ def attempts_table(attempts: list[dict[str, Any]], *, show_event: bool) -> Safe:
         "<tbody>$rows</tbody></table>",
         head=Safe(head),
         rows=join(rows),
+    )
+
+
+def health_badge(h: Health) -> Safe:
+    """healthy / failing since … / disabled, with the recent success rate beside it."""
+    if h.state == "disabled":
+        text = "disabled" + (f" since {ts(h.since)}" if h.since else "")
+        tone = "bad"
+    elif h.state == "failing":
+        text, tone = f"failing since {ts(h.since)}", "bad"
+    else:
+        text, tone = "healthy", "ok"
+    return render(
+        '<span class="health" data-health="$state">$badge</span>',
+        state=h.state,
+        badge=badge(text, tone),
+    )
+
+
+def success_rate(h: Health) -> str:
+    if h.success_rate is None:
+        return f"no attempts in the last {h.window / 3600:g} h"
+    return (
+        f"{h.success_rate:.0%} of {h.attempts} attempt(s) succeeded in the last "
+        f"{h.window / 3600:g} h"
     )

@@ -1,10 +1,11 @@
-"""Console pages of runs: the list, one run with every event and each subscriber's attempts,
-and redeliver. Data comes from relay/ops (runs, deliveries), as the JSON API's does."""
+"""Console pages of runs: the list (counted, paged both ways, with each run's input and delivery
+counts), one run as an events by subscribers grid, redeliver (to one subscriber) and erase (after
+a confirmation). Data comes from relay/ops (runs, deliveries), as the JSON API's does."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -12,12 +13,55 @@ from starlette.responses import RedirectResponse, Response
 from relay.console import event_body
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, ts
-from relay.console.pages import attempts_table, deps, flash_of, form_of, page, post_button
+from relay.console.pages import (
+    attempts_table,
+    bad_filter,
+    confirm_page,
+    deps,
+    flash_of,
+    form_of,
+    link_button,
+    page,
+    pager,
+    post_button,
+)
 from relay.ops import deliveries, runs
+from relay.ops.errors import Invalid
 from relay.ops.subscriptions import CALLBACK
 from relay.store.client import dumps
 
 PAGE_SIZE = 50
+
+
+def _input_text(run: dict[str, Any]) -> str:
+    """What the run was started for, in a few words (a Citedy domain, else the agent)."""
+    given = run.get("input") or {}
+    if isinstance(given, dict) and given.get("domain"):
+        return str(given["domain"])
+    return str(run.get("agent_id") or "")
+
+
+def _delivered(counts: dict[str, int] | None) -> Safe:
+    if not counts or not counts["total"]:
+        return Safe('<span class="muted">no deliveries</span>')
+    text = f"{counts['succeeded']}/{counts['total']} delivered"
+    if counts["dead"]:
+        return render('$t, <span class="badge bad">$k dead</span>', t=text, k=counts["dead"])
+    return render("$t", t=text)
+
+
+def _filters_form(provider: str, status: str) -> Safe:
+    return render(
+        '<form method="get" action="/console/runs" class="actions card">'
+        '<div><label for="provider">provider</label>'
+        '<input id="provider" name="provider" value="$provider"></div>'
+        '<div><label for="status">state or vendor status</label>'
+        '<input id="status" name="status" value="$status"></div>'
+        '<button type="submit">Filter</button>'
+        '<a href="/console/runs">Clear filters</a></form>',
+        provider=provider,
+        status=status,
+    )
 
 
 async def runs_page(request: Request, s: sessions.Session) -> Response:
@@ -25,50 +69,92 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
     provider = q.get("provider") or None
     status = q.get("status") or None
     cursor = q.get("cursor") or None
-    if cursor is not None and not runs.valid_cursor(cursor):
-        cursor = None  # the same strict, always-finite form the JSON API accepts
-    found = await runs.page(
-        deps(request), s.tenant, limit=PAGE_SIZE, cursor=cursor, provider=provider, status=status
-    )
+    before = q.get("before") or None
+    try:
+        found = await runs.page(
+            deps(request),
+            s.tenant,
+            limit=PAGE_SIZE,
+            cursor=cursor,
+            before=before,
+            provider=provider,
+            status=status,
+            known_provider=True,
+            summarize=True,
+        )
+    except Invalid as exc:
+        kept = {"provider": provider or "", "status": status or ""}
+        back = "/console/runs"
+        label = "Back to the newest runs"
+        if exc.field in ("cursor", "before") and any(kept.values()):
+            back += "?" + "&".join(f"{k}={quote(v)}" for k, v in kept.items() if v)
+            label = "Back to the newest runs of this filter"
+        elif exc.field == "provider":
+            label = "Show all runs"
+        return bad_filter(s, "Runs", exc.message, back, label, "runs")
     rows = join(
         render(
-            '<tr><td><a class="mono" href="/console/runs/$id">$id</a></td><td>$provider</td>'
-            '<td>$state</td><td>$status</td><td class="mono">$upstream</td>'
-            '<td class="num">$seq</td><td>$created</td><td>$updated</td></tr>',
+            '<tr class="run" data-outcome="$outcome"><td><a class="mono" href="/console/runs/$id">'
+            "$id</a></td><td>$input</td><td>$provider</td><td>$outcome_badge</td>"
+            '<td>$status</td><td>$delivered</td><td class="mono">$upstream</td>'
+            "<td>$created</td><td>$updated</td></tr>",
             id=run["id"],
+            input=_input_text(run),
             provider=run["provider"],
-            state=badge(run["state"]),
-            status=badge(run["status"]),
+            outcome=run["outcome"],
+            outcome_badge=badge(run["outcome"]),
+            status=badge(run["status"]) if run["status"] else "",
+            delivered=_delivered(found.deliveries.get(run["id"])),
             upstream=run["upstream_run_id"] or "",
-            seq=run["sequence"],
             created=ts(run["created_at"]),
             updated=ts(run["updated_at"]),
         )
         for run in found.runs
     )
+    empty = Safe("")
     if not found.runs:
-        rows = Safe('<tr><td colspan="8" class="muted">No runs.</td></tr>')
-    more = Safe("")
-    if found.next_cursor:
-        params = {"cursor": found.next_cursor, "provider": provider or "", "status": status or ""}
-        more = render(
-            '<p class="pager"><a href="/console/runs?$q">Older runs →</a></p>', q=urlencode(params)
+        if status and not found.total:
+            empty = render(
+                '<div class="flash bad" role="alert">No run has the state or vendor status '
+                "<b>$status</b>$provider. States are $states; vendor statuses are the "
+                "vendor's own (queued, running, completed, failed, blocked, …). "
+                '<a href="/console/runs">Show all runs</a></div>',
+                status=status,
+                provider=f" for provider {provider}" if provider else "",
+                states=", ".join(runs.STATES),
+            )
+        elif cursor or before:
+            empty = Safe(
+                '<div class="flash bad" role="alert">This page is past the end of the list. '
+                '<a href="/console/runs">Back to the newest runs</a></div>'
+            )
+        else:
+            empty = Safe('<p class="muted">No runs yet.</p>')
+    params = {"provider": provider or "", "status": status or ""}
+    nav = pager(
+        "/console/runs",
+        params,
+        what="Runs",
+        first=found.first,
+        shown=len(found.runs),
+        total=found.total,
+        newer={"before": found.prev_cursor} if found.prev_cursor else None,
+        older={"cursor": found.next_cursor} if found.next_cursor else None,
+    )
+    table = Safe("")
+    if found.runs:
+        table = render(
+            "<table><thead><tr><th>run</th><th>input</th><th>provider</th><th>outcome</th>"
+            "<th>vendor status</th><th>deliveries</th><th>upstream run</th><th>created</th>"
+            "<th>updated</th></tr></thead><tbody>$rows</tbody></table>",
+            rows=rows,
         )
     body = render(
-        "<h1>Runs</h1>"
-        '<form method="get" action="/console/runs" class="actions card">'
-        '<div><label for="provider">provider</label>'
-        '<input id="provider" name="provider" value="$provider"></div>'
-        '<div><label for="status">state or status</label>'
-        '<input id="status" name="status" value="$status"></div>'
-        '<button type="submit">Filter</button></form>'
-        "<table><thead><tr><th>run</th><th>provider</th><th>state</th><th>vendor status</th>"
-        "<th>upstream run</th><th>events</th><th>created</th><th>updated</th></tr></thead>"
-        "<tbody>$rows</tbody></table>$more",
-        provider=provider or "",
-        status=status or "",
-        rows=rows,
-        more=more,
+        "<h1>Runs</h1>$form$empty$nav$table$nav",
+        form=_filters_form(provider or "", status or ""),
+        empty=empty,
+        nav=nav,
+        table=table,
     )
     return page("Runs", body, s, active="runs", flash=flash_of(request))
 
@@ -83,86 +169,169 @@ def _sub_label(sub_id: str, sub: dict[str, Any] | None) -> Safe:
             '<span class="mono">callback</span> <span class="muted">$url</span>', url=sub["url"]
         )
     return render(
-        '<a class="mono" href="/console/subscriptions/$id">$id</a> '
+        '<a class="mono" href="/console/subscriptions/$id">$id</a><br>'
         '<span class="muted">$desc</span>',
         id=sub_id,
         desc=sub["description"] or sub["url"],
     )
 
 
-def _event_block(s: sessions.Session, e: dict[str, Any], view: deliveries.RunDeliveries) -> Safe:
-    blocks = []
-    for d in e["deliveries"]:
-        sub_id = d["subscription_id"]
-        blocks.append(
+def _cell(
+    s: sessions.Session,
+    e: dict[str, Any],
+    d: dict[str, Any] | None,
+    view: deliveries.RunDeliveries,
+) -> Safe:
+    if d is None:
+        return Safe('<td class="cell muted">not sent (filter)</td>')
+    sub_id = d["subscription_id"]
+    tried = view.attempts.get((e["id"], sub_id), [])
+    details = Safe("")
+    if tried:
+        details = render(
+            "<details><summary>$n attempt(s)</summary>$table</details>",
+            n=d["attempts"] or len(tried),
+            table=attempts_table(tried, show_event=False),
+        )
+    redeliver = Safe("")
+    if sub_id in view.subscriptions:
+        redeliver = post_button(
+            s,
+            f"/console/events/{quote(e['id'])}/redeliver",
+            "Redeliver",
+            cls="small",
+            fields={"subscription_id": sub_id},
+            name="redeliver",
+            aria=f"Redeliver {e['id']} to {sub_id}",
+        )
+    nxt = render('<br><span class="muted">next try $t</span>', t=ts(d["next_attempt_at"]))
+    last = ""
+    if d["last_status_code"] or d["last_error"]:
+        last = f"last: {d['last_status_code'] or ''} {d['last_error'] or ''}".strip()
+    return render(
+        '<td class="cell delivery" data-subscription="$sub" data-state="$state">$badge$next'
+        '$last$details<div class="actions" style="margin-top:4px">$redeliver</div></td>',
+        sub=sub_id,
+        state=d["state"] or "",
+        badge=badge(d["state"]),
+        next=nxt if d["next_attempt_at"] and d["state"] != "succeeded" else "",
+        last=render('<br><span class="muted">$l</span>', l=last) if last else "",
+        details=details,
+        redeliver=redeliver,
+    )
+
+
+def _grid(s: sessions.Session, view: deliveries.RunDeliveries) -> Safe:
+    events = view.run["events"]
+    if not events:
+        return Safe('<p class="muted">No events yet.</p>')
+    sub_ids: list[str] = []
+    for e in events:
+        for d in e["deliveries"]:
+            if d["subscription_id"] not in sub_ids:
+                sub_ids.append(d["subscription_id"])
+    head = join(
+        render('<th scope="col">$label</th>', label=_sub_label(i, view.subscriptions.get(i)))
+        for i in sub_ids
+    )
+    rows = []
+    for e in events:
+        by_sub = {d["subscription_id"]: d for d in e["deliveries"]}
+        cells = join(_cell(s, e, by_sub.get(i), view) for i in sub_ids)
+        body = event_body.block(view.bodies[e["id"]]) if e["id"] in view.bodies else Safe("")
+        rows.append(
             render(
-                '<div class="delivery" data-subscription="$id" data-state="$state">'
-                "<h3>$label · $badge · $attempts attempt(s)$next</h3>$table</div>",
-                id=sub_id,
-                state=d["state"] or "",
-                label=_sub_label(sub_id, view.subscriptions.get(sub_id)),
-                badge=badge(d["state"]),
-                attempts=d["attempts"],
-                next=render(" · next try $t", t=ts(d["next_attempt_at"]))
-                if d["next_attempt_at"]
-                else "",
-                table=attempts_table(view.attempts.get((e["id"], sub_id), []), show_event=False),
+                '<tr class="event" id="$id"><th scope="row">#$seq $type $status'
+                '<br><span class="muted mono">$id</span><br><span class="muted">$at</span>'
+                "$body</th>$cells</tr>",
+                id=e["id"],
+                seq=e["sequence"],
+                type=e["type"] if e["type"] != "run.status_changed" else "",
+                status=badge(e["status"]) if e["status"] else "",
+                at=ts(e["created_at"]),
+                body=body,
+                cells=cells
+                if sub_ids
+                else Safe('<td class="muted">No subscription matched this event.</td>'),
             )
         )
-    if not blocks:
-        blocks.append(Safe('<p class="muted">No subscription matched this event.</p>'))
-    redeliver = (
-        post_button(s, f"/console/events/{quote(e['id'])}/redeliver", "Redeliver", name="redeliver")
-        if e["deliveries"]
-        else Safe("")
-    )
     return render(
-        '<section class="event" id="$id"><div class="actions"><h2 style="margin:0">'
-        "#$seq $type $status</h2>$redeliver</div>"
-        '<p class="muted">event <code>$id</code> recorded $at</p>$body'
-        "$deliveries</section>",
-        id=e["id"],
-        seq=e["sequence"],
-        type=e["type"],
-        status=badge(e["status"]),
-        redeliver=redeliver,
-        at=ts(e["created_at"]),
-        body=event_body.block(view.bodies[e["id"]]) if e["id"] in view.bodies else Safe(""),
-        deliveries=join(blocks),
+        '<table class="grid"><thead><tr><th scope="col">event</th>$head</tr></thead>'
+        "<tbody>$rows</tbody></table>",
+        head=head if sub_ids else Safe('<th scope="col">deliveries</th>'),
+        rows=join(rows),
     )
+
+
+def _error(error: Any) -> Safe:
+    """The vendor's or the relay's reason a run ended badly, every detail it gave (a 402's
+    credits required and top-up link included)."""
+    if not isinstance(error, dict):
+        return Safe("")
+    parts = [render("<b>$c</b>: $m", c=error.get("error") or "error", m=error.get("message") or "")]
+    labels = {
+        "status_code": "vendor answered",
+        "credits_required": "credits required",
+        "credits_available": "credits available",
+    }
+    for key, label in labels.items():
+        if error.get(key) not in (None, ""):
+            parts.append(render("$l: <b>$v</b>", l=label, v=error[key]))
+    topup = error.get("topup")
+    # Citedy's 402: {"topup_url", "recommended_package_credits", "recommended_package_price_usd"}
+    link = topup.get("topup_url") if isinstance(topup, dict) else topup
+    if isinstance(link, str) and link.startswith(("https://", "http://")):
+        package = topup.get("recommended_package_credits") if isinstance(topup, dict) else None
+        price = topup.get("recommended_package_price_usd") if isinstance(topup, dict) else None
+        offer = f" ({package} credits for {price} USD)" if package and price else ""
+        parts.append(render('<a href="$u" rel="noreferrer">Top up credits</a>$o', u=link, o=offer))
+    shown = {"error", "message", "topup", *labels}
+    rest = {k: v for k, v in error.items() if k not in shown and v not in (None, "")}
+    if rest:
+        parts.append(render("<code>$r</code>", r=dumps(rest)))
+    return render('<div class="run-error">$p</div>', p=join(parts, "<br>"))
 
 
 async def run_page(request: Request, s: sessions.Session) -> Response:
     view = await deliveries.of_run(deps(request), s.tenant, request.path_params["run_id"])
     run = view.run
-    blocks = [_event_block(s, e, view) for e in run["events"]]
-    error = run.get("error")
+    given = run.get("input")
+    fields: list[tuple[str, Any]] = [
+        ("provider", run["provider"]),
+        ("outcome", badge(run["outcome"])),
+        ("relay state", badge(run["state"])),
+        ("vendor status", badge(run["status"]) if run["status"] else ""),
+        ("input", render("<code>$v</code>", v=dumps(given)) if given else ""),
+        (
+            "upstream run",
+            render('<span class="mono">$v</span>', v=run["upstream_run_id"])
+            if run["upstream_run_id"]
+            else "",
+        ),
+        ("agent", run["agent_id"] or ""),
+        ("polls", run["polls"] or ""),
+        ("created", ts(run["created_at"])),
+        ("updated", ts(run["updated_at"])),
+        (
+            "metadata",
+            render("<code>$v</code>", v=dumps(run["metadata"])) if run["metadata"] else "",
+        ),
+        ("callback", run["callback_url"] or ""),
+        ("error", _error(run.get("error"))),
+        ("job error", _error(run.get("job_error"))),
+    ]
+    kv = join(render("<dt>$k</dt><dd>$v</dd>", k=k, v=v) for k, v in fields if v not in ("", None))
+    erase = link_button(
+        f"/console/runs/{quote(run['id'])}/erase", "Erase", cls="danger", name="erase"
+    )
     body = render(
         '<div class="actions"><h1>Run <span class="mono">$id</span></h1>$erase</div>'
-        '<div class="card"><dl class="kv">'
-        "<dt>provider</dt><dd>$provider</dd><dt>state</dt><dd>$state</dd>"
-        '<dt>vendor status</dt><dd>$status</dd><dt>upstream run</dt><dd class="mono">$up</dd>'
-        "<dt>agent</dt><dd>$agent</dd><dt>polls</dt><dd>$polls</dd>"
-        "<dt>created</dt><dd>$created</dd><dt>updated</dt><dd>$updated</dd>"
-        "<dt>metadata</dt><dd><code>$meta</code></dd><dt>callback</dt><dd>$cb</dd>"
-        "<dt>error</dt><dd>$error</dd></dl></div>"
-        "<h2>Status history and deliveries</h2>$blocks",
+        '<div class="card"><dl class="kv">$kv</dl></div>'
+        "<h2>Events &times; subscribers</h2>$grid",
         id=run["id"],
-        erase=post_button(
-            s, f"/console/runs/{quote(run['id'])}/erase", "Erase", cls="danger", name="erase"
-        ),
-        provider=run["provider"],
-        state=badge(run["state"]),
-        status=badge(run["status"]),
-        up=run["upstream_run_id"] or "",
-        agent=run["agent_id"] or "",
-        polls=run["polls"],
-        created=ts(run["created_at"]),
-        updated=ts(run["updated_at"]),
-        meta=dumps(run["metadata"]),
-        cb=run["callback_url"] or "",
-        error=f"{error.get('error')}: {error.get('message')}" if isinstance(error, dict) else "",
-        blocks=join(blocks) if blocks else Safe('<p class="muted">No events yet.</p>'),
+        erase=erase,
+        kv=kv,
+        grid=_grid(s, view),
     )
     return page(f"Run {run['id']}", body, s, active="runs", flash=flash_of(request))
 
@@ -182,7 +351,27 @@ async def redeliver(request: Request, s: sessions.Session) -> Response:
     return RedirectResponse(f"{back}?done=redelivered&n={len(done.subscriptions)}", 303)
 
 
+async def erase_confirm(request: Request, s: sessions.Session) -> Response:
+    run = await runs.get(deps(request), s.tenant, request.path_params["run_id"])
+    back = f"/console/runs/{quote(run['id'])}"
+    return confirm_page(
+        s,
+        title=f"Erase run {run['id']}?",
+        question=render(
+            "<p>This stops tracking the run and deletes it now with everything about it: its "
+            "$n event(s) and their bodies, the vendor's snapshots, delivery records, pending "
+            "deliveries and dead letters. It cannot be undone.</p>",
+            n=len(run["events"]),
+        ),
+        action=f"{back}/erase",
+        label=f"Erase {run['id']}",
+        cancel=back,
+        name="confirm-erase",
+    )
+
+
 async def erase(request: Request, s: sessions.Session) -> Response:
-    """Erase the run now (relay/ops/runs.py `erase`), then back to the list."""
-    await runs.erase(deps(request), s.tenant, request.path_params["run_id"])
-    return RedirectResponse("/console/runs?done=erased", 303)
+    """Erase the run now (relay/ops/runs.py `erase`), then back to the list, naming it."""
+    run_id = request.path_params["run_id"]
+    await runs.erase(deps(request), s.tenant, run_id)
+    return RedirectResponse(f"/console/runs?done=erased&id={quote(run_id)}", 303)

@@ -196,3 +196,31 @@ async def login_failed(r: aioredis.Redis, client: str) -> None:
     pipe.incr(_failures_key(client))
     pipe.expire(_failures_key(client), LOGIN_FAILURE_WINDOW, nx=True)
     await pipe.execute()
+
+
+# ---------------------------------------------------------------------------- one-time flash
+
+FLASH_TTL = 300
+
+
+def _flash_key(session: Session, token: str) -> str:
+    digest = hashlib.sha256(f"{session.id}:{token}".encode()).hexdigest()
+    return f"{keys.P}console:flash:{digest}"
+
+
+async def put_flash(r: aioredis.Redis, session: Session, value: str) -> str:
+    """Keep `value` (a secret just made) for this session to read once, within FLASH_TTL, on
+    the page a POST redirects to: the secret is never in a URL, a form's answer or a second
+    page view. Returns the token the redirect carries."""
+    token = secrets.token_urlsafe(16)
+    await r.set(_flash_key(session, token), value, ex=FLASH_TTL)
+    return token
+
+
+async def take_flash(r: aioredis.Redis, session: Session, token: str) -> str | None:
+    """The value once (GETDEL); None when it was read already, expired, or is another
+    session's."""
+    if not token or len(token) > 64:
+        return None
+    value: str | None = await r.getdel(_flash_key(session, token))
+    return value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,16 +21,19 @@ from relay.ops.inputs import RunCreate
 from relay.secret_box import seal
 from relay.store import keys, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
-from relay.store.client import dumps
+from relay.store.client import dumps, loads
 from relay.store.runs import (
     ACTIVE_STATES,
     STARTING,
     STOPPED,
     TRACKING,
     body_hash,
+    count_runs,
     create_run,
+    cursor_of,
     get_tenant_run,
     list_runs,
+    list_runs_newer,
     public_run,
     refresh_poll,
     resume_run,
@@ -57,7 +60,42 @@ class Started:
 @dataclass(frozen=True)
 class RunPage:
     runs: list[dict[str, Any]]
-    next_cursor: str | None
+    next_cursor: str | None  # older runs: pass it as `cursor`
+    prev_cursor: str | None = None  # newer runs: pass it as `before`
+    total: int = 0  # runs in the listing (of the filter), as indexed now
+    first: int = 1  # the 1-based position of the first run shown in the listing
+    #: run id -> {"total", "succeeded", "dead", "pending"} deliveries (with `summarize`)
+    deliveries: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+#: The relay's own states of a run (`state`), beside the vendor's `status`.
+STATES = ("starting", "tracking", "completed", "start_failed", "tracking_failed", "stopped")
+#: Vendor statuses that mean the job did what it was asked (Citedy `completed`, Autoposting
+#: `completed` or `succeeded`); any other terminal status is an upstream failure of some kind.
+SUCCEEDED = frozenset({"completed", "succeeded"})
+
+
+def outcome(run: dict[str, Any]) -> str:
+    """What happened to the run, in one word: `running` (starting or tracking), `succeeded`,
+    the vendor's own word for a terminal status that is not a success (`failed`, `blocked`,
+    `partial`, ...), `start_failed`, `tracking_failed` or `stopped`. The relay's `state` alone
+    says `completed` for every run the vendor finished, however it finished."""
+    state = run.get("state") or ""
+    if state in ACTIVE_STATES:
+        return "running"
+    if state == "completed":
+        status = run.get("status") or ""
+        return "succeeded" if status in SUCCEEDED else status or "completed"
+    return state
+
+
+def _shown(run: dict[str, str]) -> dict[str, Any]:
+    """The run as the API and the console show it: its public shape, its outcome and the input
+    it was started with (None when tracked)."""
+    out = public_run(run)
+    out["outcome"] = outcome(out)
+    out["input"] = loads(run.get("input"))
+    return out
 
 
 def valid_cursor(cursor: str) -> bool:
@@ -178,7 +216,7 @@ async def start(
     if run is None:
         raise NotFound("run")
     await snapshots.resolve(r, [run])
-    return Started(public_run(run), created.outcome == "created")
+    return Started(_shown(run), created.outcome == "created")
 
 
 async def _own(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:
@@ -235,7 +273,7 @@ async def events(deps: Deps, run_id: str) -> list[dict[str, Any]]:
 async def get(deps: Deps, tenant: str, run_id: str) -> dict[str, Any]:
     """One run with its events and their deliveries."""
     run = await _own(deps, tenant, run_id)
-    return {**public_run(run), "events": await events(deps, run["id"])}
+    return {**_shown(run), "events": await events(deps, run["id"])}
 
 
 async def page(
@@ -244,19 +282,93 @@ async def page(
     *,
     limit: int = 50,
     cursor: str | None = None,
+    before: str | None = None,
     provider: str | None = None,
     status: str | None = None,
+    known_provider: bool = False,
+    summarize: bool = False,
 ) -> RunPage:
-    """Newest first, `limit` (1-200) at a time; `cursor` is the previous page's `next_cursor`."""
+    """Newest first, `limit` (1-200) at a time; `cursor` is the previous page's `next_cursor`
+    (older runs), `before` its `prev_cursor` (newer runs; given both, `before` is used). With
+    `known_provider` an unknown provider is refused (the JSON API answers an empty list, as it
+    always has); `summarize` adds each run's delivery counts (`delivery_summary`). Counts are
+    ZCARD/ZCOUNT of the listing's index: O(log n), whatever the tenant's history."""
     if not 1 <= limit <= 200:
         raise Invalid("limit", "limit: must be 1-200")
     if cursor is not None and not valid_cursor(cursor):
         raise Invalid("cursor", "cursor: malformed")
-    runs, next_cursor = await list_runs(
-        deps.redis, tenant, limit=limit, cursor=cursor, provider=provider, status=status
+    if before is not None and not valid_cursor(before):
+        raise Invalid("before", "before: malformed")
+    if known_provider and provider and provider not in deps.providers:
+        raise Invalid(
+            "provider",
+            f"provider: no provider is called {provider!r}; expected one of "
+            f"{', '.join(deps.providers)}",
+        )
+    r = deps.redis
+    if before is not None:
+        found, newer = await list_runs_newer(
+            r, tenant, limit=limit, before=before, provider=provider, status=status
+        )
+        next_cursor: str | None = cursor_of(found[-1]) if found else before
+        prev_cursor = cursor_of(found[0]) if newer and found else None
+    else:
+        found, next_cursor = await list_runs(
+            r, tenant, limit=limit, cursor=cursor, provider=provider, status=status
+        )
+        prev_cursor = cursor_of(found[0]) if cursor is not None and found else None
+    total, newer_count = await count_runs(
+        r, tenant, provider, status, cursor_of(found[0]) if found else ""
     )
-    await snapshots.resolve(deps.redis, runs)
-    return RunPage([public_run(run) for run in runs], next_cursor)
+    await snapshots.resolve(r, found)
+    summary = await delivery_summary(deps, [run["id"] for run in found]) if summarize else {}
+    return RunPage(
+        [_shown(run) for run in found], next_cursor, prev_cursor, total, newer_count + 1, summary
+    )
+
+
+async def delivery_summary(deps: Deps, run_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per run: how many (event, subscriber) deliveries there are, how many `succeeded`, are
+    `dead`, or still pending or retrying. Three pipelined round trips for a page of runs; each
+    run has a handful of events (one per status it went through), each a handful of
+    subscribers (RELAY_MAX_SUBSCRIPTIONS)."""
+    r = deps.redis
+    if not run_ids:
+        return {}
+    pipe = r.pipeline(transaction=False)
+    for run_id in run_ids:
+        pipe.lrange(keys.run_events(run_id), 0, EVENTS_READ - 1)
+    event_lists = await pipe.execute()
+    pipe = r.pipeline(transaction=False)
+    owners: list[str] = []
+    for run_id, evts in zip(run_ids, event_lists, strict=True):
+        for evt in evts:
+            owners.append(run_id)
+            pipe.hmget(keys.event(evt), ["id", "subs"])
+    rows = await pipe.execute() if owners else []
+    pipe = r.pipeline(transaction=False)
+    pairs: list[str] = []
+    for run_id, row in zip(owners, rows, strict=True):
+        for sub in (row[1] or "").split(","):
+            if row[0] and sub:
+                pairs.append(run_id)
+                pipe.hget(keys.delivery(row[0], sub), "state")
+    states = await pipe.execute() if pairs else []
+    out = {run_id: {"total": 0, "succeeded": 0, "dead": 0, "pending": 0} for run_id in run_ids}
+    for run_id, state in zip(pairs, states, strict=True):
+        counts = out[run_id]
+        counts["total"] += 1
+        if state == "succeeded":
+            counts["succeeded"] += 1
+        elif state == "dead":
+            counts["dead"] += 1
+        else:
+            counts["pending"] += 1
+    return out
+
+
+#: A run has one event per status it went through; this bounds what a summary reads of one.
+EVENTS_READ = 50
 
 
 @dataclass(frozen=True)
@@ -273,10 +385,10 @@ async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
     await snapshots.resolve(deps.redis, [run])
     if run.get("state") != TRACKING:
         raise Conflict("not_tracking", f"the run is {run.get('state')}, not being polled")
-    outcome = await refresh_poll(deps.redis, run["id"])
-    if outcome == "not_tracking":  # stopped or ended since it was read
+    result = await refresh_poll(deps.redis, run["id"])
+    if result == "not_tracking":  # stopped or ended since it was read
         raise Conflict("not_tracking", "the run is no longer being polled")
-    return Refreshed(public_run(run), outcome)
+    return Refreshed(_shown(run), result)
 
 
 async def stop(deps: Deps, tenant: str, run_id: str) -> None:

@@ -23,6 +23,8 @@ from relay.store.client import dumps, loads
 from relay.tenancy import quotas
 
 CALLBACK = store.CALLBACK  # the `kind` of a run's callback subscription
+#: The notice the workers keep when they disable a subscription (workers/deliver.py).
+DISABLED_NOTICE = "subscription.disabled"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,9 @@ async def patch(
     await r.hset(keys.subscription(sub["id"]), mapping=fields)
     if resume:
         await store.resume_lanes(r, sub["id"], now)
+        # Enabled again: a later disable is news again (workers/deliver.py keeps one
+        # `subscription.disabled` notice per subscription per gate period).
+        await r.delete(keys.notice_gate(tenant, f"{DISABLED_NOTICE}:{sub['id']}"))
     fresh = await store.get_sub(r, sub["id"])
     return public(fresh or sub)
 

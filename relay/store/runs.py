@@ -175,6 +175,62 @@ def cursor_of(run: dict[str, str]) -> str:
     return f"{float(run['created_at'])!r}:{run['id']}"
 
 
+async def list_runs_newer(
+    r: aioredis.Redis,
+    tenant: str,
+    *,
+    limit: int,
+    before: str,
+    provider: str | None,
+    status: str | None,
+) -> tuple[list[dict[str, str]], bool]:
+    """The `limit` runs just newer than the cursor `before` (a run's `cursor_of`), newest first,
+    and whether there are newer ones still: the page before a `list_runs` page. Reads `limit`
+    runs plus the few sharing the cursor's score, as `list_runs` does."""
+    score_s, _, before_id = before.partition(":")
+    index = list_index(tenant, provider, status)
+    out: list[dict[str, str]] = []
+    offset = 0
+    now = time.time()
+    while True:
+        want = limit - len(out) + 1
+        batch = await r.zrangebyscore(
+            index, score_s, "+inf", start=offset, num=want, withscores=True
+        )
+        if not batch:
+            out.reverse()
+            return out, False
+        offset += len(batch)
+        pipe = r.pipeline(transaction=False)
+        for run_id, _ in batch:
+            pipe.hgetall(keys.run(run_id))
+        runs = await pipe.execute()
+        for (run_id, score), run in zip(batch, runs, strict=True):
+            # Ascending, equal scores in member order: "newer than the cursor" is a larger id.
+            if float(score) == float(score_s) and run_id <= before_id:
+                continue
+            if not run or not retained(run, now):
+                continue
+            if len(out) == limit:
+                out.reverse()
+                return out, True
+            out.append(run)
+
+
+async def count_runs(
+    r: aioredis.Redis, tenant: str, provider: str | None, status: str | None, newer_than: str = ""
+) -> tuple[int, int]:
+    """(runs in the listing's index, how many of them are newer than the cursor `newer_than`):
+    ZCARD and ZCOUNT, O(log n). Runs past their retention count until the sweep unindexes them."""
+    index = list_index(tenant, provider, status)
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(index)
+    if newer_than:
+        pipe.zcount(index, "(" + newer_than.partition(":")[0], "+inf")
+    found = await pipe.execute()
+    return int(found[0]), int(found[1]) if newer_than else 0
+
+
 async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
     """Poll a tracked run now — unless a poll of it is in flight, which then reschedules itself
     at once when it ends (never two polls of one run at a time). Puts a run set aside as poison

@@ -136,6 +136,50 @@ class Page:
         if navigates:
             await self.wait_event("Page.loadEventFired")
 
+    async def press(self, key: str, *, navigates: bool = False) -> None:
+        """One key pressed and released on whatever has the focus (Tab, Shift+Tab, Enter, ...)."""
+        shift = key.startswith("Shift+")
+        name = key.removeprefix("Shift+")
+        codes = {"Tab": 9, "Enter": 13, "Escape": 27, "Space": 32}
+        text = {"Enter": "\r", "Space": " "}.get(name, "")
+        self._events.clear()
+        params: dict[str, Any] = {
+            "key": " " if name == "Space" else name,
+            "code": name,
+            "windowsVirtualKeyCode": codes.get(name, 0),
+            "modifiers": 8 if shift else 0,
+        }
+        await self.send("Input.dispatchKeyEvent", type="keyDown", text=text, **params)
+        await self.send("Input.dispatchKeyEvent", type="keyUp", **params)
+        if navigates:
+            await self.wait_event("Page.loadEventFired")
+
+    async def focused(self) -> dict[str, str]:
+        """What has the keyboard focus: its tag, id, data-action and accessible label."""
+        found: dict[str, str] = await self.eval(
+            """(() => { const el = document.activeElement; return {
+                tag: el.tagName.toLowerCase(), id: el.id || '',
+                action: el.dataset ? (el.dataset.action || '') : '',
+                label: el.getAttribute('aria-label') || (el.textContent || '').trim() }; })()"""
+        )
+        return found
+
+    async def tab_to(self, selector: str, limit: int = 200) -> None:
+        """Press Tab until the element `selector` has the focus (keyboard only)."""
+        for _ in range(limit):
+            await self.press("Tab")
+            if await self.eval(f"document.activeElement.matches({json.dumps(selector)})"):
+                return
+        raise AssertionError(f"{selector!r} was not reached with Tab on {await self.url()}")
+
+    async def a11y_problems(self) -> list[str]:
+        """WCAG AA checks of the rendered page (tests/support/a11y.js): text contrast 4.5:1 (3:1
+        large), control and input borders 3:1 against what is around them, an accessible name
+        on every control, and no two buttons or links with one name doing different things."""
+        script = (Path(__file__).parent / "a11y.js").read_text()
+        problems: list[str] = await self.eval(script)
+        return problems
+
     async def screenshot(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
