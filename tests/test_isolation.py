@@ -111,6 +111,8 @@ def id_routes(o: Owned) -> list[tuple[str, str, Any]]:
         ("POST", f"/v1/subscriptions/{sub}/rotate-secret", None),
         ("POST", f"/v1/subscriptions/{sub}/test", None),
         ("GET", f"/v1/subscriptions/{sub}/deliveries", None),
+        ("GET", f"/v1/subscriptions/{sub}/dead-letters", None),
+        ("GET", f"/v1/subscriptions/{sub}/health", None),
         ("GET", f"/v1/subscriptions/{sub}/deliveries?event_id={o.event_id}", None),
         ("POST", f"/v1/subscriptions/{sub}/recover", {"since": 0}),
         ("POST", f"/v1/events/{o.event_id}/redeliver", None),

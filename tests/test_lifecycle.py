@@ -281,7 +281,8 @@ def test_console_erase_button(lstack: Stack, lrdb: redis.Redis) -> None:
         html = page.get(f"/console/runs/{run['id']}").text
         assert 'data-action="erase"' in html
         done = page.post(f"/console/runs/{run['id']}/erase", data={"csrf": csrf_of(page)})
-        assert done.status_code == 303 and done.headers["location"] == "/console/runs?done=erased"
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/console/runs?done=erased&id={run['id']}"
         assert page.get(f"/console/runs/{run['id']}").status_code == 404
     assert not traces_of(lrdb, domain)
 

@@ -133,8 +133,13 @@ def test_recover_and_redeliver_store_the_same_through_the_api_and_the_console(
                     answer = api.post(f"/v1/subscriptions/{sub['id']}/recover", json={"since": 0})
                     assert answer.status_code == 202 and answer.json() == {"recovered": 1}
                 elif action == "recover":
+                    # (the endpoint is still failing: the console asks first; this is the answer)
                     answer = _console_post(
-                        stack, "t1", f"/console/subscriptions/{sub['id']}/recover", since=""
+                        stack,
+                        "t1",
+                        f"/console/subscriptions/{sub['id']}/recover",
+                        since="",
+                        confirmed="yes",
                     )
                     assert answer.status_code == 303 and "n=1" in answer.headers["location"]
                 elif view == "api":
