@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     poison_after: int = Field(default=5, alias="RELAY_POISON_AFTER", ge=1)
     pump_stale_after: float = Field(default=60.0, alias="RELAY_PUMP_STALE_AFTER", gt=0)
     worker_pumps: Annotated[tuple[str, ...], NoDecode] = Field(
-        default=("start", "poll", "deliver", "watch"), alias="RELAY_WORKER_PUMPS"
+        default=("start", "poll", "deliver", "watch", "chores"), alias="RELAY_WORKER_PUMPS"
     )
     watch_interval: float = Field(default=30.0, alias="RELAY_WATCH_INTERVAL", gt=0)
 
@@ -147,10 +147,10 @@ class Settings(BaseSettings):
     def _pumps(cls, raw: object) -> tuple[str, ...]:
         items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
         names = tuple(str(x).strip() for x in items if str(x).strip())
-        unknown = set(names) - {"start", "poll", "deliver", "watch"}
+        unknown = set(names) - {"start", "poll", "deliver", "watch", "chores"}
         if unknown or not names:
             raise ValueError(
-                "RELAY_WORKER_PUMPS: a comma-separated subset of start,poll,deliver,watch"
+                "RELAY_WORKER_PUMPS: a comma-separated subset of start,poll,deliver,watch,chores"
             )
         return names
 

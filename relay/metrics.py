@@ -37,6 +37,11 @@ log = structlog.get_logger("relay.metrics")
 # Worker metrics (the default registry, served by the worker's metrics port)
 # ---------------------------------------------------------------------------------------------
 
+DELIVERIES_EXPIRED = Counter(
+    "relay_deliveries_expired",
+    "Deliveries parked on a disabled subscription that expired with their run's retention "
+    "(each recorded as expired and told to the tenant in a notice).",
+)
 DELIVERIES = Counter(
     "relay_deliveries",
     "Delivery attempts by outcome (succeeded, retrying, dead, disabled, dropped) and the "

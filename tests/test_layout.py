@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from relay.store import keys, scripts
+from relay.store.client import Scripts
 
 ROOT = Path(__file__).resolve().parents[1]
 LUA = ROOT / "relay" / "store" / "lua"
@@ -150,6 +151,7 @@ def test_no_script_spells_a_key(path: Path) -> None:
 def test_every_script_is_bound_and_every_key_function_is_generated_from_keys_py() -> None:
     stems = {p.stem for p in LUA.glob("*.lua")}
     assert set(scripts.SOURCES) == stems
+    assert set(Scripts.__annotations__) == stems  # one typed attribute per script
     record = scripts.SOURCES["record_event"]
     assert f"return '{keys.P}lane:' .. a0 .. ':' .. a1 end" in record
     assert keys.lane("s", "r") == f"{keys.P}lane:s:r"

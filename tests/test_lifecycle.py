@@ -455,7 +455,9 @@ def test_refresh_of_a_run_that_gave_up_stops_its_retention(
         upstream = api.get(f"/v1/runs/{run['id']}").json()["upstream_run_id"]
         sim.delete(f"/_sim/runs/{upstream}").raise_for_status()  # the vendor forgets it: 404s
         wait_for(
-            lambda: lrdb.zscore("relay:retention", run["id"]) is not None,
+            # (on the retention schedule from its end; its clock starts once its deliveries
+            # settled: `retain_until`)
+            lambda: lrdb.hget(f"relay:run:{run['id']}", "retain_until") is not None,
             what="gave up, retention started",
         )
         assert api.get(f"/v1/runs/{run['id']}").json()["state"] == "tracking_failed"

@@ -61,8 +61,8 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
         return
     sub = dict(zip(sub_flat[::2], sub_flat[1::2], strict=True)) or None
     if sub is None:
-        # The subscription is gone: its lanes go with it (delete_sub removed the others).
-        await r.delete(lane)
+        # The subscription is gone: its purge (workers/chores.py) removes this lane with the
+        # others and counts their deliveries off their runs.
         await release(ctx.pipe, lease, None)
         return
     if sub.get("enabled") != "1":

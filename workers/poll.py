@@ -12,7 +12,7 @@ from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.delivery.retry import jitter
 from relay.metrics import POLLS, TRANSITIONS
-from relay.store import keys
+from relay.store import keys, snapshots
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
@@ -115,7 +115,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval
     )
     fields = {
-        "snapshot": dumps(seen.snapshot),
+        **snapshots.fields(run, seen.snapshot),
         "poll_interval": repr(interval),
         "errors": "0",
         "not_found": "0",

@@ -23,6 +23,7 @@ from relay.store import keys
 from relay.store.connection import arq_settings, connect
 from relay.store.memory_guard import warn_if_evicting
 from workers import heartbeat
+from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane
 from workers.poll import poll_run
@@ -70,6 +71,15 @@ def build_pumps(c: Context) -> list[Pump]:
             lambda lease: deliver_lane(c, lease.member, lease),
             concurrency=s.delivery_concurrency,
             idle=0.01,
+            **common,  # type: ignore[arg-type]
+        ),
+        Pump(
+            "chores",
+            c.redis,
+            keys.DUE_CHORES,
+            lambda lease: run_chore(c, lease.member, lease),
+            concurrency=4,
+            idle=0.5,
             **common,  # type: ignore[arg-type]
         ),
         Pump(

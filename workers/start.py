@@ -10,7 +10,7 @@ import structlog
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.ids import vendor_idempotency_key
-from relay.store import keys
+from relay.store import keys, snapshots
 from relay.store.client import dumps, loads
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
@@ -87,7 +87,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
             run_fields={
                 "upstream_run_id": started.upstream_run_id,
                 "state": COMPLETED if terminal else TRACKING,
-                "snapshot": dumps(started.snapshot),
+                **snapshots.fields(run, started.snapshot),
                 "last_change_at": repr(now),
                 "poll_interval": repr(s.poll_min_interval),
                 "errors": "0",

@@ -2,8 +2,9 @@
 
 Redis expires a run's data keys by itself (relay/store/lifecycle.py); what cannot expire per
 member (index entries, dead letters, attempt-log entries, notices, a watch's seen-set member) is
-removed here, driven by `relay:retention`. Each run's sweep is one idempotent script, so any
-number of workers may sweep at once.
+removed here, driven by `relay:retention`, and deliveries parked on a disabled subscription expire
+here with their run's retention (counted in `relay_deliveries_expired`). Each run's sweep is
+one idempotent script, so any number of workers may sweep at once.
 """
 
 from __future__ import annotations
@@ -14,19 +15,33 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from relay.metrics import DELIVERIES_EXPIRED
 from relay.store.lifecycle import sweep_due
+from relay.tenancy import notices
 from workers.context import Context
 
 log = structlog.get_logger("relay.sweep")
 
 
 async def sweep_once(ctx: Context) -> int:
-    """Sweep every run whose retention passed; returns how many."""
+    """Sweep every run whose retention passed, in batches; returns how many."""
     total = 0
+    s = ctx.settings
     while True:
-        swept = await sweep_due(ctx.redis, time.time(), ctx.settings.tombstone_ttl)
-        total += swept
-        if swept == 0:
+        swept = await sweep_due(
+            ctx.redis,
+            time.time(),
+            s.tombstone_ttl,
+            attempt_log=s.attempt_retention,
+            notice_gate=notices.GATE_SECONDS,
+            notices_kept=notices.KEPT,
+            recheck=min(s.retention, 3600.0),
+        )
+        for tenant, count in swept.expired.items():
+            DELIVERIES_EXPIRED.inc(count)
+            log.warning("deliveries_expired", tenant=tenant, deliveries=count)
+        total += swept.runs
+        if swept.runs == 0:
             return total
 
 

@@ -20,7 +20,6 @@ class Scripts:
     bump: AsyncScript
     claim: AsyncScript
     create_run: AsyncScript
-    delete_sub: AsyncScript
     enqueue_lane: AsyncScript
     erase_run: AsyncScript
     fail: AsyncScript
@@ -30,12 +29,15 @@ class Scripts:
     lane_head: AsyncScript
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
+    purge_sub: AsyncScript
     record_event: AsyncScript
     recover_dead: AsyncScript
     refresh_poll: AsyncScript
     release: AsyncScript
     reserve_slot: AsyncScript
     resume_run: AsyncScript
+    resume_sub: AsyncScript
+    retire_sub: AsyncScript
     retry_head: AsyncScript
     settle_lane: AsyncScript
     settle_run: AsyncScript

@@ -30,6 +30,7 @@ QUEUES = {
     "poll": keys.DUE_POLL,
     "deliver": keys.DUE_DELIVER,
     "watch": keys.DUE_WATCH,
+    "chores": keys.DUE_CHORES,
 }
 TRACKED_SAMPLE_LIMIT = 5000
 CACHE_SECONDS = 5.0

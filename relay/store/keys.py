@@ -12,6 +12,12 @@ DUE_START = P + "due:start"
 DUE_POLL = P + "due:poll"
 DUE_DELIVER = P + "due:deliver"
 DUE_WATCH = P + "due:watch"
+#: Background chores done in bounded batches (workers/chores.py): `purge|<sub_id>` removes a
+#: deleted subscription's lanes and dead letters, `resume|<sub_id>|<ms>` schedules a re-enabled
+#: one's parked lanes. A member leaves when its chore is done.
+DUE_CHORES = P + "due:chores"
+#: chore member -> SSCAN cursor of a resume in progress; an entry ends with its chore.
+CHORE_CURSORS = P + "chores:cursors"
 WORKER_HEARTBEATS = P + "workers"
 #: run id -> retain_until: the runs whose retention clock runs (lifecycle `lc_settle`); the sweep
 #: (SWEEP_RUN) takes each member out when it removes the run.
@@ -172,10 +178,9 @@ API_KEYS = P + "apikeys"
 
 
 def tenant_active(tenant: str) -> str:
-    """The tenant's runs counted against RELAY_MAX_ACTIVE_RUNS (CREATE_RUN adds; a run leaves it
-    when it ends, in the script that ends it (lifecycle `lc_index`), or when swept or erased;
-    CREATE_RUN also drops members whose run is no longer active when the count reaches the
-    limit). Bounded by the limit; gone when empty."""
+    """The tenant's runs counted against RELAY_MAX_ACTIVE_RUNS: CREATE_RUN adds a run; it leaves
+    in the script that ends it (lifecycle `lc_index`), or when swept or erased. Kept exact, so the
+    quota check is one SCARD; bounded by the limit; gone when empty."""
     return f"{P}tenant:{tenant}:active"
 
 

@@ -25,6 +25,8 @@ their expiry until that delivery settles too, so retention never cuts a pending 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import redis.asyncio as aioredis
 
 from relay.store import keys
@@ -47,14 +49,50 @@ async def settle_run(r: aioredis.Redis, run_id: str) -> bool:
     return bool(await bind(r).settle_run(keys=[], args=[run_id]))
 
 
-async def sweep_due(r: aioredis.Redis, now: float, tombstone_ttl: float, batch: int = 200) -> int:
-    """Sweep up to `batch` runs whose retention passed; returns how many were swept."""
+@dataclass(frozen=True)
+class Swept:
+    """What one sweep did: runs removed, and deliveries parked on a disabled subscription that
+    expired with their run's retention (by tenant, for the metric)."""
+
+    runs: int = 0
+    expired: dict[str, int] = field(default_factory=dict)
+
+
+async def sweep_due(
+    r: aioredis.Redis,
+    now: float,
+    tombstone_ttl: float,
+    *,
+    attempt_log: int,
+    notice_gate: float,
+    notices_kept: int,
+    batch: int = 200,
+    recheck: float = 3600.0,
+) -> Swept:
+    """Sweep up to `batch` runs whose retention passed (one script each, bounded by the run's
+    events and subscriptions); `recheck` is when a run still delivering is looked at again. The
+    expiry of parked deliveries is logged in the attempt log (`attempt_log` long) and told to
+    the tenant in a notice (gated by `notice_gate` seconds, `notices_kept` kept)."""
     due = await r.zrangebyscore(keys.RETENTION, "-inf", now, start=0, num=batch)
-    swept = 0
     script = bind(r).sweep_run
+    runs = 0
+    expired: dict[str, int] = {}
     for run_id in due:
-        swept += int(await script(keys=[], args=[run_id, now, int(tombstone_ttl * 1000)]))
-    return swept
+        swept, gone, tenant = await script(
+            keys=[],
+            args=[
+                run_id,
+                recheck,
+                int(tombstone_ttl * 1000),
+                attempt_log,
+                int(notice_gate),
+                notices_kept,
+            ],
+        )
+        runs += int(swept)
+        if int(gone):
+            expired[tenant] = expired.get(tenant, 0) + int(gone)
+    return Swept(runs, expired)
 
 
 async def erase_run(r: aioredis.Redis, run_id: str, tombstone_ttl: float) -> bool:

@@ -3,19 +3,35 @@
 A transition's event body carries the snapshot the worker saw, so when the run's latest snapshot
 is that same one (always, once a run ended) the run hash holds only a reference to the event
 (`@<event id>`), not a second copy. A poll that sees new content without a new status writes it
-into the run hash itself, compressed (relay/store/packing.py)."""
+into the run hash itself, compressed (relay/store/packing.py), and a poll that sees the very same
+content writes nothing of it (the run keeps the digest of what it stores)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from relay.store import keys
 from relay.store.client import dumps
-from relay.store.packing import unpack
+from relay.store.packing import pack, unpack
 
 REF = "@"
+#: The run field holding the digest of the snapshot it stores.
+DIGEST = "snapshot_digest"
+
+
+def fields(run: dict[str, str], snapshot: Any) -> dict[str, str]:
+    """The run fields that store `snapshot`: none when the run stores this content already (an
+    unchanged poll rewrites nothing), else the compressed text and its digest. The recorder turns
+    a snapshot that goes with a transition into a reference to the event (`REF`)."""
+    text = dumps(snapshot)
+    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    if run.get(DIGEST) == digest:
+        return {}
+    return {"snapshot": pack(text), DIGEST: digest}
 
 
 async def resolve(r: aioredis.Redis, runs: list[dict[str, str]]) -> None:

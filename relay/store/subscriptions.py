@@ -115,33 +115,28 @@ ATTEMPTS_AFTER_DELETE = 7 * 86400
 
 
 async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
-    """Remove a subscription in one step with everything still queued for it: its lanes (the
-    parked ones of a disabled subscription too), their delivery records and its dead letters'.
-    The attempt log expires a week later. A recording that matched it just before is skipped by
-    RECORD_EVENT, which writes nothing for a subscription whose hash is gone."""
-    await bind(r).delete_sub(
+    """Remove a subscription: at once it leaves the API, the tenant's quota and every new
+    recording (RECORD_EVENT fills no lane for a hash that is gone); everything still queued for
+    it (its lanes, the parked ones of a disabled subscription too, their delivery records and its
+    dead letters') is purged in the background in bounded batches (the `chores` pump,
+    lua/purge_sub.lua). The attempt log expires a week later."""
+    await bind(r).retire_sub(
         keys=[
             keys.subscription(sub["id"]),
-            keys.sub_pairs(sub["id"]),
-            keys.DUE_DELIVER,
-            keys.sub_dead(sub["id"]),
-            keys.sub_attempts(sub["id"]),
             keys.tenant_subs(sub["tenant"]),
             keys.sub_waiting(sub["id"]),
+            keys.sub_attempts(sub["id"]),
+            keys.DUE_CHORES,
         ],
-        args=[sub["id"], ATTEMPTS_AFTER_DELETE],
+        args=[sub["id"], ATTEMPTS_AFTER_DELETE, f"purge|{sub['id']}"],
     )
 
 
-async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> int:
-    """Re-schedule every non-empty lane of a (re-)enabled subscription: the ones parked while it
-    was disabled, and the ones RECORD_EVENT filled but did not schedule (it schedules a lane only
-    for an enabled subscription). Call it after `enabled` is set, so a recording in between is
-    either scheduled by RECORD_EVENT or has its lane in `pairs` by now. NX: a lane already
-    scheduled or held keeps its time and its lease (two workers never hold one lane)."""
-    runs = await r.smembers(keys.sub_pairs(sub_id))
-    if runs:
-        await r.zadd(
-            keys.DUE_DELIVER, {keys.pair(sub_id, run_id): now for run_id in runs}, nx=True
-        )
-    return len(runs)
+async def resume_lanes(r: aioredis.Redis, sub_id: str, now: float) -> None:
+    """Re-schedule every non-empty lane of a (re-)enabled subscription, in the background in
+    bounded batches (the `chores` pump, lua/resume_sub.lua): the ones parked while it was
+    disabled, and the ones RECORD_EVENT filled but did not schedule (it schedules a lane only for
+    an enabled subscription). Call it after `enabled` is set, so a recording in between is either
+    scheduled by RECORD_EVENT or has its lane in `pairs` by now. Each enable is its own chore, so
+    a disable and enable during a resume never loses the second one."""
+    await r.zadd(keys.DUE_CHORES, {f"resume|{sub_id}|{int(now * 1000)}": now}, nx=True)

@@ -38,6 +38,7 @@ _GLOBAL_PREFIXES = (
     "relay:due:",
     "relay:poison:",
     "relay:retention",
+    "relay:chores:",
 )
 #: Keys of the tenant itself (not of one object) that a worker writes while moving a live run
 #: along (its index scores, its notices), so they may change only while the tenant has one.

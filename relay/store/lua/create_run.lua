@@ -8,9 +8,8 @@
   Returns {outcome, run id}: created | existing | conflict | tracked | quota (nothing written).
   The run's callback subscription is written in the same step, so no crash leaves a callback
   subscription without its run, or a run whose callback is never sent.
-  The active set is the quota's count: the run joins it here; when the count reaches the limit,
-  the members whose run is no longer starting/tracking (ended, stopped, erased) leave it first, so
-  the set is bounded by the limit and the check is exact at the moment it matters.
+  The active set is the quota's count: the run joins it here and leaves it in the script that ends
+  it, so the set is bounded by the limit and the check is one SCARD.
 ]]
 --- @include "lifecycle"
 
@@ -29,15 +28,11 @@ if KEYS[5] ~= '' then
     if state and state ~= 'stopped' then return {'tracked', known} end
   end
 end
+-- The active set is the quota's count, kept exact by the scripts that change a run's state
+-- (lifecycle `lc_index` takes a run out when it stops being active, sweep and erase too), so the
+-- check is one SCARD: no walk of the set, whatever the tenant's size (invariant 9).
 if KEYS[7] ~= '' then
-  local limit = tonumber(ARGV[6])
-  if redis.call('SCARD', KEYS[7]) >= limit then
-    for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
-      local st = redis.call('HGET', key_run(id), 'state')
-      if st ~= 'starting' and st ~= 'tracking' then redis.call('SREM', KEYS[7], id) end
-    end
-    if redis.call('SCARD', KEYS[7]) >= limit then return {'quota', ''} end
-  end
+  if redis.call('SCARD', KEYS[7]) >= tonumber(ARGV[6]) then return {'quota', ''} end
   redis.call('SADD', KEYS[7], ARGV[1])
 end
 local nsub = tonumber(ARGV[7])

@@ -27,6 +27,8 @@ else
 end
 redis.call('ZREM', KEYS[7], ARGV[3])
 wake_one(KEYS[3], KEYS[6], KEYS[7], server_now())
--- lifecycle (includes/lifecycle.lua): the last pending delivery of an ended run starts retention.
+-- lifecycle (includes/lifecycle.lua): one delivery fewer waits; the last one of an ended run
+-- starts its retention.
+lc_queued(ARGV[4], -1)
 lc_settle(ARGV[4])
 return 1

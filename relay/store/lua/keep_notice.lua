@@ -1,9 +1,11 @@
 --[[
-  Keep a notice for a tenant at most once per gate period (the gate key expires), trimming the
-  list. KEYS: gate, notices. ARGV: gate_ttl, notice, keep. Returns 1 if the notice was kept.
-]]
+  Keep a notice for a tenant at most once per gate period (includes/notice.lua).
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
-redis.call('LPUSH', KEYS[2], ARGV[2])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
-return 1
+  KEYS: gate, notices
+  ARGV: gate_ttl, notice, keep
+  Returns 1 if the notice was kept, else 0.
+]]
+--- @include "notice"
+
+if keep_notice(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3]) then return 1 end
+return 0

@@ -5,6 +5,7 @@
   KEYS: run, gate, notices. ARGV: field prefix ('' polls, 'start_' starts), gate_ttl, notice, keep
   Returns {since, now, count} or false when the run is gone.
 ]]
+--- @include "notice"
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local t = redis.call('TIME')
@@ -16,8 +17,5 @@ if since == '' then
   redis.call('HSET', KEYS[1], ARGV[1] .. 'unauthorized_since', now)
 end
 local count = redis.call('HINCRBY', KEYS[1], ARGV[1] .. 'unauthorized', 1)
-if redis.call('SET', KEYS[2], '1', 'NX', 'EX', tonumber(ARGV[2])) then
-  redis.call('LPUSH', KEYS[3], ARGV[3])
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[4]) - 1)
-end
+keep_notice(KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4])
 return {since, now, count}

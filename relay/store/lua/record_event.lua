@@ -60,6 +60,7 @@ if not dup then
     redis.call('SADD', key_sub_pairs(sub), run_id)
     if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', now, sub .. '|' .. run_id) end
   end
+  lc_queued(run_id, #subs)
   -- The pull log: the event id on the tenant's stream, trimmed by MINID to the retention (Redis
   -- time, as the stream ids are) and expiring a retention after its newest entry; then one
   -- wake-up for the api processes' long-polls.

@@ -8,9 +8,12 @@
   lc_now_ms()                Redis's clock, in ms
   lc_keys(run_id)            every data key of a run (not its hash): what expires with it
   lc_subs(run_id)            the subscriptions its events went to
-  lc_settled(run_id)         no delivery of it is pending for a subscription that still exists
+  lc_queued(run_id, n)       n more (or, negative, fewer) of its deliveries wait in lanes
   lc_bury(...)               its upstream de-duplication key, made a tombstone or deleted
-  lc_settle(run_id)          start its retention clock if it ended and its deliveries settled
+  lc_settle(run_id)          start its retention clock if it ended and its deliveries settled;
+                             an ended run with deliveries still queued is due for the sweep a
+                             retention after its end all the same (sweep_run.lua expires the
+                             parked ones)
   lc_reopen(run_id)          a delivery was queued again: its keys lose their expiry
 ]]
 local LC_ENDED = {completed = true, start_failed = true, tracking_failed = true, stopped = true}
@@ -90,18 +93,12 @@ local function lc_subs(run_id)
   end
   return table.concat(out, ',')
 end
--- No delivery of the run is pending or retrying for a subscription that still exists (a parked
--- lane of a disabled subscription is pending: it waits for the subscription to come back).
-local function lc_settled(run_id)
-  for _, e in ipairs(redis.call('LRANGE', key_run_events(run_id), 0, -1)) do
-    local subs = redis.call('HGET', key_event(e), 'subs') or ''
-    for sub in string.gmatch(subs, '[^,]+') do
-      local st = redis.call('HGET', key_delivery(e, sub), 'state')
-      if (st == 'pending' or st == 'retrying') and redis.call('EXISTS', key_subscription(sub)) == 1
-      then return false end
-    end
-  end
-  return true
+-- The run's deliveries waiting in lanes (pending or retrying, parked ones included) are counted
+-- on the run hash (`pending`) by the scripts that push and pop lane entries, so settling is one
+-- HGET, not a walk of its events and subscribers (invariant 9). A ping has no run.
+local function lc_queued(run_id, n)
+  local rk = key_run(run_id)
+  if redis.call('EXISTS', rk) == 1 then redis.call('HINCRBY', rk, 'pending', n) end
 end
 -- The upstream de-duplication key of a run that is gone. A run of an agent (the only kind a
 -- watch lists) leaves a tombstone (TOMB, ttl ms) so the watch does not track it again; any
@@ -116,12 +113,20 @@ local function lc_bury(run_id, tenant, provider, agent_id, upstream_run_id, ttl)
   end
 end
 -- Start the run's retention clock if it ended and its deliveries settled. Returns 1 if started.
+-- An ended run with deliveries still queued is put on the retention schedule a retention after
+-- its end (NX: the first time it is seen ended); the sweep then expires the deliveries parked
+-- on a disabled subscription, so a dead endpoint cannot keep runs for ever (invariant 8).
 local function lc_settle(run_id)
   local rk = key_run(run_id)
-  local f = redis.call('HMGET', rk, 'state', 'retention', 'retain_until')
-  if not f[1] or not LC_ENDED[f[1]] or f[3] or not lc_settled(run_id) then return 0 end
+  local f = redis.call('HMGET', rk, 'state', 'retention', 'retain_until', 'pending')
+  if not f[1] or not LC_ENDED[f[1]] or f[3] then return 0 end
   local ret_ms = math.floor(tonumber(f[2] or '${DEFAULT_RETENTION}') * 1000)
   local until_ms = lc_now_ms() + ret_ms
+  if tonumber(f[4] or '0') > 0 then
+    redis.call('ZADD', KEY_RETENTION, 'NX', string.format('%.3f', until_ms / 1000), run_id)
+    return 0
+  end
+  -- Bounded by the run's events (the vendor's statuses) times the subscriptions they went to.
   for _, k in ipairs(lc_keys(run_id)) do redis.call('PEXPIREAT', k, until_ms) end
   redis.call('HSET', rk, 'retain_until', string.format('%.3f', until_ms / 1000),
     'subs_seen', lc_subs(run_id))

@@ -10,5 +10,6 @@ local function requeue(lane, dlv, due, pairs, event_id, now, pair, run_id)
   redis.call('HSET', dlv, 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', now)
   redis.call('SADD', pairs, run_id)
   redis.call('ZADD', due, 'NX', now, pair)
+  lc_queued(run_id, 1)
   lc_reopen(run_id)
 end

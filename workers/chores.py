@@ -1,0 +1,56 @@
+"""Background chores: work that is truly proportional to the data (a deleted subscription's
+month of parked deliveries, a re-enabled one's parked lanes), done after the object has left the
+API, in bounded batches: one script per batch (`BATCH` lanes or dead letters), the chore due
+again at once while more is left (DESIGN.md invariant 9). A crash between batches loses nothing:
+the chore keeps its lease and comes back when it passes."""
+
+from __future__ import annotations
+
+import structlog
+
+from relay.store import keys
+from relay.store.client import bind
+from relay.store.leases import Lease, release, unheld
+from workers.context import Context
+
+log = structlog.get_logger("relay.chores")
+
+#: Lanes (or dead letters) per script: each lane holds at most a run's events, so one batch is
+#: a few hundred small commands, well under a millisecond of Redis.
+BATCH = 100
+
+
+async def run_chore(ctx: Context, member: str, lease: Lease | None = None) -> None:
+    lease = lease or unheld(keys.DUE_CHORES, member)
+    kind, _, rest = member.partition("|")
+    sub_id = rest.partition("|")[0]
+    scripts = bind(ctx.redis)
+    if kind == "purge":
+        more = await scripts.purge_sub(
+            keys=[
+                keys.sub_pairs(sub_id),
+                keys.sub_dead(sub_id),
+                keys.DUE_DELIVER,
+                keys.DUE_CHORES,
+                lease.leases,
+            ],
+            args=[sub_id, BATCH, member, lease.token],
+        )
+    elif kind == "resume":
+        more = await scripts.resume_sub(
+            keys=[
+                keys.subscription(sub_id),
+                keys.sub_pairs(sub_id),
+                keys.DUE_DELIVER,
+                keys.DUE_CHORES,
+                lease.leases,
+                keys.CHORE_CURSORS,
+            ],
+            args=[sub_id, BATCH, member, lease.token],
+        )
+    else:
+        log.warning("chore_unknown", member=member)
+        await release(ctx.pipe, lease, None)
+        return
+    if more == 0:
+        log.info("chore_done", chore=kind, subscription_id=sub_id)
