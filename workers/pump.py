@@ -23,7 +23,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from relay import metrics
-from relay.store import leases
+from relay.store import leases, scripts
 from relay.store.leases import Lease
 
 log = structlog.get_logger("relay.pump")
@@ -31,6 +31,9 @@ log = structlog.get_logger("relay.pump")
 Handler = Callable[[Lease], Awaitable[None]]
 #: The longest the loop waits for a free slot before it turns again (and beats).
 TURN = 1.0
+#: An idle worker costs Redis about two commands per pump per NAP seconds (a claim and a BLPOP),
+#: whatever the fleet's size (relay/store/scripts.py).
+NAP = scripts.NAP
 
 
 class Pump:
@@ -76,9 +79,12 @@ class Pump:
                     await asyncio.wait_for(self._slot_freed.wait(), TURN)
                 continue
             try:
-                members = await leases.claim(
+                members, following, now = await leases.claim_or_next(
                     self._r, self._due_key, self._lease, min(free, self._batch)
                 )
+                if not members:
+                    await self._nap(following, now)
+                    continue
             except RedisError as exc:
                 log.warning("claim_failed", pump=self.name, error=type(exc).__name__)
                 await asyncio.sleep(1.0)
@@ -87,8 +93,16 @@ class Pump:
                 task = asyncio.create_task(self._run_one(member))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
-            if not members:
-                await asyncio.sleep(self._idle)
+
+    async def _nap(self, following: float | None, now: float) -> None:
+        """Nothing is due: sleep until the next member is (server time), at most NAP, unless a
+        script nudges this due set first (work made due now). A wait shorter than `idle` is
+        slept without asking Redis."""
+        wait = NAP if following is None else min(NAP, max(0.0, following - now))
+        if wait <= self._idle:
+            await asyncio.sleep(wait)
+            return
+        await leases.nap(self._r, self._due_key, wait)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -152,7 +152,7 @@ def connection_class(counter: Counter) -> type[Connection]:
                 self._multi.append(kind)
             elif kind == "write":
                 self._counter.landed(name)
-            elif kind == "claim" and isinstance(response, list) and len(response) > 1:
+            elif kind == "claim" and isinstance(response, list) and len(response) > 2:
                 self._counter.landed("CLAIM")
             return response
 

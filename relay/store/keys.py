@@ -30,6 +30,13 @@ def leases(due: str) -> str:
     return f"{due}:leases"
 
 
+def nudge(due: str) -> str:
+    """A list of at most one token: pushed by a script that makes a member of `due` due now,
+    popped (BLPOP) by an idle pump waiting for work (lua/includes/nudge.lua). Ends: popped, or
+    expires a minute after its push."""
+    return f"{due}:nudge"
+
+
 def lease_fails(leases_key: str) -> str:
     """Hash member -> consecutive failed jobs of a held member (scripts FAIL); entries end with
     the member's lease (includes/lease.lua `release`)."""

@@ -34,10 +34,25 @@ def unheld(due: str, member: str) -> Lease:
 
 
 async def claim(r: aioredis.Redis, due: str, lease_seconds: float, limit: int) -> list[Lease]:
+    return (await claim_or_next(r, due, lease_seconds, limit))[0]
+
+
+async def claim_or_next(
+    r: aioredis.Redis, due: str, lease_seconds: float, limit: int
+) -> tuple[list[Lease], float | None, float]:
+    """Up to `limit` due members under a lease; when none was due, also when the next one is
+    (None: the set is empty), and the server time of the claim, for the pump's nap."""
     raw = await bind(r).claim(keys=[due, keys.leases(due)], args=[lease_seconds, limit])
     at = float(raw[0])
-    rest = raw[1:]
-    return [Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2])) for i in range(0, len(rest), 3)]
+    following = float(raw[1]) if raw[1] else None
+    rest = raw[2:]
+    held = [Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2])) for i in range(0, len(rest), 3)]
+    return held, following, at
+
+
+async def nap(r: aioredis.Redis, due: str, seconds: float) -> None:
+    """Wait up to `seconds` for a nudge (a member of `due` made due now by a script)."""
+    await r.blpop([keys.nudge(due)], timeout=seconds)  # type: ignore[arg-type]
 
 
 async def release(

@@ -35,7 +35,16 @@ DEFAULT_RETENTION = 30 * 86400
 GRACE_MS = 24 * 3600 * 1000
 #: The value of an agent run's upstream key once the run is gone (a watch must not track it again).
 TOMB = "tomb"
-CONSTANTS = {"DEFAULT_RETENTION": DEFAULT_RETENTION, "GRACE_MS": GRACE_MS, "TOMB": TOMB}
+#: The longest an idle pump naps waiting for a nudge (workers/pump.py, lua/includes/nudge.lua):
+#: a member scheduled sooner than this from now nudges the due set, so a napping pump wakes and
+#: naps again until exactly its time. Below the workers' socket timeout (5 s).
+NAP = 3.0
+CONSTANTS = {
+    "DEFAULT_RETENTION": DEFAULT_RETENTION,
+    "GRACE_MS": GRACE_MS,
+    "TOMB": TOMB,
+    "NAP": NAP,
+}
 
 #: Scripts that only read: the crash-point harness does not count them as writes.
 READ_ONLY = frozenset({"lane_head"})

@@ -12,6 +12,7 @@
   it, so the set is bounded by the limit and the check is one SCARD.
 ]]
 --- @include "lifecycle"
+--- @include "nudge"
 
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
@@ -41,6 +42,7 @@ for i = 8 + 2 * nsub, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+nudge(KEYS[3])
 if KEYS[6] ~= '' and nsub > 0 then
   local sub = {}
   for i = 8, 7 + 2 * nsub do sub[#sub + 1] = ARGV[i] end

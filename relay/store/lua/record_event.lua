@@ -61,6 +61,7 @@ if not dup then
     if enabled[sub] then redis.call('ZADD', KEYS[4], 'NX', now, sub .. '|' .. run_id) end
   end
   lc_queued(run_id, #subs)
+  if #subs > 0 then nudge(KEYS[4]) end
   -- The pull log: the event id on the tenant's stream, trimmed by MINID to the retention (Redis
   -- time, as the stream ids are) and expiring a retention after its newest entry; then one
   -- wake-up for the api processes' long-polls.
@@ -80,6 +81,7 @@ if KEYS[7] ~= '' then
     delay = 0
   end
   redis.call('ZADD', KEYS[7], server_now() + delay, run_id)
+  if delay < ${NAP} then nudge(KEYS[7]) end
 elseif KEYS[5] ~= '' then
   redis.call('HDEL', KEYS[1], 'poll_again')
 end

@@ -15,4 +15,5 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('HDEL', key_lease_fails(KEYS[3]), ARGV[1])
 redis.call('HDEL', KEYS[1], 'job_error')
 redis.call('ZADD', KEYS[2], server_now(), ARGV[1])
+nudge(KEYS[2])
 return 'scheduled'

@@ -23,6 +23,7 @@ local now = server_now()
 for _, run_id in ipairs(scan[2]) do
   redis.call('ZADD', KEYS[3], 'NX', now, ARGV[1] .. '|' .. run_id)
 end
+if #scan[2] > 0 then nudge(KEYS[3]) end
 if scan[1] ~= '0' then
   redis.call('HSET', KEYS[6], ARGV[3], scan[1])
   release(KEYS[4], KEYS[5], ARGV[3], now)

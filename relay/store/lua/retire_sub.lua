@@ -9,6 +9,7 @@
   ARGV: sub_id, attempts_ttl, chore member
   Returns 1 (retired) or 0 (no such subscription).
 ]]
+--- @include "nudge"
 
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[3])
@@ -16,4 +17,5 @@ redis.call('SREM', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]))
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[5], 'NX', tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[3])
+nudge(KEYS[5])
 return 1

@@ -8,6 +8,7 @@
   lease (a member removed from the due set by someone else loses its entry at the holder's
   release, or at DELETE of the run).
 ]]
+--- @include "nudge"
 
 local function server_now()
   local t = redis.call('TIME')
@@ -23,5 +24,9 @@ local function release(due, leases, member, at)
     redis.call('HDEL', key_lease_fails(leases), member)
   end
   if at == nil then redis.call('ZREM', due, member)
-  else redis.call('ZADD', due, 'XX', at, member) end
+  else
+    redis.call('ZADD', due, 'XX', at, member)
+    -- Due within a napping pump's nap: wake one, which naps again until exactly then.
+    if at < server_now() + ${NAP} then nudge(due) end
+  end
 end

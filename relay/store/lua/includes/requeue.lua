@@ -4,12 +4,14 @@
   attempt), the lane is listed and scheduled (NX: one already scheduled or held keeps its time
   and lease), and an ended run's keys outlive this delivery (lifecycle `lc_reopen`).
 ]]
+--- @include "nudge"
 
 local function requeue(lane, dlv, due, pairs, event_id, now, pair, run_id)
   redis.call('RPUSH', lane, event_id)
   redis.call('HSET', dlv, 'state', 'pending', 'attempts', 0, 'next_at', '', 'updated_at', now)
   redis.call('SADD', pairs, run_id)
   redis.call('ZADD', due, 'NX', now, pair)
+  nudge(due)
   lc_queued(run_id, 1)
   lc_reopen(run_id)
 end

@@ -9,6 +9,7 @@
   leave when their lane's delivery ends or their lane is found gone; the zset goes with its
   subscription (DELETE_SUB) and expires a day after its last wait in any case.
 ]]
+--- @include "nudge"
 
 local function wake_one(due, leases, waiting, now)
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', waiting, 0, '+inf', 'LIMIT', 0, 8)) do
@@ -17,6 +18,7 @@ local function wake_one(due, leases, waiting, now)
     elseif redis.call('HEXISTS', leases, m) == 0 then
       redis.call('ZADD', waiting, 'XX', -1, m)
       redis.call('ZADD', due, 'XX', now, m)
+      nudge(due)
       return
     end
   end
