@@ -15,9 +15,10 @@ from workers.context import Context
 
 log = structlog.get_logger("relay.chores")
 
-#: Lanes (or dead letters) per script: each lane holds at most a run's events, so one batch is
-#: a few hundred small commands, well under a millisecond of Redis.
-BATCH = 100
+#: Lanes (or dead letters) per script: each lane holds at most a run's events, and each of its
+#: runs may start its retention (a few dozen commands), so one batch is about 2-3 ms of Redis
+#: (bench/scale.py), the same at any size.
+BATCH = 50
 
 
 async def run_chore(ctx: Context, member: str, lease: Lease | None = None) -> None:

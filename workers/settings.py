@@ -167,6 +167,9 @@ def worker_settings() -> dict[str, Any]:
         "job_timeout": 60,
         "health_check_interval": 30,
         "max_jobs": 10,
+        # arq only hosts the process: no job is ever enqueued on its queue (the pumps claim the
+        # work), so its queue poll need not turn often (an idle worker's Redis cost: bench/idle.py).
+        "poll_delay": 5.0,
     }
 
 

@@ -13,6 +13,9 @@ from relay.ops.deps import Deps
 from relay.store import keys, lifecycle, slots
 from relay.store import subscriptions as subs_store
 
+#: Runs erased per page of the tenant's index.
+PAGE = 200
+
 
 @dataclass(frozen=True)
 class TenantData:
@@ -47,19 +50,26 @@ async def _other_keys(deps: Deps, tenant: str) -> list[str]:
 async def erase_tenant(deps: Deps, tenant: str, *, dry_run: bool) -> TenantData:
     """Count (dry run) or erase everything of `tenant`."""
     r = deps.redis
-    run_ids = await r.zrange(keys.tenant_runs(tenant), 0, -1)
     sub_ids = sorted(await r.smembers(keys.tenant_subs(tenant)))
     watch_ids = sorted(await r.smembers(keys.tenant_watches(tenant)))
     if dry_run:
         other = await _other_keys(deps, tenant)
-        return TenantData(len(run_ids), len(sub_ids), len(watch_ids), len(other))
+        return TenantData(
+            await r.zcard(keys.tenant_runs(tenant)), len(sub_ids), len(watch_ids), len(other)
+        )
     # Watches first: a listing in flight then finds its watch gone and tracks no new run that
     # would outlive the erase.
     for watch_id in watch_ids:
         await watches.remove(deps, tenant, watch_id)
     runs = 0
-    for run_id in run_ids:
-        runs += await lifecycle.erase_run(r, run_id, deps.settings.tombstone_ttl)
+    # A page of runs at a time (each erase takes its run out of the index), so no single Redis
+    # call reads the whole tenant.
+    while page := await r.zrange(keys.tenant_runs(tenant), 0, PAGE - 1):
+        for run_id in page:
+            if await lifecycle.erase_run(r, run_id, deps.settings.tombstone_ttl):
+                runs += 1
+            else:  # an index entry whose run is gone already
+                await r.zrem(keys.tenant_runs(tenant), run_id)
     for sub_id in sub_ids:
         sub = await subs_store.get_sub(r, sub_id)
         if sub is not None:
