@@ -488,3 +488,85 @@ def test_erase_during_a_start_in_flight_leaves_nothing(
         finally:
             sim.post("/_sim/config", json={"latency_ms": 0}).raise_for_status()
         assert not traces_of(lrdb, domain, run["id"])
+
+
+def test_deliveries_parked_on_a_disabled_subscription_end_with_their_runs_retention(
+    lstack: Stack, lrdb: redis.Redis, receiver: Receiver
+) -> None:
+    """A dead endpoint cannot keep runs for ever (invariant 8): the run goes a retention after
+    its end, its parked deliveries expire with it, each recorded as expired in the attempt log,
+    and the tenant is told in a notice."""
+    hook = unique("parked")
+    with lstack.client("t1") as api:
+        sub = subscribe(api, receiver.url(hook), filter={"providers": ["citedy"]})
+        api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": False}).raise_for_status()
+        run = start_run(api, unique("parked") + ".example")
+        wait_for(lambda: completed(api, run["id"]), what="completed")
+        lane = f"relay:lane:{sub['id']}:{run['id']}"
+        assert lrdb.llen(lane) == 5  # parked: every status waits
+        assert lrdb.hget(f"relay:run:{run['id']}", "pending") == "5"
+        wait_for(
+            lambda: api.get(f"/v1/runs/{run['id']}").status_code == 404,
+            timeout=RETENTION + 10,
+            what="run gone a retention after its end",
+        )
+        # (the attempt log and the notice name the run: they are the record of the expiry)
+        wait_for(
+            lambda: (
+                [k for k in traces_of(lrdb, run["id"]) if not k.endswith((":attempts", ":notices"))]
+                == []
+            ),
+            what="swept",
+        )
+        assert not lrdb.exists(lane)
+        assert not lrdb.sismember(f"relay:sub:{sub['id']}:pairs", run["id"])
+        rows = api.get(f"/v1/subscriptions/{sub['id']}/deliveries").json()["data"]
+        expired = [row for row in rows if row["outcome"] == "expired"]
+        assert len(expired) == 5 and {row["run_id"] for row in expired} == {run["id"]}
+        notices = api.get("/v1/notices").json()["data"]
+        told = [n for n in notices if n["type"] == "deliveries.expired"]
+        assert told and told[0]["subscription_id"] == sub["id"]
+        assert receiver.got(hook) == []  # nothing was sent meanwhile
+        api.delete(f"/v1/subscriptions/{sub['id']}")
+
+
+def test_kept_counts_match_a_recount(lstack: Stack, lrdb: redis.Redis, receiver: Receiver) -> None:
+    """Counts the relay decides on are kept by the scripts, not recounted (invariant 9); here
+    they are recounted after deliveries that succeed, retry, die, are redelivered and are parked,
+    and must agree: a run's `pending` with its lanes, a tenant's active set with its runs."""
+    ok, failing, parked = unique("ok"), unique("fail"), unique("parked")
+    receiver.plan(failing, default=500)
+    with lstack.client("t2") as api:
+        subs = [subscribe(api, receiver.url(h)) for h in (ok, failing, parked)]
+        api.patch(f"/v1/subscriptions/{subs[2]['id']}", json={"enabled": False})
+        runs = [start_run(api, unique("count") + ".example") for _ in range(3)]
+        for run in runs:
+            wait_for(lambda r=run: completed(api, r["id"]), what="completed")
+        event = api.get(f"/v1/runs/{runs[0]['id']}").json()["events"][0]["id"]
+        api.post(f"/v1/events/{event}/redeliver").raise_for_status()
+        time.sleep(1.0)
+
+        def recount(run_id: str) -> tuple[int, int]:
+            kept = int(lrdb.hget(f"relay:run:{run_id}", "pending") or 0)
+            lanes = sum(lrdb.llen(f"relay:lane:{s['id']}:{run_id}") for s in subs)
+            return kept, lanes
+
+        for run in runs:
+            kept, lanes = recount(run["id"])
+            assert kept == lanes and lanes >= 5, (run["id"], kept, lanes)  # the parked five
+        active = lrdb.smembers("relay:tenant:t2:active")
+        live = [
+            run_id
+            for run_id in lrdb.zrange("relay:tenant:t2:runs", 0, -1)
+            if lrdb.hget(f"relay:run:{run_id}", "state") in ("starting", "tracking")
+        ]
+        assert sorted(active) == sorted(live)
+        for sub in subs:
+            api.delete(f"/v1/subscriptions/{sub['id']}")
+        # The purge counts the deleted subscriptions' lanes off their runs.
+        wait_for(
+            lambda: all(
+                recount(r["id"]) == (0, 0) for r in runs if lrdb.exists(f"relay:run:{r['id']}")
+            ),
+            what="the purge counted off",
+        )
