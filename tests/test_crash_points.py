@@ -33,6 +33,7 @@ from relay.devtools.simulators import create_app as create_sim
 from relay.devtools.simulators.state import SimState
 from relay.ids import new_id
 from relay.store import keys
+from relay.store import subscriptions as subs_store
 from relay.store.crashpoint import Counter
 from relay.store.leases import claim
 from relay.store.runs import COMPLETED, STARTING, create_run
@@ -50,6 +51,8 @@ from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.stack import unique
 from tests.support.vendor_objects import citedy_run
+from workers import chores
+from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import BUSY_SAFETY, deliver_lane
 from workers.poll import poll_run
@@ -77,6 +80,14 @@ class World:
     def db(self) -> str:
         self.next_db += 1
         return f"{self.valkey.connection_url}/{self.next_db}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_lane_a_batch() -> Iterator[None]:
+    """Chores take one lane a batch here, so a purge or resume spans several batches."""
+    saved, chores.BATCH = chores.BATCH, 1
+    yield
+    chores.BATCH = saved
 
 
 @pytest.fixture(scope="module")
@@ -545,6 +556,59 @@ async def watch_create_path(world: World, env: Env, counter: Counter) -> list[st
     return await recover(env, done)
 
 
+async def _parked_sub(env: Env) -> tuple[str, list[str]]:
+    """A disabled subscription with two finished runs' events parked on it."""
+    sub_id = await add_subscription(env.r, env.receiver.url(env.hook))
+    await env.r.hset(keys.subscription(sub_id), "enabled", "0")
+    runs = [(await _completed_run_with_lane(env, sub_id))[0] for _ in range(2)]
+    for run_id in runs:
+        await env.r.zrem(keys.DUE_DELIVER, keys.pair(sub_id, run_id))
+    return sub_id, runs
+
+
+async def chores_purge_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """A deleted subscription's purge (workers/chores.py), one lane a batch: the worker dies
+    after each write of a batch; afterwards nothing of it is left and its runs count no
+    delivery waiting (so their retention starts)."""
+    sub_id, runs = await _parked_sub(env)
+    sub = await subs_store.get_sub(env.r, sub_id)
+    assert sub is not None
+    await subs_store.delete_sub(env.r, sub)
+    await crash_job(env, counter, keys.DUE_CHORES, run_chore)
+
+    async def done() -> list[str]:
+        out = []
+        if await env.r.exists(keys.sub_pairs(sub_id), *(keys.lane(sub_id, r) for r in runs)):
+            out.append("lanes of the deleted subscription are left")
+        if await env.r.zcard(keys.DUE_CHORES):
+            out.append("the purge is still scheduled")
+        for run_id in runs:
+            pending = await env.r.hget(keys.run(run_id), "pending")
+            if pending != "0":
+                out.append(f"{run_id} counts {pending} deliveries waiting")
+            if not await env.r.hget(keys.run(run_id), "retain_until"):
+                out.append(f"{run_id} did not start its retention")
+        return out
+
+    return await recover(env, done)
+
+
+async def chores_resume_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """A re-enabled subscription's resume, one lane a batch: its parked events flow afterwards."""
+    sub_id, runs = await _parked_sub(env)
+    await env.r.hset(keys.subscription(sub_id), "enabled", "1")
+    await subs_store.resume_lanes(env.r, sub_id, time.time())
+    await crash_job(env, counter, keys.DUE_CHORES, run_chore)
+
+    async def done() -> list[str]:
+        out = []
+        for run_id in runs:
+            out += await run_problems(env, run_id, state=COMPLETED)
+        return out
+
+    return await recover(env, done)
+
+
 PATHS: dict[str, Path_] = {
     "start: started": start_path("ok", "ok", COMPLETED),
     "start: refused (402)": start_path("broke", "broke", "start_failed"),
@@ -574,6 +638,8 @@ PATHS: dict[str, Path_] = {
     "ingress: watch create": watch_create_path,
     "ingress: recover": recover_path,
     "ingress: redeliver": redeliver_path,
+    "chores: purge": chores_purge_path,
+    "chores: resume": chores_resume_path,
 }
 
 
