@@ -13,6 +13,7 @@ each in its own Valkey database. `test_real_sigkill_*` kill real worker processe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -36,6 +37,8 @@ from relay.store import keys
 from relay.store.crashpoint import Counter
 from relay.store.leases import claim
 from relay.store.runs import COMPLETED, STARTING, create_run
+from relay.store.subscriptions import new_sub_fields
+from relay.vendors.connections import scoped_idempotency_key
 from tests.support import crash
 from tests.support.crash import (
     CRASH_LEASE,
@@ -118,7 +121,9 @@ def charges(world: World, domain: str) -> int:
     )
 
 
-async def _starting_run(env: Env, domain: str) -> str:
+async def _starting_run(
+    env: Env, domain: str, payload: dict[str, Any] | None = None, callback: str | None = None
+) -> str:
     run_id = new_id("run")
     now = time.time()
     record_ = {
@@ -135,8 +140,23 @@ async def _starting_run(env: Env, domain: str) -> str:
         "created_at": repr(now),
         "updated_at": repr(now),
         "poll_interval": "0",
-        "input": f'{{"domain":"{domain}"}}',
+        "input": json.dumps(payload or {"domain": domain}),
     }
+    sub = None
+    if callback:
+        record_["callback_url"] = callback
+        record_["callback_sub"] = new_id("sub")
+        sub = new_sub_fields(
+            sub_id=record_["callback_sub"],
+            tenant=crash.TENANT,
+            url=callback,
+            filter_={},
+            description="callback",
+            sealed_secret=None,
+            now=now,
+            run_id=run_id,
+        )
+        await env.r.set(keys.tenant_callback_secret(crash.TENANT), "whsec_" + "B" * 32, nx=True)
     await create_run(
         env.r,
         run=record_,
@@ -145,6 +165,7 @@ async def _starting_run(env: Env, domain: str) -> str:
         idempotency_key=None,
         request_hash="",
         upstream_key=None,
+        callback_sub=sub,
     )
     return run_id
 
@@ -167,11 +188,43 @@ def start_path(crash_sim: str, recover_sim: str, state: str) -> Path_:
     return path
 
 
-async def _upstream(world: World, sim: str) -> str:
+async def join_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """A start whose vendor run (the same input.idempotencyKey, sent after the relay's own record
+    of the key lapsed) the tenant already tracks: it joins that run, its callback moves there, and
+    both the tenant's subscriber and the callback get every status of it."""
+    await add_subscription(env.r, env.receiver.url(env.hook))
+    key = unique("join-key-")
+    domain = f"{unique('cpj')}.example"
+    payload = {"domain": domain, "idempotencyKey": key}
+    # The tenant's first start of it, as the vendor saw it (on the shared account the key sent
+    # upstream is scoped to the tenant).
+    upstream = await _upstream(
+        world, "ok", {**payload, "idempotencyKey": scoped_idempotency_key(crash.TENANT, key)}
+    )
+    existing = await track(env.r, upstream)
+    callback_hook = env.hook + "-cb"
+    run_id = await _starting_run(env, domain, payload, env.receiver.url(callback_hook))
+    await crash_job(env, counter, keys.DUE_START, start_run)
+
+    async def done() -> list[str]:
+        joiner = await env.r.hgetall(keys.run(run_id))
+        if joiner.get("state") != "joined" or joiner.get("joined_run_id") != existing:
+            return [f"{run_id} is {joiner.get('state')}, not joined to {existing}"]
+        # Every event of the run it joined reached the tenant's subscriber and the moved callback.
+        out = await run_problems(env, existing, state=COMPLETED)
+        out += await run_problems(env, existing, state=COMPLETED, hook=callback_hook)
+        if charges(world, domain) != 1:
+            out.append(f"charged {charges(world, domain)} times")
+        return out
+
+    return await recover(env, done)
+
+
+async def _upstream(world: World, sim: str, payload: dict[str, Any] | None = None) -> str:
     ctx = build_context(aioredis.Redis(), crash.settings("redis://unused", world.sims[sim]))
     try:
         started = await ctx.providers["citedy"].start(
-            ctx.vendor_http, {"domain": f"{unique('up')}.example"}, unique("idem")
+            ctx.vendor_http, payload or {"domain": f"{unique('up')}.example"}, unique("idem")
         )
     finally:
         await ctx.aclose()
@@ -380,7 +433,12 @@ async def request(
         await r.aclose(close_connection_pool=True)
 
 
-def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Path_:
+def create_run_path(
+    *, idem: bool, callback: bool, tracked: bool = False, input_key: bool = False
+) -> Path_:
+    """`input_key`: the key is the client's input.idempotencyKey (no header), which the relay
+    keeps as the tenant's idempotency key too."""
+
     async def path(world: World, env: Env, counter: Counter) -> list[str]:
         domain = f"{unique('in')}.example"
         body: dict[str, Any] = {"provider": "citedy"}
@@ -388,11 +446,13 @@ def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Pat
             body["upstream_run_id"] = await _upstream(world, "ok")
         else:
             body["input"] = {"domain": domain}
+        if input_key:
+            body["input"]["idempotencyKey"] = unique("input-key-")
         if callback:
             body["callback_url"] = env.receiver.url(env.hook)
         else:
             await add_subscription(env.r, env.receiver.url(env.hook))
-        headers = {"idempotency-key": unique("k")} if idem else {}
+        headers = {"idempotency-key": unique("k")} if idem and not input_key else {}
         first = await request(env, counter, "POST", "/v1/runs", json=body, headers=headers)
         problems: list[str] = []
         if first is None:
@@ -405,7 +465,7 @@ def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Pat
             again = await request(env, None, "POST", "/v1/runs", json=body, headers=headers)
             assert again is not None
             if again.json()["id"] != accepted:
-                problems.append(f"Idempotency-Key retry got {again.json()['id']}, not {accepted}")
+                problems.append(f"idempotency key retry got {again.json()['id']}, not {accepted}")
 
         async def done() -> list[str]:
             runs = await tenant_runs(env)
@@ -550,6 +610,7 @@ PATHS: dict[str, Path_] = {
     "start: refused (402)": start_path("broke", "broke", "start_failed"),
     "start: vendor 429": start_path("429", "ok", COMPLETED),
     "start: vendor 5xx": start_path("500", "ok", COMPLETED),
+    "start: joins the run the tenant tracks": join_path,
     "poll: changed": poll_path("ok", "ok"),
     "poll: unchanged": poll_path("ok", "ok", seen_first=True),
     "poll: budget deferred": poll_path("ok", "ok", deferred=True),
@@ -568,6 +629,9 @@ PATHS: dict[str, Path_] = {
     "ingress: start, callback": create_run_path(idem=False, callback=True),
     "ingress: start, callback, Idempotency-Key": create_run_path(idem=True, callback=True),
     "ingress: track, Idempotency-Key": create_run_path(idem=True, callback=False, tracked=True),
+    "ingress: start, callback, input.idempotencyKey": create_run_path(
+        idem=True, callback=True, input_key=True
+    ),
     "ingress: subscription create": sub_create_path,
     "ingress: subscription enable": sub_enable_path,
     "ingress: subscription delete": sub_delete_path,

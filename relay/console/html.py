@@ -69,5 +69,6 @@ TONES = {
     "tracking_failed": "bad",
     "blocked": "bad",
     "stopped": "muted",
+    "joined": "muted",
     "dropped": "muted",
 }

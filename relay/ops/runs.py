@@ -164,6 +164,10 @@ async def start(
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
         callback_sub=callback_sub,
         max_active=deps.settings.max_active_runs,
+        # The key the vendor sees is the tenant's at the relay too: one relay run per vendor run.
+        input_idempotency_key=str(payload["idempotencyKey"])
+        if payload and payload.get("idempotencyKey")
+        else None,
     )
     if created.outcome == "quota":
         limit = deps.settings.max_active_runs
@@ -173,6 +177,12 @@ async def start(
             "idempotency_conflict",
             "this Idempotency-Key was used with a different body",
             "Idempotency-Key",
+        )
+    if created.outcome == "input_conflict":
+        raise Conflict(
+            "idempotency_conflict",
+            "this input.idempotencyKey was used with a different body",
+            "input.idempotencyKey",
         )
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
