@@ -35,7 +35,7 @@ from relay.devtools.simulators.state import SimState
 from relay.ids import new_id
 from relay.store import keys
 from relay.store.crashpoint import Counter
-from relay.store.leases import claim
+from relay.store.leases import claim, fail
 from relay.store.runs import COMPLETED, STARTING, create_run
 from relay.store.subscriptions import new_sub_fields
 from relay.vendors.connections import scoped_idempotency_key
@@ -577,6 +577,27 @@ async def redeliver_path(world: World, env: Env, counter: Counter) -> list[str]:
     return await recover(env, done)
 
 
+async def refresh_set_aside_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """POST /v1/runs/{id}/refresh of a start set aside after repeated failures (PUT_BACK): it
+    starts and completes afterwards, charged once."""
+    await add_subscription(env.r, env.receiver.url(env.hook))
+    domain = f"{unique('cpr')}.example"
+    run_id = await _starting_run(env, domain)
+    (held,) = await claim(env.r, keys.DUE_START, CRASH_LEASE, 1)
+    assert await fail(env.r, held, limit=1, error="{}", run_key=keys.run(run_id), keep=60) == 1
+    url = f"/v1/runs/{run_id}/refresh"
+    if await request(env, counter, "POST", url) is None:
+        await request(env, None, "POST", url)
+
+    async def done() -> list[str]:
+        out = await run_problems(env, run_id, state=COMPLETED)
+        if not out and charges(world, domain) != 1:
+            out.append(f"charged {charges(world, domain)} times")
+        return out
+
+    return await recover(env, done)
+
+
 async def watch_create_path(world: World, env: Env, counter: Counter) -> list[str]:
     """POST /v1/watches: afterwards, a run the agent starts is tracked once and completes."""
     await add_subscription(env.r, env.receiver.url(env.hook))
@@ -637,6 +658,7 @@ PATHS: dict[str, Path_] = {
     "ingress: subscription delete": sub_delete_path,
     "ingress: watch create": watch_create_path,
     "ingress: recover": recover_path,
+    "ingress: refresh a set-aside start": refresh_set_aside_path,
     "ingress: redeliver": redeliver_path,
 }
 

@@ -19,7 +19,7 @@ from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid
 from relay.ops.guard import checked_url, ensure_room
 from relay.ops.inputs import RunCreate
 from relay.secret_box import seal
-from relay.store import keys, lifecycle, snapshots
+from relay.store import keys, leases, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
@@ -279,6 +279,12 @@ class Refreshed:
 async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
     """Poll now (a run being tracked, or one that gave up: it is tracked again)."""
     run = await _own(deps, tenant, run_id)
+    if run.get("state") == STARTING:
+        # A start set aside after RELAY_POISON_AFTER failures comes back, due now; any other
+        # start is queued already.
+        back = await leases.put_back(deps.redis, keys.DUE_START, run["id"])
+        run = await _own(deps, tenant, run_id)
+        return Refreshed(public_run(run), "scheduled" if back else "queued")
     run = await resume_run(deps.redis, run, time.time())  # a tracking_failed run is tracked again
     await snapshots.resolve(deps.redis, [run])
     if run.get("state") != TRACKING:

@@ -11,7 +11,7 @@ from relay.ops import connections
 from relay.ops.deps import Deps
 from relay.ops.errors import NotFound
 from relay.ops.inputs import WatchCreate
-from relay.store import keys
+from relay.store import keys, leases
 from relay.store.client import dumps, loads
 
 
@@ -25,6 +25,10 @@ def public(w: dict[str, str]) -> dict[str, Any]:
         "created_at": float(w["created_at"]),
         "last_listed_at": float(w["last_listed_at"]) if w.get("last_listed_at") else None,
         "last_error": w.get("last_error") or None,
+        # Its listing failed RELAY_POISON_AFTER times in a row and was set aside (workers/pump.py):
+        # the error, until `refresh` brings it back.
+        "set_aside": bool(w.get("job_error")),
+        "job_error": loads(w.get("job_error")),
     }
 
 
@@ -68,6 +72,18 @@ async def list_all(deps: Deps, tenant: str) -> list[dict[str, Any]]:
 
 
 async def get(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
+    return public(await _own(deps, tenant, watch_id))
+
+
+async def refresh(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
+    """List the agent's runs now: a watch set aside after repeated failures is put back (its
+    error cleared), any other is made due at once unless a listing is in flight."""
+    await _own(deps, tenant, watch_id)
+    r = deps.redis
+    if not await leases.put_back(r, keys.DUE_WATCH, watch_id):
+        held = await r.hexists(keys.leases(keys.DUE_WATCH), watch_id)
+        if not held:
+            await r.zadd(keys.DUE_WATCH, {watch_id: time.time()}, xx=True)
     return public(await _own(deps, tenant, watch_id))
 
 

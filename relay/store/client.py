@@ -30,6 +30,7 @@ class Scripts:
     lane_head: AsyncScript
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
+    put_back: AsyncScript
     record_event: AsyncScript
     recover_dead: AsyncScript
     refresh_poll: AsyncScript

@@ -47,6 +47,7 @@ class Snapshot:
     tracked_complete: bool = True
     subs: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    set_aside: dict[str, int] = field(default_factory=dict)
     budget_backlog: dict[str, float] = field(default_factory=dict)
     scrape_seconds: float = 0.0
     used_memory: int = 0
@@ -67,6 +68,7 @@ async def read_snapshot(
         pipe.zcard(key)
         pipe.zcount(key, "-inf", now)
         pipe.zrange(key, 0, 0, withscores=True)
+        pipe.zcard(keys.poison(key))
     for tenant in tenants:
         pipe.zcard(keys.tenant_runs(tenant))
         pipe.smembers(keys.tenant_subs(tenant))
@@ -82,6 +84,7 @@ async def read_snapshot(
         snap.oldest_ready_age[name] = max(0.0, now - score) if score is not None else 0.0
         if score is not None and score > now:
             snap.oldest_ready_age[name] = 0.0
+        snap.set_aside[name] = int(next(it))
     sub_ids: list[str] = []
     for _ in tenants:
         snap.runs_total += int(next(it))
@@ -154,11 +157,18 @@ class StoreCollector(Collector):
             "How long the oldest ready member has been due (0 when none is).",
             labels=["queue"],
         )
+        aside = GaugeMetricFamily(
+            "relay_jobs_set_aside_now",
+            "Members of a due set set aside after RELAY_POISON_AFTER failures in a row, waiting "
+            "for a refresh or `relay jobs retry`.",
+            labels=["kind"],
+        )
         for name in QUEUES:
             depth.add_metric([name], s.depth.get(name, 0))
             ready.add_metric([name], s.ready.get(name, 0))
             age.add_metric([name], s.oldest_ready_age.get(name, 0.0))
-        yield from (depth, ready, age)
+            aside.add_metric([name], s.set_aside.get(name, 0))
+        yield from (depth, ready, age, aside)
 
         runs = GaugeMetricFamily("relay_runs", "Runs known to the relay (every state).")
         runs.add_metric([], s.runs_total)

@@ -208,7 +208,7 @@ def unschedule(pipe: Any, run_id: str) -> None:
         pipe.zrem(due, run_id)
         pipe.hdel(keys.leases(due), run_id)
         pipe.hdel(keys.lease_fails(keys.leases(due)), run_id)
-    pipe.zrem(keys.poison(keys.DUE_POLL), run_id)
+        pipe.zrem(keys.poison(due), run_id)
 
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
