@@ -28,7 +28,7 @@ BROKEN = "enc:this-does-not-unseal"
 @pytest.fixture(scope="module")
 def aside(valkey: ValkeyServer, sim_url: str) -> Iterator[tuple[Stack, int, redis.Redis]]:
     with metered_stack(
-        valkey.connection_url + "/9",
+        valkey.connection_url + "/12",
         sim_url,
         ARTIFACTS / "set-aside",
         RELAY_POISON_AFTER="1",

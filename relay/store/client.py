@@ -21,6 +21,7 @@ class Scripts:
     claim: AsyncScript
     create_run: AsyncScript
     delete_sub: AsyncScript
+    drop_reservations: AsyncScript
     enqueue_lane: AsyncScript
     erase_run: AsyncScript
     fail: AsyncScript
