@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+
 import redis.asyncio as aioredis
 
 from relay.secret_box import key_list, reseal
