@@ -598,6 +598,30 @@ async def refresh_set_aside_path(world: World, env: Env, counter: Counter) -> li
     return await recover(env, done)
 
 
+async def stop_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """DELETE /v1/runs/{id} of a run being polled (STOP_RUN): stopped, out of every schedule and
+    the quota, however the request died."""
+    run_id = await track(env.r, await _upstream(world, "ok"))
+    url = f"/v1/runs/{run_id}"
+    if await request(env, counter, "DELETE", url) is None:
+        await request(env, None, "DELETE", url)
+
+    async def done() -> list[str]:
+        out = []
+        if await env.r.hget(keys.run(run_id), "state") != "stopped":
+            out.append(f"{run_id} is {await env.r.hget(keys.run(run_id), 'state')}")
+        for due in (keys.DUE_START, keys.DUE_POLL):
+            if await env.r.zscore(due, run_id) is not None:
+                out.append(f"{run_id} still in {due}")
+            if await env.r.hexists(keys.leases(due), run_id):
+                out.append(f"{run_id} still leased in {due}")
+        if await env.r.sismember(keys.tenant_active(crash.TENANT), run_id):
+            out.append(f"{run_id} still counts against the quota")
+        return out
+
+    return await recover(env, done)
+
+
 async def watch_create_path(world: World, env: Env, counter: Counter) -> list[str]:
     """POST /v1/watches: afterwards, a run the agent starts is tracked once and completes."""
     await add_subscription(env.r, env.receiver.url(env.hook))
@@ -659,6 +683,7 @@ PATHS: dict[str, Path_] = {
     "ingress: watch create": watch_create_path,
     "ingress: recover": recover_path,
     "ingress: refresh a set-aside start": refresh_set_aside_path,
+    "ingress: stop a run": stop_path,
     "ingress: redeliver": redeliver_path,
 }
 

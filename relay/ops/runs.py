@@ -23,9 +23,7 @@ from relay.store import keys, leases, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps
 from relay.store.runs import (
-    ACTIVE_STATES,
     STARTING,
-    STOPPED,
     TRACKING,
     body_hash,
     create_run,
@@ -34,7 +32,7 @@ from relay.store.runs import (
     public_run,
     refresh_poll,
     resume_run,
-    unschedule,
+    stop_run,
     upstream_key,
 )
 from relay.vendors.base import Provider
@@ -299,13 +297,9 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
     """Stop tracking: no more polls or starts; what was recorded stays for RELAY_RETENTION
     after its deliveries settle (the retention clock starts here if they already have)."""
     run = await _own(deps, tenant, run_id)
-    pipe = deps.redis.pipeline(transaction=True)
-    if run.get("state") in ACTIVE_STATES:
-        pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
-    unschedule(pipe, run["id"])
-    pipe.srem(keys.tenant_active(tenant), run["id"])
-    await pipe.execute()
-    await lifecycle.settle_run(deps.redis, run["id"])
+    # One script, deciding from the run as it is then (this read may be stale by now).
+    if not await stop_run(deps.redis, run["id"], time.time()):
+        raise NotFound("run")
 
 
 async def erase(deps: Deps, tenant: str, run_id: str) -> None:

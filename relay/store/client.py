@@ -41,6 +41,7 @@ class Scripts:
     retry_head: AsyncScript
     settle_lane: AsyncScript
     settle_run: AsyncScript
+    stop_run: AsyncScript
     swap_sealed: AsyncScript
     sweep_run: AsyncScript
     wait_lane: AsyncScript

@@ -200,15 +200,14 @@ async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
     return str(result)
 
 
-def unschedule(pipe: Any, run_id: str) -> None:
-    """Queue on `pipe` the removal of a run from the start and poll schedules, with its lease
-    entries and failure counts (a worker that still holds it then finds its lease gone and
-    writes nothing): where those entries end for a stopped run."""
+async def stop_run(r: aioredis.Redis, run_id: str, now: float) -> bool:
+    """Stop tracking in one script, from the run as it stands (lua/stop_run.lua); False if
+    there is no such run."""
+    schedule = []
     for due in (keys.DUE_START, keys.DUE_POLL):
-        pipe.zrem(due, run_id)
-        pipe.hdel(keys.leases(due), run_id)
-        pipe.hdel(keys.lease_fails(keys.leases(due)), run_id)
-        pipe.zrem(keys.poison(due), run_id)
+        schedule += [due, keys.leases(due), keys.poison(due)]
+    done = await bind(r).stop_run(keys=[keys.run(run_id), *schedule], args=[run_id, now])
+    return bool(done)
 
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
