@@ -70,8 +70,7 @@ def test_a_start_the_vendor_resolves_to_a_tracked_run_joins_it(
         )
         assert joined["joined_run_id"] == run_a["id"]
         done = wait_for(
-            lambda: (d := api.get(f"/v1/runs/{run_a['id']}").json())["state"] == "completed"
-            and d,
+            lambda: (d := api.get(f"/v1/runs/{run_a['id']}").json())["state"] == "completed" and d,
             what="run A completed",
         )
         assert [e["status"] for e in done["events"]] == CITEDY_PATH

@@ -42,15 +42,22 @@ async def test_tenant_data_that_looks_sealed_neither_aborts_nor_changes(
     tenant, run_id, sub_id = unique("t"), unique("run_"), unique("sub_")
     metadata = json.dumps({"note": "enc:hello", "nested": ["enc:x"]})
     await ar.hset(keys.run(run_id), mapping={"id": run_id, "tenant": tenant, "metadata": metadata})
-    await ar.hset(keys.subscription(sub_id), mapping={
-        "id": sub_id,
-        "description": "enc:not-a-secret",
-        "secrets": json.dumps([{"s": seal("whsec_" + "A" * 32, K_OLD), "exp": None}]),
-        "headers": json.dumps({"x-token": seal("crm-token", K_OLD)}),
-    })
-    await ar.hset(keys.connection(tenant, "citedy"), mapping={
-        "sealed": seal("vendor-key-0123456789", K_OLD), "hint": "6789",
-    })
+    await ar.hset(
+        keys.subscription(sub_id),
+        mapping={
+            "id": sub_id,
+            "description": "enc:not-a-secret",
+            "secrets": json.dumps([{"s": seal("whsec_" + "A" * 32, K_OLD), "exp": None}]),
+            "headers": json.dumps({"x-token": seal("crm-token", K_OLD)}),
+        },
+    )
+    await ar.hset(
+        keys.connection(tenant, "citedy"),
+        mapping={
+            "sealed": seal("vendor-key-0123456789", K_OLD),
+            "hint": "6789",
+        },
+    )
     await ar.set(keys.tenant_callback_secret(tenant), seal("whsec_" + "B" * 32, K_OLD))
 
     await reencrypt(ar, f"{K_NEW},{K_OLD}")

@@ -77,8 +77,9 @@ def test_refresh_brings_back_a_set_aside_start(
             assert refreshed.status_code == 202, refreshed.text
             assert refreshed.json()["refresh"] == "scheduled"
             done = wait_for(
-                lambda: (d := api.get(f"/v1/runs/{run['id']}").json())["state"] == "completed"
-                and d,
+                lambda: (
+                    (d := api.get(f"/v1/runs/{run['id']}").json())["state"] == "completed" and d
+                ),
                 what="the start brought back and completed",
             )
             assert done["job_error"] is None
@@ -107,16 +108,17 @@ def test_a_set_aside_watch_shows_its_error_and_its_refresh_brings_it_back(
                 n["type"] == "watch.set_aside" and n["watch_id"] == watch["id"] for n in notices
             ), notices
             wait_for(
-                lambda: 'relay_jobs_set_aside_now{kind="watch"} 1.0'
-                in httpx.get(f"{stack.api_url}/metrics", timeout=5).text,
+                lambda: (
+                    'relay_jobs_set_aside_now{kind="watch"} 1.0'
+                    in httpx.get(f"{stack.api_url}/metrics", timeout=5).text
+                ),
                 what="the set-aside gauge",
             )
             _mend(rdb, "t2", "autoposting")
             refreshed = api.post(f"/v1/watches/{watch['id']}/refresh")
             assert refreshed.status_code == 202, refreshed.text
             back = wait_for(
-                lambda: (w := api.get(f"/v1/watches/{watch['id']}").json())["last_listed_at"]
-                and w,
+                lambda: (w := api.get(f"/v1/watches/{watch['id']}").json())["last_listed_at"] and w,
                 what="the watch listing again",
             )
             assert back["job_error"] is None and back["set_aside"] is False
@@ -141,9 +143,7 @@ def test_relay_jobs_lists_and_retries_every_set_aside_member(
             ).json()["id"]
             for _ in range(3)
         ]
-        wait_for(
-            lambda: rdb.zcard(keys.poison(keys.DUE_START)) >= 3, what="three starts set aside"
-        )
+        wait_for(lambda: rdb.zcard(keys.poison(keys.DUE_START)) >= 3, what="three starts set aside")
         _mend(rdb, "t3", "citedy")
         listed = _jobs(stack, "list", "--kind", "start", "--limit", "2")
         assert listed.returncode == 0, listed.stderr
@@ -154,9 +154,7 @@ def test_relay_jobs_lists_and_retries_every_set_aside_member(
         assert retried.returncode == 0, retried.stderr
         assert "retried 3" in retried.stdout, retried.stdout
         # The runs start; their first event's delivery fails (the secret does not unseal).
-        wait_for(
-            lambda: rdb.zcard(keys.poison(keys.DUE_DELIVER)) >= 1, what="a delivery set aside"
-        )
+        wait_for(lambda: rdb.zcard(keys.poison(keys.DUE_DELIVER)) >= 1, what="a delivery set aside")
         listed = _jobs(stack, "list")
         rows = [json.loads(line) for line in listed.stdout.splitlines() if line.startswith("{")]
         assert any(r["kind"] == "deliver" for r in rows), listed.stdout
@@ -172,8 +170,10 @@ def test_relay_jobs_lists_and_retries_every_set_aside_member(
                 what=f"{run_id} completed",
             )
         wait_for(
-            lambda: {h.json["data"]["run"]["id"] for h in receiver.got(hook) if h.succeeded}
-            == set(runs),
+            lambda: (
+                {h.json["data"]["run"]["id"] for h in receiver.got(hook) if h.succeeded}
+                == set(runs)
+            ),
             timeout=30,
             what="every run's events delivered",
         )
