@@ -93,10 +93,14 @@ async def delete(deps: Deps, tenant: str, watch_id: str) -> None:
 
 
 async def remove(deps: Deps, tenant: str, watch_id: str) -> None:
-    """Where a watch's keys end (DELETE, erase-tenant): its hash, its seen set, its schedule
-    entry and its place in the tenant's set, in one transaction."""
+    """Where a watch's keys end (DELETE, erase-tenant): its hash, its seen set, its schedule,
+    set-aside and lease entries (a listing in flight then finds its lease gone and writes
+    nothing) and its place in the tenant's set, in one transaction."""
     pipe = deps.redis.pipeline(transaction=True)
     pipe.zrem(keys.DUE_WATCH, watch_id)
+    pipe.zrem(keys.poison(keys.DUE_WATCH), watch_id)
+    pipe.hdel(keys.leases(keys.DUE_WATCH), watch_id)
+    pipe.hdel(keys.lease_fails(keys.leases(keys.DUE_WATCH)), watch_id)
     pipe.delete(keys.watch(watch_id), keys.watch_seen(watch_id))
     pipe.srem(keys.tenant_watches(tenant), watch_id)
     await pipe.execute()

@@ -77,11 +77,12 @@ async def fail(
 
 
 async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) -> int | None:
-    """Add one to `field` of the held member's record; None when the lease was lost (or the
-    record is gone): the job then stops, writing nothing more (see lua/bump.lua)."""
+    """Add one to `field` of the held member's record; None when the lease was lost, or the
+    record is gone (the member is then released): the job stops, writing nothing more (see
+    lua/bump.lua)."""
     script = bind(pipe.redis).bump
     found = await run_script(
-        pipe, script, [lease.leases, record_key], [lease.member, lease.token, field]
+        pipe, script, [lease.leases, record_key, lease.due], [lease.member, lease.token, field]
     )
     return None if found is None else int(found)
 
