@@ -23,6 +23,7 @@ from relay.store import keys
 from relay.store.connection import arq_settings, connect
 from relay.store.leases import record_key
 from relay.store.memory_guard import warn_if_evicting
+from relay.vendors.budget import metric_label
 from workers import heartbeat
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane
@@ -115,7 +116,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     for pump in pumps:
         metrics.IN_FLIGHT.labels(pump.name).set_function(lambda p=pump: p.in_flight)
     for provider in c.providers.values():
-        metrics.BUDGET_RATE.labels(provider.credential).set(settings.vendor_rate)
+        metrics.BUDGET_RATE.labels(metric_label(provider.credential)).set(settings.vendor_rate)
     ctx["metrics_server"] = metrics.start_worker_server(settings.metrics_port)
     log.info("worker_started", pumps=[p.name for p in pumps])
 
