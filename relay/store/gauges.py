@@ -1,7 +1,9 @@
 """The api's Prometheus gauges, read from Redis at scrape time (relay/metrics.py has the workers'
-counters): queue depths and readiness, dead letters awaiting recovery, subscriptions by state,
-tracked runs by status. Each read is a ZCARD/ZCOUNT/SCARD or one pipelined HMGET over a bounded
-set, and the snapshot is cached for a few seconds so several scrapers cost no more than one."""
+counters): queue depths and readiness, work set aside, dead letters awaiting recovery,
+subscriptions by state, tracked runs by status, for the environment's tenants and those whose
+API keys were made through the admin API. Each read is a ZCARD/ZCOUNT/SCARD or one pipelined
+HMGET over a bounded set, and the snapshot is cached for a few seconds so several scrapers cost
+no more than one."""
 
 from __future__ import annotations
 
@@ -55,13 +57,30 @@ class Snapshot:
     ok: bool = True
 
 
+#: The most API keys made at run time read per scrape (the operator makes them, one per tenant or
+#: a few: far below this).
+ADMIN_KEYS_READ = 10000
+
+
+async def admin_tenants(r: aioredis.Redis) -> set[str]:
+    """The tenants of the API keys made through the admin API (relay/tenancy/apikeys.py): the
+    gauges count them beside the environment's tenants."""
+    ids = await r.zrange(keys.API_KEYS, 0, ADMIN_KEYS_READ - 1)
+    if not ids:
+        return set()
+    pipe = r.pipeline(transaction=False)
+    for key_id in ids:
+        pipe.hget(keys.api_key(key_id), "tenant")
+    return {tenant for tenant in await pipe.execute() if tenant}
+
+
 async def read_snapshot(
     r: aioredis.Redis, tenants: Iterable[str], budgets: Iterable[str]
 ) -> Snapshot:
     started = time.perf_counter()
     now = time.time()
     snap = Snapshot(at=now)
-    tenants = sorted(set(tenants))
+    tenants = sorted(set(tenants) | set(await admin_tenants(r)))
     budgets = sorted(set(budgets))
     pipe = r.pipeline(transaction=False)
     for key in QUEUES.values():
