@@ -74,6 +74,7 @@ class Store:
                 "",
                 "",
                 keys.tenant_active(tenant) if active else "",
+                "",
             ],
             args=[
                 run_id,

@@ -1,4 +1,4 @@
-"""The `relay` command: dev, api, worker, check, simulate, erase-tenant, keys, reencrypt."""
+"""The `relay` command: dev, api, worker, check, simulate, erase-tenant, keys, reencrypt, jobs."""
 
 from __future__ import annotations
 
@@ -174,6 +174,42 @@ def cmd_reencrypt(_: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """`relay jobs list|retry`: work set aside after RELAY_POISON_AFTER failures in a row (starts,
+    polls, deliveries, watches), one JSON line per member; put one, or all, back."""
+    import asyncio
+    import json
+
+    from relay.ops import jobs
+    from relay.ops.errors import OpError
+
+    settings = _settings()
+
+    async def go() -> int:
+        deps = _ops_deps(settings)
+        try:
+            if args.action == "list":
+                for item in await jobs.list_set_aside(deps, args.kind, args.limit, args.batch):
+                    print(json.dumps(item.public()))
+                return 0
+            if args.all:
+                done = await jobs.retry_all(deps, args.kind, args.batch)
+            elif args.kind and args.member:
+                done = int(await jobs.retry(deps, args.kind, args.member))
+            else:
+                print("relay jobs retry: give KIND MEMBER, or --all", file=sys.stderr)
+                return 2
+            print(f"retried {done}")
+            return 0
+        except OpError as exc:
+            print(f"relay jobs: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await deps.redis.aclose()
+
+    return asyncio.run(go())
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from relay.devtools.dev import run_dev
 
@@ -214,6 +250,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "reencrypt", help="re-seal every stored secret under the first RELAY_ENCRYPTION_KEY"
     ).set_defaults(func=cmd_reencrypt)
+    p = sub.add_parser("jobs", help="see and bring back work set aside after repeated failures")
+    actions = p.add_subparsers(dest="action", required=True)
+    listed = actions.add_parser("list", help="set-aside members, one JSON line each")
+    listed.add_argument("--kind", choices=["start", "poll", "deliver", "watch"])
+    listed.add_argument("--limit", type=int, default=1000)
+    listed.add_argument("--batch", type=int, default=100, help="members read per round trip")
+    again = actions.add_parser("retry", help="put a member (KIND MEMBER) or --all back, due now")
+    again.add_argument("kind", nargs="?", choices=["start", "poll", "deliver", "watch"])
+    again.add_argument("member", nargs="?")
+    again.add_argument("--all", action="store_true", help="every member (of KIND, if given)")
+    again.add_argument("--batch", type=int, default=100, help="members read per round trip")
+    p.set_defaults(func=cmd_jobs)
     p = sub.add_parser("demo-receiver", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--secret-file", required=True)

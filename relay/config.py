@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     )
     retry_after_max: float = Field(default=3600.0, alias="RELAY_RETRY_AFTER_MAX", gt=0)
     delivery_timeout: float = Field(default=15.0, alias="RELAY_DELIVERY_TIMEOUT", gt=0)
+    dns_threads: int = Field(default=16, alias="RELAY_DNS_THREADS", ge=1, le=256)
+    dns_timeout: float = Field(default=5.0, alias="RELAY_DNS_TIMEOUT", gt=0)
     delivery_concurrency: int = Field(default=64, alias="RELAY_DELIVERY_CONCURRENCY", ge=1)
     delivery_per_subscription: int = Field(
         default=16, alias="RELAY_DELIVERY_PER_SUBSCRIPTION", ge=1

@@ -100,7 +100,8 @@ TRANSITIONS = Counter(
 )
 BUDGET_REQUESTS = Counter(
     "relay_vendor_budget_requests",
-    "Vendor requests granted a slot of the shared per-credential budget.",
+    "Vendor requests granted a slot of the shared per-credential budget, by budget (the provider "
+    "for the operator's account, <provider>:own for tenants' own connections together).",
     ["budget"],
 )
 BUDGET_WAIT = Histogram(

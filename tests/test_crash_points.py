@@ -13,6 +13,7 @@ each in its own Valkey database. `test_real_sigkill_*` kill real worker processe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
@@ -35,8 +36,10 @@ from relay.ids import new_id
 from relay.store import keys
 from relay.store import subscriptions as subs_store
 from relay.store.crashpoint import Counter
-from relay.store.leases import claim
+from relay.store.leases import claim, fail
 from relay.store.runs import COMPLETED, STARTING, create_run
+from relay.store.subscriptions import new_sub_fields
+from relay.vendors.connections import scoped_idempotency_key
 from tests.support import crash
 from tests.support.crash import (
     CRASH_LEASE,
@@ -129,7 +132,9 @@ def charges(world: World, domain: str) -> int:
     )
 
 
-async def _starting_run(env: Env, domain: str) -> str:
+async def _starting_run(
+    env: Env, domain: str, payload: dict[str, Any] | None = None, callback: str | None = None
+) -> str:
     run_id = new_id("run")
     now = time.time()
     record_ = {
@@ -146,8 +151,23 @@ async def _starting_run(env: Env, domain: str) -> str:
         "created_at": repr(now),
         "updated_at": repr(now),
         "poll_interval": "0",
-        "input": f'{{"domain":"{domain}"}}',
+        "input": json.dumps(payload or {"domain": domain}),
     }
+    sub = None
+    if callback:
+        record_["callback_url"] = callback
+        record_["callback_sub"] = new_id("sub")
+        sub = new_sub_fields(
+            sub_id=record_["callback_sub"],
+            tenant=crash.TENANT,
+            url=callback,
+            filter_={},
+            description="callback",
+            sealed_secret=None,
+            now=now,
+            run_id=run_id,
+        )
+        await env.r.set(keys.tenant_callback_secret(crash.TENANT), "whsec_" + "B" * 32, nx=True)
     await create_run(
         env.r,
         run=record_,
@@ -156,6 +176,7 @@ async def _starting_run(env: Env, domain: str) -> str:
         idempotency_key=None,
         request_hash="",
         upstream_key=None,
+        callback_sub=sub,
     )
     return run_id
 
@@ -178,11 +199,43 @@ def start_path(crash_sim: str, recover_sim: str, state: str) -> Path_:
     return path
 
 
-async def _upstream(world: World, sim: str) -> str:
+async def join_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """A start whose vendor run (the same input.idempotencyKey, sent after the relay's own record
+    of the key lapsed) the tenant already tracks: it joins that run, its callback moves there, and
+    both the tenant's subscriber and the callback get every status of it."""
+    await add_subscription(env.r, env.receiver.url(env.hook))
+    key = unique("join-key-")
+    domain = f"{unique('cpj')}.example"
+    payload = {"domain": domain, "idempotencyKey": key}
+    # The tenant's first start of it, as the vendor saw it (on the shared account the key sent
+    # upstream is scoped to the tenant).
+    upstream = await _upstream(
+        world, "ok", {**payload, "idempotencyKey": scoped_idempotency_key(crash.TENANT, key)}
+    )
+    existing = await track(env.r, upstream)
+    callback_hook = env.hook + "-cb"
+    run_id = await _starting_run(env, domain, payload, env.receiver.url(callback_hook))
+    await crash_job(env, counter, keys.DUE_START, start_run)
+
+    async def done() -> list[str]:
+        joiner = await env.r.hgetall(keys.run(run_id))
+        if joiner.get("state") != "joined" or joiner.get("joined_run_id") != existing:
+            return [f"{run_id} is {joiner.get('state')}, not joined to {existing}"]
+        # Every event of the run it joined reached the tenant's subscriber and the moved callback.
+        out = await run_problems(env, existing, state=COMPLETED)
+        out += await run_problems(env, existing, state=COMPLETED, hook=callback_hook)
+        if charges(world, domain) != 1:
+            out.append(f"charged {charges(world, domain)} times")
+        return out
+
+    return await recover(env, done)
+
+
+async def _upstream(world: World, sim: str, payload: dict[str, Any] | None = None) -> str:
     ctx = build_context(aioredis.Redis(), crash.settings("redis://unused", world.sims[sim]))
     try:
         started = await ctx.providers["citedy"].start(
-            ctx.vendor_http, {"domain": f"{unique('up')}.example"}, unique("idem")
+            ctx.vendor_http, payload or {"domain": f"{unique('up')}.example"}, unique("idem")
         )
     finally:
         await ctx.aclose()
@@ -391,7 +444,12 @@ async def request(
         await r.aclose(close_connection_pool=True)
 
 
-def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Path_:
+def create_run_path(
+    *, idem: bool, callback: bool, tracked: bool = False, input_key: bool = False
+) -> Path_:
+    """`input_key`: the key is the client's input.idempotencyKey (no header), which the relay
+    keeps as the tenant's idempotency key too."""
+
     async def path(world: World, env: Env, counter: Counter) -> list[str]:
         domain = f"{unique('in')}.example"
         body: dict[str, Any] = {"provider": "citedy"}
@@ -399,11 +457,13 @@ def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Pat
             body["upstream_run_id"] = await _upstream(world, "ok")
         else:
             body["input"] = {"domain": domain}
+        if input_key:
+            body["input"]["idempotencyKey"] = unique("input-key-")
         if callback:
             body["callback_url"] = env.receiver.url(env.hook)
         else:
             await add_subscription(env.r, env.receiver.url(env.hook))
-        headers = {"idempotency-key": unique("k")} if idem else {}
+        headers = {"idempotency-key": unique("k")} if idem and not input_key else {}
         first = await request(env, counter, "POST", "/v1/runs", json=body, headers=headers)
         problems: list[str] = []
         if first is None:
@@ -416,7 +476,7 @@ def create_run_path(*, idem: bool, callback: bool, tracked: bool = False) -> Pat
             again = await request(env, None, "POST", "/v1/runs", json=body, headers=headers)
             assert again is not None
             if again.json()["id"] != accepted:
-                problems.append(f"Idempotency-Key retry got {again.json()['id']}, not {accepted}")
+                problems.append(f"idempotency key retry got {again.json()['id']}, not {accepted}")
 
         async def done() -> list[str]:
             runs = await tenant_runs(env)
@@ -528,6 +588,51 @@ async def redeliver_path(world: World, env: Env, counter: Counter) -> list[str]:
     return await recover(env, done)
 
 
+async def refresh_set_aside_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """POST /v1/runs/{id}/refresh of a start set aside after repeated failures (PUT_BACK): it
+    starts and completes afterwards, charged once."""
+    await add_subscription(env.r, env.receiver.url(env.hook))
+    domain = f"{unique('cpr')}.example"
+    run_id = await _starting_run(env, domain)
+    (held,) = await claim(env.r, keys.DUE_START, CRASH_LEASE, 1)
+    assert await fail(env.r, held, limit=1, error="{}", run_key=keys.run(run_id), keep=60) == 1
+    url = f"/v1/runs/{run_id}/refresh"
+    if await request(env, counter, "POST", url) is None:
+        await request(env, None, "POST", url)
+
+    async def done() -> list[str]:
+        out = await run_problems(env, run_id, state=COMPLETED)
+        if not out and charges(world, domain) != 1:
+            out.append(f"charged {charges(world, domain)} times")
+        return out
+
+    return await recover(env, done)
+
+
+async def stop_path(world: World, env: Env, counter: Counter) -> list[str]:
+    """DELETE /v1/runs/{id} of a run being polled (STOP_RUN): stopped, out of every schedule and
+    the quota, however the request died."""
+    run_id = await track(env.r, await _upstream(world, "ok"))
+    url = f"/v1/runs/{run_id}"
+    if await request(env, counter, "DELETE", url) is None:
+        await request(env, None, "DELETE", url)
+
+    async def done() -> list[str]:
+        out = []
+        if await env.r.hget(keys.run(run_id), "state") != "stopped":
+            out.append(f"{run_id} is {await env.r.hget(keys.run(run_id), 'state')}")
+        for due in (keys.DUE_START, keys.DUE_POLL):
+            if await env.r.zscore(due, run_id) is not None:
+                out.append(f"{run_id} still in {due}")
+            if await env.r.hexists(keys.leases(due), run_id):
+                out.append(f"{run_id} still leased in {due}")
+        if await env.r.sismember(keys.tenant_active(crash.TENANT), run_id):
+            out.append(f"{run_id} still counts against the quota")
+        return out
+
+    return await recover(env, done)
+
+
 async def watch_create_path(world: World, env: Env, counter: Counter) -> list[str]:
     """POST /v1/watches: afterwards, a run the agent starts is tracked once and completes."""
     await add_subscription(env.r, env.receiver.url(env.hook))
@@ -614,6 +719,7 @@ PATHS: dict[str, Path_] = {
     "start: refused (402)": start_path("broke", "broke", "start_failed"),
     "start: vendor 429": start_path("429", "ok", COMPLETED),
     "start: vendor 5xx": start_path("500", "ok", COMPLETED),
+    "start: joins the run the tenant tracks": join_path,
     "poll: changed": poll_path("ok", "ok"),
     "poll: unchanged": poll_path("ok", "ok", seen_first=True),
     "poll: budget deferred": poll_path("ok", "ok", deferred=True),
@@ -632,11 +738,16 @@ PATHS: dict[str, Path_] = {
     "ingress: start, callback": create_run_path(idem=False, callback=True),
     "ingress: start, callback, Idempotency-Key": create_run_path(idem=True, callback=True),
     "ingress: track, Idempotency-Key": create_run_path(idem=True, callback=False, tracked=True),
+    "ingress: start, callback, input.idempotencyKey": create_run_path(
+        idem=True, callback=True, input_key=True
+    ),
     "ingress: subscription create": sub_create_path,
     "ingress: subscription enable": sub_enable_path,
     "ingress: subscription delete": sub_delete_path,
     "ingress: watch create": watch_create_path,
     "ingress: recover": recover_path,
+    "ingress: refresh a set-aside start": refresh_set_aside_path,
+    "ingress: stop a run": stop_path,
     "ingress: redeliver": redeliver_path,
     "chores: purge": chores_purge_path,
     "chores: resume": chores_resume_path,

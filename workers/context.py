@@ -45,6 +45,8 @@ def build_context(r: aioredis.Redis, settings: Settings) -> Context:
             timeout=settings.delivery_timeout,
             allow_private=settings.allow_private_urls,
             max_connections=settings.delivery_concurrency,
+            dns_threads=settings.dns_threads,
+            dns_timeout=settings.dns_timeout,
         ),
         pipe=AutoPipeline(r),
     )

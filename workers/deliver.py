@@ -264,13 +264,11 @@ async def _attempt(
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
         metrics.SUBSCRIPTIONS_DISABLED.labels("gone").inc()
-        # Kept at the head, parked: it waits until the subscription is enabled again.
+        # Kept at the head, parked (one step, under the lease): it waits until the subscription
+        # is enabled again.
         await scripts.retry_head(
-            keys=retry_keys,
-            args=[event_id, now, member, attempt, code_s, error or "", now, 0, token],
-        )
-        await scripts.park_lane(
-            keys=[keys.subscription(sub_id), keys.DUE_DELIVER, lease.leases], args=[member, ""]
+            keys=[*retry_keys, keys.subscription(sub_id)],
+            args=[event_id, now, member, attempt, code_s, error or "", now, 0, token, "1"],
         )
         bound.warning("subscription_gone", status_code=code)
         return

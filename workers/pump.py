@@ -51,6 +51,7 @@ class Pump:
         poison_after: int = 5,
         keep: float = 30 * 86400.0,
         run_key: Callable[[str], str] = lambda member: "",
+        on_set_aside: Callable[[Lease, str], Awaitable[None]] | None = None,
     ) -> None:
         self.name = name
         self._r = r
@@ -63,6 +64,7 @@ class Pump:
         self._poison_after = poison_after
         self._keep = keep
         self._run_key = run_key
+        self._on_set_aside = on_set_aside
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -141,6 +143,9 @@ class Pump:
             if fails >= self._poison_after:
                 metrics.POISONED.labels(self.name).inc()
                 log.error("job_set_aside", pump=self.name, member=lease.member, failures=fails)
+                if self._on_set_aside is not None:
+                    with contextlib.suppress(RedisError):
+                        await self._on_set_aside(lease, error)
 
     async def drain(self, grace: float) -> None:
         """Stop claiming; give in-flight work `grace` seconds; cancel the rest (their leases

@@ -21,7 +21,9 @@ from relay.config import get_settings
 from relay.logging import configure, register_secrets
 from relay.store import keys
 from relay.store.connection import arq_settings, connect
+from relay.store.leases import record_key
 from relay.store.memory_guard import warn_if_evicting
+from relay.vendors.budget import metric_label
 from workers import heartbeat
 from workers.chores import run_chore
 from workers.context import Context, build_context
@@ -30,16 +32,16 @@ from workers.poll import poll_run
 from workers.pump import Pump
 from workers.start import start_run
 from workers.sweeper import sweep_forever
-from workers.watch import watch_agent
+from workers.watch import watch_agent, watch_set_aside
 
 log = structlog.get_logger("relay.worker")
 DRAIN_SECONDS = 20.0
 
 
 def _run_key(member: str) -> str:
-    """The run a member of a due set belongs to (a run id, or `sub|run` for a lane)."""
-    run_id = member.rpartition("|")[2]
-    return keys.run(run_id) if run_id.startswith("run_") else ""
+    """The record a member of a due set belongs to (a run id, `sub|run` for a lane, a watch id):
+    where its error goes when it is set aside."""
+    return record_key(member)
 
 
 def build_pumps(c: Context) -> list[Pump]:
@@ -89,6 +91,7 @@ def build_pumps(c: Context) -> list[Pump]:
             lambda lease: watch_agent(c, lease.member, lease),
             concurrency=4,
             idle=0.5,
+            on_set_aside=lambda lease, error: watch_set_aside(c, lease.member, error),
             **common,  # type: ignore[arg-type]
         ),
     ]
@@ -123,7 +126,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     for pump in pumps:
         metrics.IN_FLIGHT.labels(pump.name).set_function(lambda p=pump: p.in_flight)
     for provider in c.providers.values():
-        metrics.BUDGET_RATE.labels(provider.credential).set(settings.vendor_rate)
+        metrics.BUDGET_RATE.labels(metric_label(provider.credential)).set(settings.vendor_rate)
     ctx["metrics_server"] = metrics.start_worker_server(settings.metrics_port)
     log.info("worker_started", pumps=[p.name for p in pumps])
 

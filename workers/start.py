@@ -74,8 +74,10 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
     # with a run the tenant already has an event for, the run moved on without one), dropping the
     # start entry and scheduling the first poll. A crash before it just repeats the idempotent
     # start; there is no point after the start where the run is neither starting nor polled.
+    # When the vendor answered with a run the tenant already tracks in another relay run (its
+    # idempotencyKey was used before), the same step joins that run instead (lua/includes/join.lua).
     try:
-        await record(
+        outcome, _ = await record(
             r,
             run,
             event_type=events.STATUS_CHANGED,
@@ -102,7 +104,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
         await release(ctx.pipe, lease, None)
         return
     bound.info(
-        "run_started",
+        "run_joined" if outcome == "joined" else "run_started",
         upstream_run_id=started.upstream_run_id,
         idempotent=started.idempotent,
         status=started.status,

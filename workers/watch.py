@@ -37,6 +37,7 @@ PAGE_SIZE = 100  # the most the simulator (and, by its guides, the vendor) pages
 MAX_PAGES = 50  # per listing; more new runs than this at once is reported as truncated
 SLOT_TRIES = 5
 TRUNCATED_NOTICE = "watch.listing_truncated"
+SET_ASIDE_NOTICE = "watch.set_aside"
 TRUNCATED_NOTICE_EVERY = 3600.0
 
 
@@ -240,3 +241,27 @@ async def _truncated(ctx: Context, watch: dict[str, str], listed: int, total: in
         ttl=TRUNCATED_NOTICE_EVERY,
     )
     log.warning("watch_listing_truncated", watch_id=watch["id"], listed=listed, total=total)
+
+
+async def watch_set_aside(ctx: Context, watch_id: str, error: str) -> None:
+    """The watch's listing failed RELAY_POISON_AFTER times in a row and was set aside (its error
+    is on the watch): tell the tenant, once per hour per watch. `POST /v1/watches/{id}/refresh`
+    (or `relay jobs retry`) brings it back."""
+    watch = await ctx.redis.hgetall(keys.watch(watch_id))
+    if not watch:
+        return
+    await notices.keep_once(
+        ctx.redis,
+        watch["tenant"],
+        f"{SET_ASIDE_NOTICE}:{watch_id}",
+        {
+            "type": SET_ASIDE_NOTICE,
+            "watch_id": watch_id,
+            "agent_id": watch.get("agent_id"),
+            "reason": f"listing the agent's runs failed repeatedly and was set aside ({error}); "
+            "POST /v1/watches/{id}/refresh tries again",
+            "at": time.time(),
+        },
+        ttl=TRUNCATED_NOTICE_EVERY,
+    )
+    log.error("watch_set_aside", watch_id=watch_id, tenant=watch["tenant"])

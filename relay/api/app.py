@@ -120,6 +120,15 @@ TABLE: list[tuple[Op, Endpoint]] = [
     (
         Op(
             "POST",
+            "/v1/watches/{watch_id}/refresh",
+            "List the agent's runs now (a watch set aside after repeated failures comes back)",
+            202,
+        ),
+        watches.refresh,
+    ),
+    (
+        Op(
+            "POST",
             "/v1/subscriptions",
             "Subscribe a URL",
             201,

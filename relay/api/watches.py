@@ -35,3 +35,10 @@ async def delete(request: Request) -> Response:
     tenant = tenant_of(request)
     await watches.delete(Deps.of_state(request.app.state), tenant, request.path_params["watch_id"])
     return Response(status_code=204)
+
+
+async def refresh(request: Request) -> Response:
+    tenant = tenant_of(request)
+    deps = Deps.of_state(request.app.state)
+    watch = await watches.refresh(deps, tenant, request.path_params["watch_id"])
+    return JSONResponse(watch, status_code=202)

@@ -73,5 +73,6 @@ TONES = {
     "tracking_failed": "bad",
     "blocked": "bad",
     "stopped": "muted",
+    "joined": "muted",
     "dropped": "muted",
 }

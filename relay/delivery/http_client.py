@@ -31,6 +31,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 
+from relay.delivery.dns import BoundedResolver
 from relay.delivery.ssrf import is_forbidden_hostname, is_forbidden_ip, parse_ip
 
 #: A slow subscriber must not hold every pooled connection and stall everyone else's deliveries.
@@ -198,17 +199,20 @@ def make_client(
     guard: bool = True,
     max_per_host: int = DEFAULT_MAX_PER_HOST,
     resolver: AbstractResolver | None = None,
+    dns_threads: int = 16,
+    dns_timeout: float = 5.0,
 ) -> httpx.AsyncClient:
     """An httpx client on aiohttp. `guard=True` enforces the SSRF policy at send time (unless
     `allow_private`); vendor clients pass `guard=False` because their URLs are operator
-    configuration and may point at local simulators. `resolver` replaces the threaded DNS
-    resolver underneath the guard (tests, aiodns). Never follows redirects: a 3xx from a
+    configuration and may point at local simulators. DNS runs on its own `dns_threads` with a
+    `dns_timeout` (relay/delivery/dns.py), so a slow name stalls nobody else; `resolver`
+    replaces it underneath the guard (tests, aiodns). Never follows redirects: a 3xx from a
     subscriber is its answer, not an instruction to POST somewhere else."""
     ssl_context = httpx.create_ssl_context()
 
     def session() -> aiohttp.ClientSession:
         # Built lazily by the transport, inside the running loop, on the first request.
-        inner = resolver if resolver is not None else aiohttp.ThreadedResolver()
+        inner = resolver if resolver is not None else BoundedResolver(dns_threads, dns_timeout)
         connector = aiohttp.TCPConnector(
             limit=max_connections,
             limit_per_host=min(max_per_host, max_connections),

@@ -1,6 +1,7 @@
 """Connections: a tenant's own vendor credential. Sealed at rest with RELAY_ENCRYPTION_KEY, never
-shown back (only a `key_hint`, its last 4 characters), used by every start, poll and watch of the
-tenant's runs from the next vendor call on (relay/vendors/connections.py resolves it per call)."""
+shown back (only a `key_hint`: its last 4 characters, none of a key under 16), used by every
+start, poll and watch of the tenant's runs from the next vendor call on
+(relay/vendors/connections.py resolves it per call)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def _check_provider(deps: Deps, provider: str) -> None:
     """A connection is named by its provider: an unknown one is a resource that is not there."""
     if provider not in deps.providers:
         raise NotFound("provider")
+
+
+#: A key shorter than this shows nothing of itself in its hint; a longer one its last 4.
+HINT_MIN_LENGTH = 16
+
+
+def key_hint(api_key: str) -> str:
+    return "…" + (api_key[-4:] if len(api_key) >= HINT_MIN_LENGTH else "")
 
 
 def public(provider: str, row: dict[str, str]) -> dict[str, Any]:
@@ -43,7 +52,7 @@ async def put(
         key,
         mapping={
             SEALED: seal(body.api_key, deps.settings.relay_encryption_key),
-            "hint": "…" + body.api_key[-4:],
+            "hint": key_hint(body.api_key),
             "updated_at": now,
         },
     )

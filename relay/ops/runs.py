@@ -19,13 +19,12 @@ from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid
 from relay.ops.guard import checked_url, ensure_room
 from relay.ops.inputs import RunCreate
 from relay.secret_box import seal
-from relay.store import keys, lifecycle, snapshots
+from relay.store import keys, leases, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
 from relay.store.client import dumps, loads
 from relay.store.runs import (
     ACTIVE_STATES,
     STARTING,
-    STOPPED,
     TRACKING,
     body_hash,
     count_runs,
@@ -37,7 +36,7 @@ from relay.store.runs import (
     public_run,
     refresh_poll,
     resume_run,
-    unschedule,
+    stop_run,
     upstream_key,
 )
 from relay.vendors.base import Provider
@@ -202,6 +201,10 @@ async def start(
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
         callback_sub=callback_sub,
         max_active=deps.settings.max_active_runs,
+        # The key the vendor sees is the tenant's at the relay too: one relay run per vendor run.
+        input_idempotency_key=str(payload["idempotencyKey"])
+        if payload and payload.get("idempotencyKey")
+        else None,
     )
     if created.outcome == "quota":
         limit = deps.settings.max_active_runs
@@ -211,6 +214,12 @@ async def start(
             "idempotency_conflict",
             "this Idempotency-Key was used with a different body",
             "Idempotency-Key",
+        )
+    if created.outcome == "input_conflict":
+        raise Conflict(
+            "idempotency_conflict",
+            "this input.idempotencyKey was used with a different body",
+            "input.idempotencyKey",
         )
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
@@ -381,6 +390,12 @@ class Refreshed:
 async def refresh(deps: Deps, tenant: str, run_id: str) -> Refreshed:
     """Poll now (a run being tracked, or one that gave up: it is tracked again)."""
     run = await _own(deps, tenant, run_id)
+    if run.get("state") == STARTING:
+        # A start set aside after RELAY_POISON_AFTER failures comes back, due now; any other
+        # start is queued already.
+        back = await leases.put_back(deps.redis, keys.DUE_START, run["id"])
+        run = await _own(deps, tenant, run_id)
+        return Refreshed(public_run(run), "scheduled" if back else "queued")
     run = await resume_run(deps.redis, run, time.time())  # a tracking_failed run is tracked again
     await snapshots.resolve(deps.redis, [run])
     if run.get("state") != TRACKING:
@@ -395,13 +410,9 @@ async def stop(deps: Deps, tenant: str, run_id: str) -> None:
     """Stop tracking: no more polls or starts; what was recorded stays for RELAY_RETENTION
     after its deliveries settle (the retention clock starts here if they already have)."""
     run = await _own(deps, tenant, run_id)
-    pipe = deps.redis.pipeline(transaction=True)
-    if run.get("state") in ACTIVE_STATES:
-        pipe.hset(keys.run(run["id"]), mapping={"state": STOPPED, "updated_at": repr(time.time())})
-    unschedule(pipe, run["id"])
-    pipe.srem(keys.tenant_active(tenant), run["id"])
-    await pipe.execute()
-    await lifecycle.settle_run(deps.redis, run["id"])
+    # One script, deciding from the run as it is then (this read may be stale by now).
+    if not await stop_run(deps.redis, run["id"], time.time()):
+        raise NotFound("run")
 
 
 async def erase(deps: Deps, tenant: str, run_id: str) -> None:

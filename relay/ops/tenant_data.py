@@ -76,6 +76,12 @@ async def erase_tenant(deps: Deps, tenant: str, *, dry_run: bool) -> TenantData:
             await subs_store.delete_sub(r, sub)
         await r.delete(keys.sub_attempts(sub_id))
     other = await _other_keys(deps, tenant)
-    for start in range(0, len(other), 500):
-        await r.delete(*other[start : start + 500])
+    # Its reserved vendor slots go with its count on each line, in one script per line, so no
+    # ghost count is left to block other tenants' swaps (lua/reserve_slot.lua).
+    held = [k for k in other if k.endswith(slots.HELD + tenant)]
+    for key in held:
+        await slots.drop(r, key, tenant)
+    rest = [k for k in other if k not in set(held)]
+    for start in range(0, len(rest), 500):
+        await r.delete(*rest[start : start + 500])
     return TenantData(runs, len(sub_ids), len(watch_ids), len(other))

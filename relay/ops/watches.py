@@ -11,7 +11,7 @@ from relay.ops import connections
 from relay.ops.deps import Deps
 from relay.ops.errors import NotFound
 from relay.ops.inputs import WatchCreate
-from relay.store import keys
+from relay.store import keys, leases
 from relay.store.client import dumps, loads
 
 
@@ -25,6 +25,10 @@ def public(w: dict[str, str]) -> dict[str, Any]:
         "created_at": float(w["created_at"]),
         "last_listed_at": float(w["last_listed_at"]) if w.get("last_listed_at") else None,
         "last_error": w.get("last_error") or None,
+        # Its listing failed RELAY_POISON_AFTER times in a row and was set aside (workers/pump.py):
+        # the error, until `refresh` brings it back.
+        "set_aside": bool(w.get("job_error")),
+        "job_error": loads(w.get("job_error")),
     }
 
 
@@ -71,16 +75,32 @@ async def get(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
     return public(await _own(deps, tenant, watch_id))
 
 
+async def refresh(deps: Deps, tenant: str, watch_id: str) -> dict[str, Any]:
+    """List the agent's runs now: a watch set aside after repeated failures is put back (its
+    error cleared), any other is made due at once unless a listing is in flight."""
+    await _own(deps, tenant, watch_id)
+    r = deps.redis
+    if not await leases.put_back(r, keys.DUE_WATCH, watch_id):
+        held = await r.hexists(keys.leases(keys.DUE_WATCH), watch_id)
+        if not held:
+            await r.zadd(keys.DUE_WATCH, {watch_id: time.time()}, xx=True)
+    return public(await _own(deps, tenant, watch_id))
+
+
 async def delete(deps: Deps, tenant: str, watch_id: str) -> None:
     w = await _own(deps, tenant, watch_id)
     await remove(deps, w["tenant"], w["id"])
 
 
 async def remove(deps: Deps, tenant: str, watch_id: str) -> None:
-    """Where a watch's keys end (DELETE, erase-tenant): its hash, its seen set, its schedule
-    entry and its place in the tenant's set, in one transaction."""
+    """Where a watch's keys end (DELETE, erase-tenant): its hash, its seen set, its schedule,
+    set-aside and lease entries (a listing in flight then finds its lease gone and writes
+    nothing) and its place in the tenant's set, in one transaction."""
     pipe = deps.redis.pipeline(transaction=True)
     pipe.zrem(keys.DUE_WATCH, watch_id)
+    pipe.zrem(keys.poison(keys.DUE_WATCH), watch_id)
+    pipe.hdel(keys.leases(keys.DUE_WATCH), watch_id)
+    pipe.hdel(keys.lease_fails(keys.leases(keys.DUE_WATCH)), watch_id)
     pipe.delete(keys.watch(watch_id), keys.watch_seen(watch_id))
     pipe.srem(keys.tenant_watches(tenant), watch_id)
     await pipe.execute()

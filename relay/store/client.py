@@ -20,6 +20,7 @@ class Scripts:
     bump: AsyncScript
     claim: AsyncScript
     create_run: AsyncScript
+    drop_reservations: AsyncScript
     enqueue_lane: AsyncScript
     erase_run: AsyncScript
     fail: AsyncScript
@@ -30,6 +31,7 @@ class Scripts:
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
     purge_sub: AsyncScript
+    put_back: AsyncScript
     record_event: AsyncScript
     recover_dead: AsyncScript
     refresh_poll: AsyncScript
@@ -41,6 +43,7 @@ class Scripts:
     retry_head: AsyncScript
     settle_lane: AsyncScript
     settle_run: AsyncScript
+    stop_run: AsyncScript
     swap_sealed: AsyncScript
     sweep_run: AsyncScript
     wait_lane: AsyncScript

@@ -1,7 +1,9 @@
 """The api's Prometheus gauges, read from Redis at scrape time (relay/metrics.py has the workers'
-counters): queue depths and readiness, dead letters awaiting recovery, subscriptions by state,
-tracked runs by status. Each read is a ZCARD/ZCOUNT/SCARD or one pipelined HMGET over a bounded
-set, and the snapshot is cached for a few seconds so several scrapers cost no more than one."""
+counters): queue depths and readiness, work set aside, dead letters awaiting recovery,
+subscriptions by state, tracked runs by status, for the environment's tenants and those whose
+API keys were made through the admin API. Each read is a ZCARD/ZCOUNT/SCARD or one pipelined
+HMGET over a bounded set, and the snapshot is cached for a few seconds so several scrapers cost
+no more than one."""
 
 from __future__ import annotations
 
@@ -48,11 +50,29 @@ class Snapshot:
     tracked_complete: bool = True
     subs: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
+    set_aside: dict[str, int] = field(default_factory=dict)
     budget_backlog: dict[str, float] = field(default_factory=dict)
     scrape_seconds: float = 0.0
     used_memory: int = 0
     maxmemory: int = 0
     ok: bool = True
+
+
+#: The most API keys made at run time read per scrape (the operator makes them, one per tenant or
+#: a few: far below this).
+ADMIN_KEYS_READ = 10000
+
+
+async def admin_tenants(r: aioredis.Redis) -> set[str]:
+    """The tenants of the API keys made through the admin API (relay/tenancy/apikeys.py): the
+    gauges count them beside the environment's tenants."""
+    ids = await r.zrange(keys.API_KEYS, 0, ADMIN_KEYS_READ - 1)
+    if not ids:
+        return set()
+    pipe = r.pipeline(transaction=False)
+    for key_id in ids:
+        pipe.hget(keys.api_key(key_id), "tenant")
+    return {tenant for tenant in await pipe.execute() if tenant}
 
 
 async def read_snapshot(
@@ -61,13 +81,14 @@ async def read_snapshot(
     started = time.perf_counter()
     now = time.time()
     snap = Snapshot(at=now)
-    tenants = sorted(set(tenants))
+    tenants = sorted(set(tenants) | set(await admin_tenants(r)))
     budgets = sorted(set(budgets))
     pipe = r.pipeline(transaction=False)
     for key in QUEUES.values():
         pipe.zcard(key)
         pipe.zcount(key, "-inf", now)
         pipe.zrange(key, 0, 0, withscores=True)
+        pipe.zcard(keys.poison(key))
     for tenant in tenants:
         pipe.zcard(keys.tenant_runs(tenant))
         pipe.smembers(keys.tenant_subs(tenant))
@@ -83,6 +104,7 @@ async def read_snapshot(
         snap.oldest_ready_age[name] = max(0.0, now - score) if score is not None else 0.0
         if score is not None and score > now:
             snap.oldest_ready_age[name] = 0.0
+        snap.set_aside[name] = int(next(it))
     sub_ids: list[str] = []
     for _ in tenants:
         snap.runs_total += int(next(it))
@@ -155,11 +177,18 @@ class StoreCollector(Collector):
             "How long the oldest ready member has been due (0 when none is).",
             labels=["queue"],
         )
+        aside = GaugeMetricFamily(
+            "relay_jobs_set_aside_now",
+            "Members of a due set set aside after RELAY_POISON_AFTER failures in a row, waiting "
+            "for a refresh or `relay jobs retry`.",
+            labels=["kind"],
+        )
         for name in QUEUES:
             depth.add_metric([name], s.depth.get(name, 0))
             ready.add_metric([name], s.ready.get(name, 0))
             age.add_metric([name], s.oldest_ready_age.get(name, 0.0))
-        yield from (depth, ready, age)
+            aside.add_metric([name], s.set_aside.get(name, 0))
+        yield from (depth, ready, age, aside)
 
         runs = GaugeMetricFamily("relay_runs", "Runs known to the relay (every state).")
         runs.add_metric([], s.runs_total)

@@ -109,6 +109,12 @@ def idempotency(tenant: str, key: str) -> str:
     return f"{P}idem:{tenant}:{key}"
 
 
+def input_idempotency(tenant: str, provider: str, key: str) -> str:
+    """A client's `input.idempotencyKey` (the one the vendor sees) as the tenant's idempotency key
+    at the relay too (CREATE_RUN): the request hash and the run it made, for IDEMPOTENCY_TTL."""
+    return f"{P}idem:{tenant}:input:{provider}:{key}"
+
+
 def upstream(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:
     return f"{P}upstream:{tenant}:{provider}:{agent_id}:{upstream_run_id}"
 

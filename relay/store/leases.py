@@ -92,10 +92,31 @@ async def fail(
 
 
 async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) -> int | None:
-    """Add one to `field` of the held member's record; None when the lease was lost (or the
-    record is gone): the job then stops, writing nothing more (see lua/bump.lua)."""
+    """Add one to `field` of the held member's record; None when the lease was lost, or the
+    record is gone (the member is then released): the job stops, writing nothing more (see
+    lua/bump.lua)."""
     script = bind(pipe.redis).bump
     found = await run_script(
-        pipe, script, [lease.leases, record_key], [lease.member, lease.token, field]
+        pipe, script, [lease.leases, record_key, lease.due], [lease.member, lease.token, field]
     )
     return None if found is None else int(found)
+
+
+def record_key(member: str) -> str:
+    """The record that carries a due-set member's `job_error` when it is set aside: its run (a
+    run id, or `sub|run` for a delivery lane) or its watch; '' for none."""
+    owner = member.rpartition("|")[2]
+    if owner.startswith("run_"):
+        return keys.run(owner)
+    if owner.startswith("wch_"):
+        return keys.watch(owner)
+    return ""
+
+
+async def put_back(r: aioredis.Redis, due: str, member: str) -> bool:
+    """Put a member set aside after repeated failures back on its schedule, due now; False if it
+    was not set aside (see lua/put_back.lua)."""
+    done = await bind(r).put_back(
+        keys=[due, keys.poison(due), keys.leases(due), record_key(member)], args=[member]
+    )
+    return bool(done)

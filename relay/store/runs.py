@@ -18,12 +18,15 @@ IDEMPOTENCY_TTL = 24 * 3600
 # The relay's own lifecycle of a run, beside the vendor's status.
 STARTING, TRACKING, COMPLETED = "starting", "tracking", "completed"
 START_FAILED, TRACKING_FAILED, STOPPED = "start_failed", "tracking_failed", "stopped"
+#: A started run whose vendor run the tenant already tracked: it points at that run
+#: (`joined_run_id`), which carries its callback (lua/includes/join.lua).
+JOINED = "joined"
 ACTIVE_STATES = frozenset({STARTING, TRACKING})
 
 
 @dataclass(frozen=True)
 class Created:
-    outcome: str  # created | existing | conflict | tracked | quota
+    outcome: str  # created | existing | conflict | input_conflict | tracked | quota
     run_id: str
 
 
@@ -42,10 +45,12 @@ async def create_run(
     upstream_key: str | None,
     callback_sub: dict[str, str] | None = None,
     max_active: int = 0,
+    input_idempotency_key: str | None = None,
 ) -> Created:
     """Create the run (and its callback subscription, if any) in one step, unless the
-    Idempotency-Key or the upstream run already names one, or (`max_active` > 0: the run counts
-    against the tenant's active-run quota) the tenant is at its quota."""
+    Idempotency-Key, the client's `input.idempotencyKey` (`input_idempotency_key`, the same rules)
+    or the upstream run already names one, or (`max_active` > 0: the run counts against the
+    tenant's active-run quota) the tenant is at its quota."""
     sub_fields: list[str] = []
     for name, value in (callback_sub or {}).items():
         sub_fields += [name, value]
@@ -61,6 +66,9 @@ async def create_run(
             upstream_key or "",
             keys.subscription(callback_sub["id"]) if callback_sub else "",
             keys.tenant_active(run["tenant"]) if max_active > 0 else "",
+            keys.input_idempotency(run["tenant"], run["provider"], input_idempotency_key)
+            if input_idempotency_key
+            else "",
         ],
         args=[
             run["id"],
@@ -102,6 +110,7 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
         "sequence": int(run.get("sequence") or 0),
         "metadata": loads(run.get("metadata"), {}),
         "callback_url": run.get("callback_url") or None,
+        "joined_run_id": run.get("joined_run_id") or None,
         "error": loads(run.get("error")),
         "polls": int(run.get("polls") or 0),
         # Set when the run's job failed RELAY_POISON_AFTER times in a row and was set aside
@@ -247,15 +256,14 @@ async def refresh_poll(r: aioredis.Redis, run_id: str) -> str:
     return str(result)
 
 
-def unschedule(pipe: Any, run_id: str) -> None:
-    """Queue on `pipe` the removal of a run from the start and poll schedules, with its lease
-    entries and failure counts (a worker that still holds it then finds its lease gone and
-    writes nothing): where those entries end for a stopped run."""
+async def stop_run(r: aioredis.Redis, run_id: str, now: float) -> bool:
+    """Stop tracking in one script, from the run as it stands (lua/stop_run.lua); False if
+    there is no such run."""
+    schedule = []
     for due in (keys.DUE_START, keys.DUE_POLL):
-        pipe.zrem(due, run_id)
-        pipe.hdel(keys.leases(due), run_id)
-        pipe.hdel(keys.lease_fails(keys.leases(due)), run_id)
-    pipe.zrem(keys.poison(keys.DUE_POLL), run_id)
+        schedule += [due, keys.leases(due), keys.poison(due)]
+    done = await bind(r).stop_run(keys=[keys.run(run_id), *schedule], args=[run_id, now])
+    return bool(done)
 
 
 def upstream_key(tenant: str, provider: str, agent_id: str, upstream_run_id: str) -> str:

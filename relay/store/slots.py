@@ -1,21 +1,39 @@
-"""One line of send slots (lua/reserve_slot.lua): the keys it lives in, and the call.
+"""One line of send slots (lua/reserve_slot.lua): the keys it lives in, and the calls.
 
-The vendor budget (relay/vendors/budget.py, a line per credential) and a subscription's `rate_limit`
-(relay/delivery/rate_limit.py, a line per subscription, one tenant) are the same mechanism; this is
-the
-one place that knows how a line's keys are named and what the script is given. A line `L` is:
-`L` the next free slot, `L:held:<tenant>` each tenant's reservations, `L:tenants` how many each
-holds. Each ends as RESERVE_SLOT says."""
+The vendor budget (relay/vendors/budget.py, a line per credential) and a subscription's
+`rate_limit` (relay/delivery/rate_limit.py, a line per subscription, one tenant) are the same
+mechanism; this is the one place that knows how a line's keys are named and what the scripts are
+given. A line `L` is: `L` the next free slot, `L:held:<tenant>` each tenant's reservations,
+`L:tenants` how many each holds (always the size of its set: a count is written by the script
+that changes the set). Each ends as RESERVE_SLOT says, or with `drop` (erase-tenant)."""
 
 from __future__ import annotations
+
+import redis.asyncio as aioredis
 
 from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
 
+HELD = ":held:"
+
 
 def reservations(line: str, tenant: str) -> str:
     """A tenant's reserved slots on the line (holder -> slot)."""
-    return f"{line}:held:{tenant}"
+    return f"{line}{HELD}{tenant}"
+
+
+def counts(line: str) -> str:
+    """How many reservations each tenant holds on the line (tenant -> count)."""
+    return f"{line}:tenants"
+
+
+async def drop(r: aioredis.Redis, held_key: str, tenant: str) -> int:
+    """Delete a tenant's reservations (`held_key`, as `reservations` names it) with its count on
+    that line, in one script (lua/drop_reservations.lua)."""
+    line = held_key.removesuffix(HELD + tenant)
+    return int(
+        await bind(r).drop_reservations(keys=[held_key, counts(line)], args=[tenant])
+    )
 
 
 async def reserve(
@@ -27,7 +45,7 @@ async def reserve(
         await run_script(
             pipe,
             bind(pipe.redis).reserve_slot,
-            [line, reservations(line, tenant), f"{line}:tenants"],
+            [line, reservations(line, tenant), counts(line)],
             [interval, max_wait, holder, tenant, reservations(line, "")],
         )
     )

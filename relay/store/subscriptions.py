@@ -86,9 +86,9 @@ async def matching_subs(
         for s in await tenant_subs(r, run["tenant"])
         if matches(s, run["provider"], event_type, status)
     ]
-    callback = run.get("callback_sub")
-    if callback and await r.exists(keys.subscription(callback)):
-        ids.append(callback)
+    # The run's callback subscriptions (its own, and those of runs that joined it); RECORD_EVENT
+    # adds them itself too, and skips any whose hash is gone.
+    ids += [cb for cb in (run.get("callback_sub") or "").split(",") if cb and cb not in ids]
     return ids
 
 

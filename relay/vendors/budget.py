@@ -27,17 +27,26 @@ MAX_WAIT = 1.0
 LEAD = 0.2
 
 
+def metric_label(credential: str) -> str:
+    """The budget metrics' label of a credential, from a bounded set: the provider for the
+    operator's shared account, `<provider>:own` for every tenant's own connection together (a
+    digest per connection and per key rotation would add label sets that never go away)."""
+    provider, _, digest = credential.partition(":")
+    return f"{provider}:own" if digest else provider
+
+
 async def acquire(
     pipe: AutoPipeline, credential: str, rate: float, holder: str, tenant: str
 ) -> float:
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
     wait = await slots.reserve(pipe, keys.budget(credential), 1.0 / rate, MAX_WAIT, holder, tenant)
+    label = metric_label(credential)
     if wait < 0:
-        BUDGET_DEFERRED.labels(credential).inc()
+        BUDGET_DEFERRED.labels(label).inc()
         return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD
-    BUDGET_REQUESTS.labels(credential).inc()
-    BUDGET_WAIT.labels(credential).observe(wait)
+    BUDGET_REQUESTS.labels(label).inc()
+    BUDGET_WAIT.labels(label).observe(wait)
     if wait > 0:
         await asyncio.sleep(wait)
     return 0.0

@@ -2,10 +2,12 @@
   POST /v1/runs: a run (started or tracked) recorded together with its first unit of work, its
   idempotency record, its upstream key, its callback subscription and its place in the quota.
   KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip),
-  tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS)
+  tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS),
+  input idem ('' to skip: the client's input.idempotencyKey, checked and kept as KEYS[4] is)
   ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, n_sub_fields,
   sub field/value pairs..., run field/value pairs...
-  Returns {outcome, run id}: created | existing | conflict | tracked | quota (nothing written).
+  Returns {outcome, run id}: created | existing | conflict | input_conflict | tracked | quota
+  (all but created: nothing written).
   The run's callback subscription is written in the same step, so no crash leaves a callback
   subscription without its run, or a run whose callback is never sent.
   The active set is the quota's count: the run joins it here and leaves it in the script that ends
@@ -19,6 +21,13 @@ if KEYS[4] ~= '' then
   if seen[2] then
     if seen[1] == ARGV[4] then return {'existing', seen[2]} end
     return {'conflict', seen[2]}
+  end
+end
+if KEYS[8] ~= '' then
+  local seen = redis.call('HMGET', KEYS[8], 'body_hash', 'run_id')
+  if seen[2] then
+    if seen[1] == ARGV[4] then return {'existing', seen[2]} end
+    return {'input_conflict', seen[2]}
   end
 end
 if KEYS[5] ~= '' then
@@ -51,6 +60,10 @@ end
 if KEYS[4] ~= '' then
   redis.call('HSET', KEYS[4], 'body_hash', ARGV[4], 'run_id', ARGV[1])
   redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+if KEYS[8] ~= '' then
+  redis.call('HSET', KEYS[8], 'body_hash', ARGV[4], 'run_id', ARGV[1])
+  redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 if KEYS[5] ~= '' then redis.call('SET', KEYS[5], ARGV[1]) end
 -- lifecycle (includes/lifecycle.lua): the listing indexes by provider and status.

@@ -14,10 +14,13 @@
   token, observed_at ('' none), next_delay ('' none), run_id,
   run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
   Returns 'ok', 'dup', 'gone' (run deleted or stopped), 'stale' (sequence moved: re-read, retry),
-  'old' (an older observation) or 'lost' (the lease is another worker's now).
+  'old' (an older observation), 'lost' (the lease is another worker's now) or 'joined' (a start
+  whose vendor run the tenant already tracks in another run: this one joined it, includes/join.lua).
+  The run's callback subscriptions are read here, so one moved to it by a join is never missed.
 ]]
 --- @include "lifecycle"
 --- @include "lease"
+--- @include "join"
 
 local run_id = ARGV[12]
 if not lease_held(KEYS[6], run_id, ARGV[9]) then return 'lost' end
@@ -25,6 +28,7 @@ if not lease_held(KEYS[6], run_id, ARGV[9]) then return 'lost' end
 -- write the run back to life.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state == 'stopped' then return 'gone' end
+if KEYS[8] ~= '' and jn_join(KEYS[8], run_id, KEYS[5], KEYS[6], ARGV[3]) then return 'joined' end
 local obs = tonumber(ARGV[10]) or 0
 if obs > 0 and obs < tonumber(redis.call('HGET', KEYS[1], 'observed_at') or '0') then
   return 'old'
@@ -40,11 +44,13 @@ if not dup then
   if seq + 1 ~= tonumber(ARGV[2]) then return 'stale' end
   local subs = {}
   local enabled = {}
-  for i = 13 + 2 * nf, 12 + 2 * nf + ns do
-    local on = redis.call('HGET', key_subscription(ARGV[i]), 'enabled')
+  local matched = {}
+  for i = 13 + 2 * nf, 12 + 2 * nf + ns do matched[#matched + 1] = ARGV[i] end
+  for _, sub in ipairs(jn_callbacks(KEYS[1], matched)) do
+    local on = redis.call('HGET', key_subscription(sub), 'enabled')
     if on then
-      subs[#subs + 1] = ARGV[i]
-      enabled[ARGV[i]] = on == '1'
+      subs[#subs + 1] = sub
+      enabled[sub] = on == '1'
     end
   end
   redis.call('HSET', KEYS[2], 'id', ARGV[1], 'run_id', run_id, 'sequence', ARGV[2],

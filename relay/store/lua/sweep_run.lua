@@ -1,6 +1,7 @@
 --[[
   The sweep of one run whose retention passed: everything that cannot expire by itself (its
-  listing index entries, its schedule entries, its subscriptions' old dead letters and attempts,
+  listing index entries, its schedule and lease entries, its subscriptions' old dead letters and
+  attempts,
   the tenant's old notices, its watch's seen-set member, its upstream key).
 
   A run that ended with deliveries still queued comes here a retention after its end (lifecycle
@@ -22,6 +23,7 @@
 --- @include "lifecycle"
 --- @include "trim_old"
 --- @include "notice"
+--- @include "unlease"
 
 local run_id = ARGV[1]
 local now = lc_now_ms() / 1000
@@ -73,10 +75,13 @@ for _, k in ipairs(lc_keys(run_id)) do redis.call('DEL', k) end
 redis.call('DEL', rk)
 redis.call('ZREM', KEY_DUE_POLL, run_id)
 redis.call('ZREM', KEY_DUE_START, run_id)
+ul_forget(KEY_DUE_POLL, run_id)
+ul_forget(KEY_DUE_START, run_id)
 if not r[1] then return {1, expired, tenant} end
 lc_unindex(run_id, tenant, r[2], r[8], r[9])
 local cutoff = now - tonumber(r[7] or '${DEFAULT_RETENTION}')
 for sub in string.gmatch(r[6] or '', '[^,]+') do
+  ul_forget(KEY_DUE_DELIVER, sub .. '|' .. ARGV[1])
   -- Dead letters and attempts older than the retention: this run's are among them.
   redis.call('ZREMRANGEBYSCORE', key_sub_dead(sub), '-inf', '(' .. cutoff)
   lc_trim_old(key_sub_attempts(sub), cutoff)

@@ -16,7 +16,8 @@
                              parked ones)
   lc_reopen(run_id)          a delivery was queued again: its keys lose their expiry
 ]]
-local LC_ENDED = {completed = true, start_failed = true, tracking_failed = true, stopped = true}
+local LC_ENDED = {completed = true, start_failed = true, tracking_failed = true, stopped = true,
+  joined = true}
 -- Listing indexes (relay/store/runs.py list_runs): per tenant, zsets scored by created_at, by
 -- provider, by status or state, and by both. The values indexed are kept on the run hash
 -- (ix_status, ix_state) so a change moves the entry and the sweep knows what to remove.
@@ -73,8 +74,8 @@ local function lc_keys(run_id)
       out[#out + 1] = key_delivery(e, sub)
     end
   end
-  local cb = redis.call('HGET', key_run(run_id), 'callback_sub')
-  if cb then
+  -- Its callback subscriptions: its own, and those of runs that joined it (includes/join.lua).
+  for cb in string.gmatch(redis.call('HGET', key_run(run_id), 'callback_sub') or '', '[^,]+') do
     out[#out + 1] = key_subscription(cb)
     out[#out + 1] = key_sub_attempts(cb)
     out[#out + 1] = key_sub_dead(cb)
