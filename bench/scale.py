@@ -75,6 +75,7 @@ class Store:
                 "",
                 keys.tenant_active(tenant) if active else "",
                 "",
+                "",
             ],
             args=[
                 run_id,

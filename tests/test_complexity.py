@@ -101,6 +101,7 @@ def test_a_refused_start_at_the_quota_does_not_walk_the_active_runs(
                     "",
                     keys.tenant_active("t"),
                     "",
+                    "",
                 ],
                 args=["run_new", 1, 1, "", 60, n, 0, "id", "run_new", "tenant", "t"],
             )

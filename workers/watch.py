@@ -200,7 +200,11 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
             upstream_key=upstream_key(
                 watch["tenant"], watch["provider"], watch["agent_id"], run.upstream_run_id
             ),
+            watch_key=keys.watch(watch_id),
         )
+        if created.outcome == "gone":
+            log.info("watch_gone", watch_id=watch_id)
+            return
         if created.outcome == "created":
             log.info("watch_tracked", watch_id=watch_id, run_id=run_id, tenant=watch["tenant"])
     # Only if the watch still exists: a DELETE during the listing must not be written back over.

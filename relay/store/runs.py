@@ -46,11 +46,14 @@ async def create_run(
     callback_sub: dict[str, str] | None = None,
     max_active: int = 0,
     input_idempotency_key: str | None = None,
+    watch_key: str | None = None,
 ) -> Created:
     """Create the run (and its callback subscription, if any) in one step, unless the
     Idempotency-Key, the client's `input.idempotencyKey` (`input_idempotency_key`, the same rules)
     or the upstream run already names one, or (`max_active` > 0: the run counts against the
-    tenant's active-run quota) the tenant is at its quota."""
+    tenant's active-run quota) the tenant is at its quota, or (`watch_key`: a run a watch found)
+    the watch is gone: a listing in flight when the watch was deleted, or its tenant erased,
+    tracks nothing that would outlive it."""
     sub_fields: list[str] = []
     for name, value in (callback_sub or {}).items():
         sub_fields += [name, value]
@@ -69,6 +72,7 @@ async def create_run(
             keys.input_idempotency(run["tenant"], run["provider"], input_idempotency_key)
             if input_idempotency_key
             else "",
+            watch_key or "",
         ],
         args=[
             run["id"],

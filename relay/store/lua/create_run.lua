@@ -3,11 +3,12 @@
   idempotency record, its upstream key, its callback subscription and its place in the quota.
   KEYS: run, tenant_runs, due, idem ('' to skip), upstream ('' to skip), callback sub ('' to skip),
   tenant_active ('' to skip: not counted against RELAY_MAX_ACTIVE_RUNS),
-  input idem ('' to skip: the client's input.idempotencyKey, checked and kept as KEYS[4] is)
+  input idem ('' to skip: the client's input.idempotencyKey, checked and kept as KEYS[4] is),
+  watch ('' to skip: the watch that found the run; gone → nothing written)
   ARGV: run_id, now, due_at, body_hash, idem_ttl, max_active, n_sub_fields,
   sub field/value pairs..., run field/value pairs...
-  Returns {outcome, run id}: created | existing | conflict | input_conflict | tracked | quota
-  (all but created: nothing written).
+  Returns {outcome, run id}: created | existing | conflict | input_conflict | tracked | quota |
+  gone (all but created: nothing written).
   The run's callback subscription is written in the same step, so no crash leaves a callback
   subscription without its run, or a run whose callback is never sent.
   The active set is the quota's count: the run joins it here and leaves it in the script that ends
@@ -16,6 +17,8 @@
 --- @include "lifecycle"
 --- @include "nudge"
 
+-- A run found by a watch listing that was in flight when the watch went (DELETE, erase-tenant).
+if KEYS[9] ~= '' and redis.call('EXISTS', KEYS[9]) == 0 then return {'gone', ''} end
 if KEYS[4] ~= '' then
   local seen = redis.call('HMGET', KEYS[4], 'body_hash', 'run_id')
   if seen[2] then
