@@ -8,9 +8,10 @@ traceback at boot is what a platform team least wants to read in a CrashLoopBack
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from cryptography.fernet import Fernet
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -23,6 +24,10 @@ DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 class ConfigError(ValueError):
     """A setting is malformed; the message names the variable and never echoes a secret."""
+
+
+#: Secrets that may also come from a file (`<NAME>_FILE`).
+FILE_SECRETS = ("CITEDY_API_KEY", "AUTOPOSTING_API_KEY", "RELAY_ENCRYPTION_KEY", "RELAY_ADMIN_KEY")
 
 
 def _parse_float_list(raw: object, name: str) -> tuple[float, ...]:
@@ -183,6 +188,23 @@ class Settings(BaseSettings):
     def _keys(cls, raw: str) -> str:
         parse_api_keys(raw)
         return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_files(cls, data: Any) -> Any:
+        """A secret may come from a file named by `<NAME>_FILE` (how the Helm chart passes them:
+        a mounted Secret, never an environment value, as checkov's CKV_K8S_35 asks); the value
+        itself, when set, wins (dev)."""
+        if not isinstance(data, dict):
+            return data
+        for name in FILE_SECRETS:
+            path = os.environ.get(f"{name}_FILE")
+            if path and not data.get(name):
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"{name}_FILE: {exc.strerror}") from None
+        return data
 
     @model_validator(mode="after")
     def _bounds(self) -> Settings:

@@ -374,12 +374,12 @@ def test_existing_secret_creates_no_secret(rendered: dict[str, dict[str, str]]) 
             "name": "relay-redis",
             "key": "url",
         }
-        ref = env["CITEDY_API_KEY"]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "relay-credentials"
-        assert ref["key"] == "citedy-api-key"
-        assert (
-            env["RELAY_ENCRYPTION_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "relay-credentials"
-        )
+        assert env["CITEDY_API_KEY_FILE"]["value"] == "/etc/relay/secrets/citedy-api-key"
+        assert env["RELAY_ENCRYPTION_KEY_FILE"]["value"] == "/etc/relay/secrets/encryption-key"
+        (files,) = [v for v in spec["volumes"] if v["name"] == "secret-files"]
+        assert files["secret"]["secretName"] == "relay-credentials"
+        assert files["secret"]["optional"] is True  # a key the user's Secret lacks is no secret
+        assert {"key": "citedy-api-key", "path": "citedy-api-key"} in files["secret"]["items"]
         (keys,) = [v for v in spec["volumes"] if v["name"] == "api-keys"]
         assert keys["secret"]["secretName"] == "relay-credentials"
         assert "checksum/secret" not in d["spec"]["template"]["metadata"]["annotations"]
@@ -768,20 +768,38 @@ def test_subscriber_egress_ports_are_configurable(rendered: dict[str, dict[str, 
 def test_admin_key_reaches_both_roles(rendered: dict[str, dict[str, str]]) -> None:
     docs = documents(rendered["sentinel"])
     for d in by_kind(docs, "Deployment"):
-        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
-        assert env["RELAY_ADMIN_KEY"]["valueFrom"]["secretKeyRef"] == {
-            "name": RELEASE,
-            "key": "admin-key",
-            "optional": True,
-        }
+        spec = d["spec"]["template"]["spec"]
+        env = env_of(spec["containers"][0])
+        assert env["RELAY_ADMIN_KEY_FILE"]["value"] == "/etc/relay/secrets/admin-key"
+        (files,) = [v for v in spec["volumes"] if v["name"] == "secret-files"]
+        assert files["secret"]["secretName"] == RELEASE
+        assert {"key": "admin-key", "path": "admin-key"} in files["secret"]["items"]
     docs = documents(rendered["existing-secret-external-redis-hpa"])
     for d in by_kind(docs, "Deployment"):
-        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
-        ref = env["RELAY_ADMIN_KEY"]["valueFrom"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == ("relay-credentials", "admin-key")
+        spec = d["spec"]["template"]["spec"]
+        assert env_of(spec["containers"][0])["RELAY_ADMIN_KEY_FILE"]["value"].endswith("admin-key")
+        (files,) = [v for v in spec["volumes"] if v["name"] == "secret-files"]
+        assert {"key": "admin-key", "path": "admin-key"} in files["secret"]["items"]
     docs = documents(rendered["defaults"])  # no admin key: the admin API stays off
     for d in by_kind(docs, "Deployment"):
-        assert "RELAY_ADMIN_KEY" not in env_of(d["spec"]["template"]["spec"]["containers"][0])
+        env = env_of(d["spec"]["template"]["spec"]["containers"][0])
+        assert "RELAY_ADMIN_KEY" not in env and "RELAY_ADMIN_KEY_FILE" not in env
+
+
+def test_secrets_are_mounted_files_never_env_values(rendered: dict[str, dict[str, str]]) -> None:
+    """Vendor keys, the encryption key and the admin key reach the pods as files of a mounted
+    Secret named by `<NAME>_FILE` (checkov CKV_K8S_35), read by relay/config.py."""
+    for name, text in rendered.items():
+        for d in by_kind(documents(text), "Deployment"):
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            env = env_of(c)
+            for secret in ("CITEDY_API_KEY", "AUTOPOSTING_API_KEY", "RELAY_ENCRYPTION_KEY",
+                           "RELAY_ADMIN_KEY"):  # fmt: skip
+                assert secret not in env, (name, secret)
+                if secret + "_FILE" in env:
+                    path = env[secret + "_FILE"]["value"]
+                    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "secret-files"]
+                    assert path.startswith(mount["mountPath"] + "/") and mount["readOnly"]
 
 
 def test_existing_secret_refuses_an_inline_admin_key(chart: Any) -> None:

@@ -215,19 +215,29 @@ Sentinel form (see docs/deploy.md):
 {{- end }}
 {{- end -}}
 
-{{/* Secret-backed env shared by both roles (optional keys may be absent from the Secret). */}}
-{{- define "relay.secretEnv" -}}
+{{/*
+The secrets the Secret holds for both roles, by item: its env name, its file name. They reach the
+pods as files (a mounted Secret, `relay.secretFilesDir`) named by `<NAME>_FILE` variables, never
+as environment values (checkov CKV_K8S_35); relay/config.py reads them (FILE_SECRETS).
+*/}}
+{{- define "relay.secretItems" -}}
 {{- $ctx := . -}}
 {{- range $item, $var := dict "citedyApiKey" "CITEDY_API_KEY" "autopostingApiKey" "AUTOPOSTING_API_KEY" "encryptionKey" "RELAY_ENCRYPTION_KEY" "adminKey" "RELAY_ADMIN_KEY" }}
 {{- $key := include "relay.secretKey" (dict "ctx" $ctx "item" $item) }}
 {{- if and $key (or $ctx.Values.existingSecret (index $ctx.Values.secrets $item)) }}
-- name: {{ $var }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "relay.secretName" $ctx }}
-      key: {{ $key }}
-      optional: true
+{{ $item }}: {{ $var }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "relay.secretFilesDir" -}}/etc/relay/secrets{{- end -}}
+
+{{/* Secret-backed env shared by both roles: where each secret's file is. */}}
+{{- define "relay.secretEnv" -}}
+{{- $ctx := . -}}
+{{- range $item, $var := (include "relay.secretItems" $ctx | fromYaml) }}
+- name: {{ $var }}_FILE
+  value: {{ printf "%s/%s" (include "relay.secretFilesDir" $ctx) (include "relay.secretKey" (dict "ctx" (dict "Values" (dict "existingSecret" "")) "item" $item)) | quote }}
 {{- end }}
 {{- if include "relay.hasApiKeys" . }}
 - name: RELAY_API_KEYS_FILE
@@ -287,6 +297,20 @@ Renders YAML (empty when neither is set).
       - key: {{ include "relay.secretKey" (dict "ctx" . "item" "apiKeys") }}
         path: api-keys
 {{- end }}
+{{- $items := include "relay.secretItems" . | fromYaml }}
+{{- if $items }}
+- name: secret-files
+  secret:
+    secretName: {{ include "relay.secretName" . }}
+    defaultMode: 0440
+    # (an existingSecret may lack an optional key: the relay then has no such secret)
+    optional: {{ not (empty .Values.existingSecret) }}
+    items:
+      {{- range $item, $var := $items }}
+      - key: {{ include "relay.secretKey" (dict "ctx" $ "item" $item) }}
+        path: {{ include "relay.secretKey" (dict "ctx" (dict "Values" (dict "existingSecret" "")) "item" $item) }}
+      {{- end }}
+{{- end }}
 {{- with .Values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -298,6 +322,11 @@ Renders YAML (empty when neither is set).
 {{- if include "relay.hasApiKeys" . }}
 - name: api-keys
   mountPath: {{ include "relay.apiKeysDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "relay.secretItems" . | fromYaml }}
+- name: secret-files
+  mountPath: {{ include "relay.secretFilesDir" . }}
   readOnly: true
 {{- end }}
 {{- with .Values.extraVolumeMounts }}
