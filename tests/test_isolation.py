@@ -103,6 +103,7 @@ def id_routes(o: Owned) -> list[tuple[str, str, Any]]:
         ("POST", f"/v1/runs/{run}/erase", None),
         ("GET", f"/v1/watches/{watch}", None),
         ("DELETE", f"/v1/watches/{watch}", None),
+        ("POST", f"/v1/watches/{watch}/refresh", None),
         ("GET", f"/v1/subscriptions/{sub}", None),
         ("PATCH", f"/v1/subscriptions/{sub}", {"url": "http://127.0.0.1:9/stolen"}),
         ("PATCH", f"/v1/subscriptions/{sub}", {"enabled": False}),

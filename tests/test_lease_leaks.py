@@ -72,7 +72,9 @@ async def test_the_sweep_removes_the_run_s_lease_entries(r: aioredis.Redis) -> N
     run_id, pair = await _held_run(r)
     await r.hset(keys.run(run_id), mapping={"state": "completed", "retain_until": "1"})
     await r.zadd(keys.RETENTION, {run_id: 1})
-    await lifecycle.sweep_due(r, time.time(), 60)
+    await lifecycle.sweep_due(
+        r, time.time(), 60, attempt_log=1000, notice_gate=300, notices_kept=1000
+    )
     assert await _entries(r, run_id, pair) == []
 
 
