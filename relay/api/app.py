@@ -68,7 +68,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = redis is None
-        app.state.redis = redis or connect(settings.redis_url or "redis://127.0.0.1:6379")
+        app.state.redis = redis or connect(settings.require_redis_url("api"))
         await warn_if_evicting(app.state.redis, "api")
         try:
             yield
