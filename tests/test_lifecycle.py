@@ -270,6 +270,8 @@ def test_erase_removes_everything_now_and_stops_polling(
         assert len(receiver.got(hook)) <= hits + 1, "no more deliveries (one may be in flight)"
         # (an attempt in flight at the erase may log one line naming the run, nothing more)
         assert not traces_of(lrdb, domain)
+        # Its endpoint fails for ever: later tests' runs of t1 must not queue deliveries for it.
+        api.delete(f"/v1/subscriptions/{sub['id']}")
 
 
 def test_console_erase_button(lstack: Stack, lrdb: redis.Redis) -> None:
