@@ -19,6 +19,15 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _redis_url(settings: Settings, command: str) -> str:
+    """REDIS_URL, or the process stops naming it (every command but `relay dev` needs it)."""
+    try:
+        return settings.require_redis_url(command)
+    except ConfigError as exc:
+        print(f"relay: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -26,6 +35,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from relay.logging import configure
 
     settings = _settings()
+    _redis_url(settings, "api")
     configure(settings.log_format, settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -43,7 +53,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_worker(_: argparse.Namespace) -> int:
     from workers.settings import run
 
-    _settings()
+    _redis_url(_settings(), "worker")
     run()
     return 0
 
@@ -51,7 +61,8 @@ def cmd_worker(_: argparse.Namespace) -> int:
 def cmd_check(_: argparse.Namespace) -> int:
     from workers.heartbeat import healthy
 
-    ok = healthy()
+    settings = _settings()
+    ok = healthy(settings.heartbeat_file, settings.check_max_age)
     print("healthy" if ok else "unhealthy: no recent worker heartbeat")
     return 0 if ok else 1
 
@@ -89,7 +100,7 @@ def cmd_erase_tenant(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def go() -> int:
-        r = connect(settings.redis_url or "redis://127.0.0.1:6379")
+        r = connect(_redis_url(settings, "erase-tenant"))
         try:
             deps = Deps(r, settings, build_providers(settings))
             counted = await erase_tenant(deps, args.tenant, dry_run=args.dry_run)
@@ -105,12 +116,12 @@ def cmd_erase_tenant(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def _ops_deps(settings: Settings) -> Any:
+def _ops_deps(settings: Settings, command: str) -> Any:
     from relay.ops.deps import Deps
     from relay.store.connection import connect
     from relay.vendors.registry import build_providers
 
-    redis = connect(settings.redis_url or "redis://127.0.0.1:6379")
+    redis = connect(_redis_url(settings, command))
     return Deps(redis, settings, build_providers(settings))
 
 
@@ -128,7 +139,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def go() -> int:
-        deps = _ops_deps(settings)
+        deps = _ops_deps(settings, "keys")
         try:
             if args.action == "create":
                 try:
@@ -160,7 +171,7 @@ def cmd_reencrypt(_: argparse.Namespace) -> int:
     settings = _settings()
 
     async def go() -> int:
-        deps = _ops_deps(settings)
+        deps = _ops_deps(settings, "reencrypt")
         try:
             report = await reencrypt(deps.redis, settings.relay_encryption_key)
         except ValueError as exc:
@@ -186,7 +197,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def go() -> int:
-        deps = _ops_deps(settings)
+        deps = _ops_deps(settings, "jobs")
         try:
             if args.action == "list":
                 for item in await jobs.list_set_aside(deps, args.kind, args.limit, args.batch):

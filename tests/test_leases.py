@@ -183,7 +183,7 @@ def test_relay_check_fails_for_a_hung_pump(tmp_path: Path) -> None:
         ).returncode
 
     assert check() == 0  # beaten 0.6 s ago
-    old = time.time() - heartbeat.STALE_AFTER - 1  # as it stands after the probe's window
+    old = time.time() - 30 - 1  # RELAY_CHECK_MAX_AGE's default, as the probe's window stands
     os.utime(beat, (old, old))
     assert check() == 1
 

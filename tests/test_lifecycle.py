@@ -270,6 +270,8 @@ def test_erase_removes_everything_now_and_stops_polling(
         assert len(receiver.got(hook)) <= hits + 1, "no more deliveries (one may be in flight)"
         # (an attempt in flight at the erase may log one line naming the run, nothing more)
         assert not traces_of(lrdb, domain)
+        # Its endpoint fails for ever: later tests' runs of t1 must not queue deliveries for it.
+        api.delete(f"/v1/subscriptions/{sub['id']}")
 
 
 def test_console_erase_button(lstack: Stack, lrdb: redis.Redis) -> None:
@@ -496,12 +498,14 @@ def test_deliveries_parked_on_a_disabled_subscription_end_with_their_runs_retent
     """A dead endpoint cannot keep runs for ever (invariant 8): the run goes a retention after
     its end, its parked deliveries expire with it, each recorded as expired in the attempt log,
     and the tenant is told in a notice."""
-    hook = unique("parked")
+    hook, ops = unique("parked"), unique("expiredops")
     with lstack.client("t1") as api:
         # Earlier tests' subscriptions (one answers 500 for ever) would keep the run delivering.
         for old in api.get("/v1/subscriptions").json()["data"]:
             api.delete(f"/v1/subscriptions/{old['id']}")
         sub = subscribe(api, receiver.url(hook), filter={"providers": ["citedy"]})
+        # Another subscription asked for the operational event (issue 25).
+        told_sub = subscribe(api, receiver.url(ops), filter={"event_types": ["deliveries.expired"]})
         api.patch(f"/v1/subscriptions/{sub['id']}", json={"enabled": False}).raise_for_status()
         run = start_run(api, unique("parked") + ".example")
         wait_for(lambda: completed(api, run["id"]), what="completed")
@@ -513,10 +517,16 @@ def test_deliveries_parked_on_a_disabled_subscription_end_with_their_runs_retent
             timeout=RETENTION + 10,
             what="run gone a retention after its end",
         )
-        # (the attempt log and the notice name the run: they are the record of the expiry)
+        # (the attempt log, the notice and its operational event name the run: they are the
+        # record of the expiry; the event expires with the week a ping is kept)
         wait_for(
             lambda: (
-                [k for k in traces_of(lrdb, run["id"]) if not k.endswith((":attempts", ":notices"))]
+                [
+                    k
+                    for k in traces_of(lrdb, run["id"])
+                    if not k.endswith((":attempts", ":notices"))
+                    and lrdb.hget(k, "type") != "deliveries.expired"
+                ]
                 == []
             ),
             what="swept",
@@ -530,7 +540,16 @@ def test_deliveries_parked_on_a_disabled_subscription_end_with_their_runs_retent
         told = [n for n in notices if n["type"] == "deliveries.expired"]
         assert told and told[0]["subscription_id"] == sub["id"]
         assert receiver.got(hook) == []  # nothing was sent meanwhile
+        # The operational event, built by the sweep script, fits its published schema (the
+        # receiver validates every body) and says what the notice says, once.
+        wait_for(lambda: receiver.got(ops), what="the deliveries.expired event")
+        time.sleep(0.5)
+        (event,) = receiver.events(ops)
+        assert event["type"] == "deliveries.expired"
+        assert event["data"] == {k: v for k, v in told[0].items() if k != "type"}
+        assert event["data"]["count"] == 5
         api.delete(f"/v1/subscriptions/{sub['id']}")
+        api.delete(f"/v1/subscriptions/{told_sub['id']}")
 
 
 def test_kept_counts_match_a_recount(lstack: Stack, lrdb: redis.Redis, receiver: Receiver) -> None:

@@ -333,3 +333,26 @@ def _alive(pid: int) -> bool:
 def test_the_walkthrough_needs_only_these_tools() -> None:
     for tool in ("bash", "curl", "jq"):
         assert shutil.which(tool), f"{tool} is needed to run the walkthrough"
+
+
+def test_the_banner_curl_starts_a_run_once_with_an_idempotency_key(dev: Dev) -> None:
+    """`relay dev`'s ready `curl` sends an Idempotency-Key: pasted twice (a retry after a lost
+    answer), it starts one run, answered 202 then 200 with the same id."""
+    banner = (dev.home / "relay-dev.log").read_text(errors="replace")
+    lines = [line.strip() for line in banner.splitlines() if line.strip().startswith("curl ")]
+    assert len(lines) == 1, banner
+    curl = lines[0]
+    assert "Idempotency-Key: " in curl
+    answers = []
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", "-c", curl + " -w '\\n%{http_code}'"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        body, _, code = done.stdout.rpartition("\n")
+        answers.append((int(code), json.loads(body)["id"]))
+    assert [code for code, _ in answers] == [202, 200]
+    assert answers[0][1] == answers[1][1]

@@ -16,7 +16,7 @@ import httpx
 import structlog
 
 from relay import metrics
-from relay.delivery import rate_limit, signing, sub_headers
+from relay.delivery import events, rate_limit, signing, sub_headers
 from relay.delivery.http_client import BlockedDestination, request_capped
 from relay.delivery.retry import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
@@ -33,8 +33,9 @@ log = structlog.get_logger("relay.deliver")
 
 EXCERPT_BYTES = 1024
 #: The notice kept when a subscription is disabled (by a 410 or RELAY_DISABLE_AFTER of failures);
-#: its keep-once gate is `subscription.disabled:<sub id>`.
-DISABLED_NOTICE = "subscription.disabled"
+#: its keep-once gate is `subscription.disabled:<sub id>`. The same gate lets one operational
+#: event of that type out to the tenant's other subscriptions that asked for it.
+DISABLED_NOTICE = events.SUBSCRIPTION_DISABLED
 #: The longest a lane waits for a delivery slot of its subscription (it is woken as soon as one
 #: frees; this only bounds a wake lost to a race or a crash).
 BUSY_SAFETY = 30.0
@@ -302,11 +303,13 @@ async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -
         keys.subscription(sub["id"]),
         mapping={"enabled": "0", "disabled_reason": reason, "disabled_at": repr(now)},
     )
+    notice = {"type": DISABLED_NOTICE, "subscription_id": sub["id"], "reason": reason, "at": now}
     await notices.keep_once(
         ctx.redis,
         sub["tenant"],
         f"{DISABLED_NOTICE}:{sub['id']}",
-        {"type": DISABLED_NOTICE, "subscription_id": sub["id"], "reason": reason, "at": now},
+        notice,
+        events.notice_body(notice),
     )
     log.warning(
         "subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"], reason=reason

@@ -4,17 +4,16 @@ it; an unreachable Redis does not (the pumps turn on, backing off; restarting wo
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-DEFAULT_PATH = Path(os.environ.get("RELAY_HEARTBEAT_FILE", "/tmp/relay-worker.heartbeat"))  # noqa: S108
-STALE_AFTER = 30.0
+# Where the file is (RELAY_HEARTBEAT_FILE) and how old it may be for `relay check`
+# (RELAY_CHECK_MAX_AGE) are settings (relay/config): the callers pass them.
 
 
-def beat(path: Path = DEFAULT_PATH) -> None:
+def beat(path: Path) -> None:
     path.write_text(str(time.time()))
 
 
@@ -23,9 +22,7 @@ class Turning(Protocol):
     last_beat: float  # time.monotonic() of the loop's last turn
 
 
-def beat_if_turning(
-    pumps: Iterable[Turning], stale_after: float, path: Path = DEFAULT_PATH
-) -> list[str]:
+def beat_if_turning(pumps: Iterable[Turning], stale_after: float, path: Path) -> list[str]:
     """Beat unless a pump has not turned its loop for `stale_after` seconds; returns the names of
     the hung pumps (none: it beat)."""
     now = time.monotonic()
@@ -35,7 +32,7 @@ def beat_if_turning(
     return hung
 
 
-def healthy(path: Path = DEFAULT_PATH, stale_after: float = STALE_AFTER) -> bool:
+def healthy(path: Path, stale_after: float) -> bool:
     try:
         return time.time() - path.stat().st_mtime < stale_after
     except OSError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -98,11 +99,11 @@ def build_pumps(c: Context) -> list[Pump]:
     return [p for p in pumps if p.name in s.worker_pumps]
 
 
-async def _beat_forever(pumps: list[Pump], stale_after: float) -> None:
+async def _beat_forever(pumps: list[Pump], stale_after: float, path: Path) -> None:
     """Touch the heartbeat only while every pump's loop keeps turning: a hung pump (its loop
     stuck on an await) fails `relay check` as a dead process does."""
     while True:
-        heartbeat.beat_if_turning(pumps, stale_after)
+        heartbeat.beat_if_turning(pumps, stale_after, path)
         await asyncio.sleep(min(5.0, stale_after / 4))
 
 
@@ -112,15 +113,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     register_secrets(
         settings.citedy_api_key, settings.autoposting_api_key, *settings.api_keys().keys()
     )
-    redis_url = settings.redis_url or "redis://127.0.0.1:6379"
-    c = build_context(connect(redis_url, timeout=5.0), settings)
+    c = build_context(connect(settings.require_redis_url("worker"), timeout=5.0), settings)
     await warn_if_evicting(c.redis, "worker")
     pumps = build_pumps(c)
     ctx["relay"] = c
     ctx["pumps"] = pumps
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
     ctx["tasks"].append(
-        asyncio.create_task(_beat_forever(pumps, settings.pump_stale_after), name="heartbeat")
+        asyncio.create_task(
+            _beat_forever(pumps, settings.pump_stale_after, settings.heartbeat_file),
+            name="heartbeat",
+        )
     )
     ctx["tasks"].append(asyncio.create_task(sweep_forever(c), name="retention-sweep"))
     for pump in pumps:
@@ -165,7 +168,7 @@ def worker_settings() -> dict[str, Any]:
         "functions": [start, poll, deliver],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": arq_settings(settings.redis_url or "redis://127.0.0.1:6379"),
+        "redis_settings": arq_settings(settings.require_redis_url("worker")),
         "handle_signals": True,
         "job_timeout": 60,
         "health_check_interval": 30,

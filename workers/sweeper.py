@@ -15,6 +15,7 @@ import time
 import structlog
 from redis.exceptions import RedisError
 
+from relay.delivery import events
 from relay.metrics import DELIVERIES_EXPIRED
 from relay.store.lifecycle import sweep_due
 from relay.tenancy import notices
@@ -36,6 +37,9 @@ async def sweep_once(ctx: Context) -> int:
             notice_gate=notices.GATE_SECONDS,
             notices_kept=notices.KEPT,
             recheck=min(s.retention, 3600.0),
+            event_stamp=events.iso(time.time()),
+            event_ttl=notices.EVENT_TTL,
+            lane_run=notices.RUNLESS,
         )
         for tenant, count in swept.expired.items():
             DELIVERIES_EXPIRED.inc(count)

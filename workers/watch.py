@@ -17,6 +17,7 @@ from datetime import datetime
 
 import structlog
 
+from relay.delivery import events
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
 from relay.store import keys
@@ -36,8 +37,8 @@ log = structlog.get_logger("relay.watch")
 PAGE_SIZE = 100  # the most the simulator (and, by its guides, the vendor) pages out at once
 MAX_PAGES = 50  # per listing; more new runs than this at once is reported as truncated
 SLOT_TRIES = 5
-TRUNCATED_NOTICE = "watch.listing_truncated"
-SET_ASIDE_NOTICE = "watch.set_aside"
+TRUNCATED_NOTICE = events.WATCH_LISTING_TRUNCATED
+SET_ASIDE_NOTICE = events.WATCH_SET_ASIDE
 TRUNCATED_NOTICE_EVERY = 3600.0
 
 
@@ -229,19 +230,21 @@ async def _truncated(ctx: Context, watch: dict[str, str], listed: int, total: in
         f"the vendor lists {total} runs for agent {watch['agent_id']} but pages out only "
         f"{listed}: runs beyond those are not tracked by this watch (track them by id)"
     )
+    notice = {
+        "type": TRUNCATED_NOTICE,
+        "watch_id": watch["id"],
+        "agent_id": watch["agent_id"],
+        "listed": listed,
+        "total": total,
+        "reason": reason,
+        "at": time.time(),
+    }
     await notices.keep_once(
         ctx.redis,
         watch["tenant"],
         f"{TRUNCATED_NOTICE}:{watch['id']}",
-        {
-            "type": TRUNCATED_NOTICE,
-            "watch_id": watch["id"],
-            "agent_id": watch["agent_id"],
-            "listed": listed,
-            "total": total,
-            "reason": reason,
-            "at": time.time(),
-        },
+        notice,
+        events.notice_body(notice),
         ttl=TRUNCATED_NOTICE_EVERY,
     )
     log.warning("watch_listing_truncated", watch_id=watch["id"], listed=listed, total=total)
@@ -254,18 +257,20 @@ async def watch_set_aside(ctx: Context, watch_id: str, error: str) -> None:
     watch = await ctx.redis.hgetall(keys.watch(watch_id))
     if not watch:
         return
+    notice = {
+        "type": SET_ASIDE_NOTICE,
+        "watch_id": watch_id,
+        "agent_id": watch.get("agent_id"),
+        "reason": f"listing the agent's runs failed repeatedly and was set aside ({error}); "
+        "POST /v1/watches/{id}/refresh tries again",
+        "at": time.time(),
+    }
     await notices.keep_once(
         ctx.redis,
         watch["tenant"],
         f"{SET_ASIDE_NOTICE}:{watch_id}",
-        {
-            "type": SET_ASIDE_NOTICE,
-            "watch_id": watch_id,
-            "agent_id": watch.get("agent_id"),
-            "reason": f"listing the agent's runs failed repeatedly and was set aside ({error}); "
-            "POST /v1/watches/{id}/refresh tries again",
-            "at": time.time(),
-        },
+        notice,
+        events.notice_body(notice),
         ttl=TRUNCATED_NOTICE_EVERY,
     )
     log.error("watch_set_aside", watch_id=watch_id, tenant=watch["tenant"])

@@ -8,15 +8,24 @@ from typing import Any
 
 from pydantic import BaseModel
 
-ERROR = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string"},
-        "message": {"type": "string"},
-        "field": {"type": "string"},
-    },
+from relay.api.responses import SCHEMAS
+
+#: Error codes a status answers whatever the operation (`error` of the body); an operation's
+#: `codes` add its own. 400 is left open: every field check has its own code.
+COMMON_CODES: dict[int, tuple[str, ...]] = {
+    401: ("unauthorized",),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    503: ("unavailable",),
 }
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+    required: bool = False
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,12 @@ class Op:
     admin: bool = False
     #: Other answers the operation gives: (status, description), e.g. a 200 beside a 202, a 409.
     also: tuple[tuple[int, str], ...] = ()
-    #: The success body's schema: a name in components (default: any object).
+    #: The success body's schema: a name in components (every success but a 204 has one).
     returns: str | None = None
+    #: The `error` codes an error status may carry here, beside COMMON_CODES: (status, codes).
+    codes: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    #: Request headers the operation reads.
+    headers: tuple[Header, ...] = ()
 
 
 def document(
@@ -46,7 +59,7 @@ def document(
 ) -> dict[str, Any]:
     """`webhooks` and the `components` they refer to: relay/delivery/webhook_schemas.py."""
     paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {"Error": ERROR, **(components or {})}
+    schemas: dict[str, Any] = {**SCHEMAS, **(components or {})}
     for op in ops:
         params: list[dict[str, Any]] = [
             {
@@ -76,27 +89,29 @@ def document(
         errors.update({str(code): text for code, text in op.also if code >= 400})
         successes = {str(op.ok): "success"}
         successes.update({str(code): text for code, text in op.also if code < 400})
+        params += [
+            {
+                "name": h.name,
+                "in": "header",
+                "required": h.required,
+                "description": h.description,
+                "schema": h.schema or {"type": "string"},
+            }
+            for h in op.headers
+        ]
         responses: dict[str, Any] = {
             **{
                 code: {
                     "description": text,
                     **(
-                        {"content": {"application/json": {"schema": _success(op, code)}}}
+                        {"content": {"application/json": {"schema": _success(op)}}}
                         if code != "204"
                         else {}
                     ),
                 }
                 for code, text in successes.items()
             },
-            **{
-                code: {
-                    "description": text,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
-                }
-                for code, text in errors.items()
-            },
+            **{code: _error(op, int(code), text) for code, text in errors.items()},
         }
         entry: dict[str, Any] = {
             "summary": op.summary,
@@ -136,10 +151,32 @@ def document(
     }
 
 
-def _success(op: Op, code: str) -> dict[str, Any]:
-    if op.returns and code == str(op.ok):
-        return {"$ref": f"#/components/schemas/{op.returns}"}
-    return {"type": "object"}
+def _success(op: Op) -> dict[str, Any]:
+    if op.returns is None:
+        raise ValueError(f"{op.method} {op.path} names no schema for its success body")
+    return {"$ref": f"#/components/schemas/{op.returns}"}
+
+
+def _error(op: Op, status: int, text: str) -> dict[str, Any]:
+    """An error answer: the Error body, its `error` code one of those listed for the status
+    (COMMON_CODES and the operation's), and `Retry-After` on a 503 or 429."""
+    codes = [*COMMON_CODES.get(status, ()), *dict(op.codes).get(status, ())]
+    schema: dict[str, Any] = {"$ref": "#/components/schemas/Error"}
+    if codes:
+        text = f"{text} (`error`: {', '.join(f'`{c}`' for c in codes)})"
+        schema = {"allOf": [schema, {"properties": {"error": {"enum": codes}}}]}
+    out: dict[str, Any] = {
+        "description": text,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if status == 503:
+        out["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (`store_full`, `unavailable`).",
+                "schema": {"type": "string"},
+            }
+        }
+    return out
 
 
 def _op_id(op: Op) -> str:

@@ -25,7 +25,22 @@ STATUS_CHANGED = "run.status_changed"
 START_FAILED = "run.start_failed"
 TRACKING_FAILED = "run.tracking_failed"
 PING = "ping"
-EVENT_TYPES = (STATUS_CHANGED, START_FAILED, TRACKING_FAILED, PING)
+RUN_TYPES = (STATUS_CHANGED, START_FAILED, TRACKING_FAILED, PING)
+# Operational events: the tenant's notices (relay/tenancy/notices.py) as webhooks. A subscription
+# gets them only when its `filter.event_types` names them (an empty filter means the run events).
+SUBSCRIPTION_DISABLED = "subscription.disabled"
+VENDOR_UNAUTHORIZED = "vendor.unauthorized"
+WATCH_LISTING_TRUNCATED = "watch.listing_truncated"
+WATCH_SET_ASIDE = "watch.set_aside"
+DELIVERIES_EXPIRED = "deliveries.expired"
+OPERATIONAL_TYPES = (
+    SUBSCRIPTION_DISABLED,
+    VENDOR_UNAUTHORIZED,
+    WATCH_LISTING_TRUNCATED,
+    WATCH_SET_ASIDE,
+    DELIVERIES_EXPIRED,
+)
+EVENT_TYPES = RUN_TYPES + OPERATIONAL_TYPES
 
 
 class Closed(BaseModel):
@@ -139,11 +154,98 @@ class Ping(Envelope):
     data: PingData
 
 
+AT = Field(description="When the relay noticed it (unix seconds).")
+REASON = Field(description="What happened and what to do about it, in words.")
+
+
+class SubscriptionDisabledData(Closed):
+    subscription_id: str = Field(description="The subscription that was disabled (`sub_…`).")
+    reason: str = REASON
+    at: float = AT
+
+
+class SubscriptionDisabled(Envelope):
+    """One of the tenant's subscriptions was disabled: its endpoint answered 410 Gone, or every
+    delivery failed for RELAY_DISABLE_AFTER. Its events wait, parked, until it is enabled again.
+    Never sent to the subscription that was disabled; once per subscription per 5 minutes."""
+
+    type: Literal["subscription.disabled"]
+    data: SubscriptionDisabledData
+
+
+class VendorUnauthorizedData(Closed):
+    provider: str = Field(description="The vendor that refused the credentials.")
+    run_id: str = Field(description="The first run that met the refusal.")
+    status_code: int = Field(description="The vendor's answer: 401 or 403.")
+    reason: str = REASON
+    at: float = AT
+
+
+class VendorUnauthorized(Envelope):
+    """A vendor refused the relay's credentials for the tenant (401/403): runs back off and give
+    up after RELAY_UNAUTHORIZED_WINDOW. Once per vendor per 5 minutes."""
+
+    type: Literal["vendor.unauthorized"]
+    data: VendorUnauthorizedData
+
+
+class WatchListingTruncatedData(Closed):
+    watch_id: str
+    agent_id: str
+    listed: int = Field(description="Runs the vendor paged out.")
+    total: int | None = Field(description="Runs the vendor says the agent has.")
+    reason: str = REASON
+    at: float = AT
+
+
+class WatchListingTruncated(Envelope):
+    """A watched agent lists more runs than the vendor pages out: runs beyond those are not
+    tracked by the watch. Once per watch per hour."""
+
+    type: Literal["watch.listing_truncated"]
+    data: WatchListingTruncatedData
+
+
+class WatchSetAsideData(Closed):
+    watch_id: str
+    agent_id: str | None
+    reason: str = REASON
+    at: float = AT
+
+
+class WatchSetAside(Envelope):
+    """Listing a watched agent's runs failed RELAY_POISON_AFTER times in a row and the watch was
+    set aside; `POST /v1/watches/{id}/refresh` brings it back. Once per watch per hour."""
+
+    type: Literal["watch.set_aside"]
+    data: WatchSetAsideData
+
+
+class DeliveriesExpiredData(Closed):
+    subscription_id: str = Field(description="The disabled subscription they waited for.")
+    run_id: str
+    count: int = Field(ge=1, description="How many deliveries expired.")
+    at: float = AT
+
+
+class DeliveriesExpired(Envelope):
+    """Deliveries parked on a disabled subscription expired with their run's retention
+    (RELAY_RETENTION). Once per subscription per 5 minutes."""
+
+    type: Literal["deliveries.expired"]
+    data: DeliveriesExpiredData
+
+
 MODELS: dict[str, type[Envelope]] = {
     STATUS_CHANGED: StatusChanged,
     START_FAILED: StartFailed,
     TRACKING_FAILED: TrackingFailed,
     PING: Ping,
+    SUBSCRIPTION_DISABLED: SubscriptionDisabled,
+    VENDOR_UNAUTHORIZED: VendorUnauthorized,
+    WATCH_LISTING_TRUNCATED: WatchListingTruncated,
+    WATCH_SET_ASIDE: WatchSetAside,
+    DELIVERIES_EXPIRED: DeliveriesExpired,
 }
 assert tuple(MODELS) == EVENT_TYPES
 
@@ -180,3 +282,10 @@ def body(event_type: str, now: float, data: dict[str, Any]) -> str:
 
 def ping_body(sub_id: str, now: float) -> str:
     return body(PING, now, {"subscription_id": sub_id, "message": "ping from run relay"})
+
+
+def notice_body(notice: dict[str, Any]) -> str:
+    """The operational event telling a notice (`{"type", ..., "at"}`, relay/tenancy/notices.py):
+    its `data` is the notice without its type, validated against the type's model."""
+    data = {k: v for k, v in notice.items() if k != "type"}
+    return body(notice["type"], float(notice["at"]), data)

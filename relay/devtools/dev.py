@@ -169,9 +169,12 @@ EMBEDDED_NOTE = "   (embedded Valkey, data in .relay-data/)"
 def _banner(
     api: str, sim: str, receiver: str, key: str, sub_id: str, redis_url: str, embedded: bool
 ) -> str:
+    # With an Idempotency-Key: a start answered 5xx, or never answered, may still have made (and
+    # the vendor charged) the run; the same key again returns it instead of starting another.
     curl = (
         f"curl -s -X POST {api}/v1/runs -H 'authorization: Bearer {key}' "
         "-H 'content-type: application/json' "
+        f"-H 'Idempotency-Key: dev-{int(time.time())}-acme' "
         '-d \'{"provider": "citedy", "input": {"domain": "acme.example"}}\''
     )
     return "\n".join(
@@ -188,6 +191,8 @@ def _banner(
             "",
             "start a Citedy warm-lead run; each status change is printed by the demo receiver:",
             f"  {curl}",
+            "  (send an Idempotency-Key with every start: a retry with the same key and body gets",
+            "  the same run back, never a second charged one; use a new key for another run)",
             "",
             "Ctrl-C stops everything.",
             "",

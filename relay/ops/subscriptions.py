@@ -24,7 +24,7 @@ from relay.tenancy import quotas
 
 CALLBACK = store.CALLBACK  # the `kind` of a run's callback subscription
 #: The notice the workers keep when they disable a subscription (workers/deliver.py).
-DISABLED_NOTICE = "subscription.disabled"
+DISABLED_NOTICE = events.SUBSCRIPTION_DISABLED
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from relay.ids import new_id
 from relay.store import keys
 from relay.store.client import bind
 from relay.store.scripts import DEFAULT_RETENTION, GRACE_MS, TOMB
@@ -68,11 +69,17 @@ async def sweep_due(
     notices_kept: int,
     batch: int = 200,
     recheck: float = 3600.0,
+    event_stamp: str = "",
+    event_ttl: float = 7 * 86400,
+    lane_run: str = "ping",
 ) -> Swept:
     """Sweep up to `batch` runs whose retention passed (one script each, bounded by the run's
     events and subscriptions); `recheck` is when a run still delivering is looked at again. The
     expiry of parked deliveries is logged in the attempt log (`attempt_log` long) and told to
-    the tenant in a notice (gated by `notice_gate` seconds, `notices_kept` kept)."""
+    the tenant in a notice (gated by `notice_gate` seconds, `notices_kept` kept) and, through
+    the same gate, in a `deliveries.expired` operational event to the subscriptions that asked
+    for it (stamped `event_stamp`, the ISO time of its body; kept `event_ttl` seconds, queued on
+    the run-less lane `lane_run`)."""
     due = await r.zrangebyscore(keys.RETENTION, "-inf", now, start=0, num=batch)
     script = bind(r).sweep_run
     runs = 0
@@ -87,6 +94,10 @@ async def sweep_due(
                 attempt_log,
                 int(notice_gate),
                 notices_kept,
+                new_id("evt"),
+                event_stamp,
+                int(event_ttl),
+                lane_run,
             ],
         )
         runs += int(swept)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from relay.delivery import events
 from relay.metrics import VENDOR_UNAUTHORIZED
 from relay.store import keys
 from relay.store.client import bind, dumps
 from relay.tenancy import notices
 from relay.vendors.base import Unauthorized
 
-NOTICE = "vendor.unauthorized"
+NOTICE = events.VENDOR_UNAUTHORIZED
 # Run hash fields: the streak's first 401 (Redis time) and its length. A poll streak and a start
 # streak are kept apart, so a start that struggled does not shorten the first poll's window.
 SINCE, COUNT = "unauthorized_since", "unauthorized"
@@ -45,7 +46,8 @@ async def note(
     r: aioredis.Redis, run: dict[str, str], exc: Unauthorized, phase: str
 ) -> Streak | None:
     """Count one 401/403 for `run` and keep the tenant's notice (one per provider per gate
-    period). None when the run is gone."""
+    period), with its operational event for the subscriptions that asked for it. None when the
+    run is gone."""
     VENDOR_UNAUTHORIZED.labels(run["provider"], phase).inc()
     notice = {
         "type": NOTICE,
@@ -62,7 +64,13 @@ async def note(
             keys.notice_gate(run["tenant"], f"{NOTICE}:{run['provider']}"),
             keys.tenant_notices(run["tenant"]),
         ],
-        args=[_PREFIX[phase], notices.GATE_SECONDS, dumps(notice), notices.KEPT],
+        args=[
+            _PREFIX[phase],
+            notices.GATE_SECONDS,
+            dumps(notice),
+            notices.KEPT,
+            *notices.event_args(notice, events.notice_body(notice), run["tenant"]),
+        ],
     )
     if not result:
         return None

@@ -17,6 +17,8 @@
   ARGV[3] tombstone ttl (ms)
   ARGV[4] attempt log length (RELAY_ATTEMPT_RETENTION)
   ARGV[5] notice gate (s), ARGV[6] notices kept
+  ARGV[7] event id (the `deliveries.expired` operational event; `_<n>` appended past the first),
+  ARGV[8] its ISO timestamp, ARGV[9] its ttl (s), ARGV[10] the run-less lane's run ('ping')
   The time is Redis's.
   Returns {swept (1/0), deliveries expired, tenant}.
 ]]
@@ -34,6 +36,7 @@ local r = redis.call('HMGET', rk, 'tenant', 'provider', 'agent_id', 'upstream_ru
   'watch_id', 'subs_seen', 'retention', 'ix_status', 'ix_state', 'retain_until', 'pending')
 local tenant = r[1] or ''
 local expired = 0
+local told = 0
 if r[1] and not r[10] and tonumber(r[11] or '0') > 0 then
   local live = false
   -- Bounded: the subscriptions the run's events went to.
@@ -58,9 +61,19 @@ if r[1] and not r[10] and tonumber(r[11] or '0') > 0 then
         redis.call('ZREM', KEY_DUE_DELIVER, sub .. '|' .. run_id)
         lc_queued(run_id, -#parked)
         expired = expired + #parked
-        keep_notice(key_notice_gate(tenant, 'deliveries.expired:' .. sub),
+        -- The notice and its operational event (relay/delivery/events.py DeliveriesExpired:
+        -- its body is the envelope of the notice's fields, built here in that model's shape).
+        local data = cjson.encode({subscription_id = sub, run_id = run_id, count = #parked,
+          at = now})
+        local body = '{"type":"deliveries.expired","timestamp":' .. cjson.encode(ARGV[8]) ..
+          ',"data":' .. data .. '}'
+        told = told + 1
+        local evt_id = ARGV[7]
+        if told > 1 then evt_id = evt_id .. '_' .. told end
+        keep_and_tell(key_notice_gate(tenant, 'deliveries.expired:' .. sub),
           key_tenant_notices(tenant), ARGV[5], cjson.encode({type = 'deliveries.expired',
-            subscription_id = sub, run_id = run_id, count = #parked, at = now}), ARGV[6])
+            subscription_id = sub, run_id = run_id, count = #parked, at = now}), ARGV[6],
+          tenant, 'deliveries.expired', sub, evt_id, body, now, ARGV[9], ARGV[10])
       end
     end
   end

@@ -1,14 +1,21 @@
 """Settings read from the environment, validated once at start.
 
-Every variable named in DESIGN.md lives here so the Helm values, the README table and the code
-cannot drift apart. A bad value stops the process with one line naming the variable, because a
-traceback at boot is what a platform team least wants to read in a CrashLoopBackOff.
+Every setting the relay reads is a field here, and only here: the README's configuration table
+is generated from these fields (relay/config/reference.py holds what each means) and the chart's
+values are checked against them (tests/test_config_reference.py), so they cannot drift apart. A
+bad value stops the process with one line naming the variable, because a traceback at boot is
+what a platform team least wants to read in a CrashLoopBackOff. A `RELAY_*` variable that is no
+setting (a misspelling) is a warning at start naming the closest one, or with
+`RELAY_STRICT_CONFIG=true` an error.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
+import sys
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -143,6 +150,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, alias="RELAY_MAX_BODY_BYTES", ge=1024)
     data_dir: Path = Field(default=Path(".relay-data"), alias="RELAY_DATA_DIR")
     metrics_port: int = Field(default=9108, alias="RELAY_WORKER_METRICS_PORT", ge=0)
+    heartbeat_file: Path = Field(
+        default=Path("/tmp/relay-worker.heartbeat"),  # noqa: S108 (the container's tmpfs)
+        alias="RELAY_HEARTBEAT_FILE",
+    )
+    check_max_age: float = Field(default=30.0, alias="RELAY_CHECK_MAX_AGE", gt=0)
+    strict_config: bool = Field(default=False, alias="RELAY_STRICT_CONFIG")
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -232,6 +245,15 @@ class Settings(BaseSettings):
             raise ValueError("RELAY_ADMIN_KEY must be at least 16 characters")
         return self
 
+    def require_redis_url(self, command: str) -> str:
+        """REDIS_URL, which every command but `relay dev` (it embeds Valkey) needs."""
+        if not self.redis_url:
+            raise ConfigError(
+                f"REDIS_URL is not set: `relay {command}` needs a Redis or Valkey "
+                "(e.g. REDIS_URL=redis://127.0.0.1:6379/0); only `relay dev` embeds one"
+            )
+        return self.redis_url
+
     def api_keys(self) -> dict[str, str]:
         """Key → tenant, merging the inline list and the file (a mounted Kubernetes Secret)."""
         keys = parse_api_keys(self.relay_api_keys)
@@ -250,9 +272,43 @@ def _describe(exc: ValidationError) -> str:
     return f"invalid {name}: {message}"
 
 
+#: `RELAY_*` names that are read on purpose but are not settings: the crash-point harness of the
+#: tests (relay/store/crashpoint.py).
+NOT_SETTINGS = frozenset({"RELAY_CRASH_AFTER_WRITES"})
+
+
+def known_names() -> list[str]:
+    """Every environment name a field of `Settings` reads."""
+    return [info.alias or name.upper() for name, info in Settings.model_fields.items()]
+
+
+def unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """One line per `RELAY_*` variable of `environ` that is no setting, with the closest setting
+    named when one is close (difflib)."""
+    # (a secret may come from `<NAME>_FILE` instead: Settings._secret_files)
+    files = [f"{name}_FILE" for name in FILE_SECRETS]
+    known = [n for n in [*known_names(), *files] if n.startswith("RELAY_")]
+    out = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith("RELAY_") or upper in known or upper in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"{name} is not a setting{hint}")
+    return out
+
+
 def load_settings() -> Settings:
+    """The settings from the environment. A `RELAY_*` name that is no setting is written to
+    stderr as a warning, or refused with RELAY_STRICT_CONFIG=true."""
     try:
         settings = Settings()
+        unknown = unknown_names(os.environ)
+        if unknown and settings.strict_config:
+            raise ConfigError("; ".join(unknown) + " (RELAY_STRICT_CONFIG=true)")
+        for line in unknown:
+            sys.stderr.write(f"relay: warning: {line}\n")
         if settings.relay_api_keys_file is not None:
             try:
                 settings.api_keys()
