@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from relay import tracing
 from relay.api import (
     admin,
     connections,
@@ -353,7 +354,11 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(TrustedProxies, cidrs=settings.trusted_proxies)],
+        middleware=[
+            Middleware(TrustedProxies, cidrs=settings.trusted_proxies),
+            # Installed only when tracing is on (OTEL_* variables, relay/tracing.py).
+            *([Middleware(tracing.ServerSpans)] if tracing.ENABLED else []),
+        ],
     )
     app.state.settings = settings
     app.state.keyring = KeyRing(keys_by_value)
