@@ -431,6 +431,58 @@ async def test_tracing_off_no_spans_no_trace_fields_no_traceparent(world: World)
     assert all("traceparent" not in h.headers for h in world.receiver.got(hook))
 
 
+async def test_a_run_a_watch_starts_gets_a_trace_of_its_own(
+    world: World, spans: InMemorySpanExporter
+) -> None:
+    agent = unique("agent")
+    caller = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    async with relay(world) as (api, r):
+        answer = await api.post(
+            "/v1/watches", json={"agent_id": agent}, headers={"traceparent": caller}
+        )
+        assert answer.status_code == 201, answer.text
+        watch_id = answer.json()["id"]
+
+        async def listed() -> Any:
+            return (await api.get(f"/v1/watches/{watch_id}")).json().get("last_listed_at")
+
+        deadline = time.monotonic() + 15
+        while not await listed():
+            assert time.monotonic() < deadline, "no baseline listing"
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=world.sim_url) as sim:
+            made = await sim.post(
+                f"/_sim/autoposting/agents/{agent}/runs", json={"statuses": ["queued", "completed"]}
+            )
+        upstream = made.json()["data"]["id"]
+
+        async def tracked() -> list[dict[str, Any]]:
+            page = await api.get("/v1/runs", params={"provider": "autoposting", "limit": 200})
+            return [x for x in page.json()["data"] if x["upstream_run_id"] == upstream]
+
+        while not (found := await tracked()):
+            assert time.monotonic() < deadline + 15, "the watch did not track the run"
+            await asyncio.sleep(0.05)
+        run_id = found[0]["id"]
+        await until(
+            lambda: [
+                s
+                for s in named(list(spans.get_finished_spans()), "relay.poll")
+                if attr(s, "relay.run.id") == run_id
+            ],
+            what="a poll of the run",
+        )
+        stored = await r.hgetall(keys.run(run_id))
+    done = list(spans.get_finished_spans())
+    (root,) = [s for s in named(done, "relay.run") if attr(s, "relay.run.id") == run_id]
+    assert root.parent is None and attr(root, "relay.watch.id") == watch_id
+    assert sampled(stored["traceparent"], tid(root), sid(root))
+    assert tid(root) != caller.split("-")[1]  # not the watch request's trace
+    polls = [s for s in named(done, "relay.poll") if attr(s, "relay.run.id") == run_id]
+    assert polls and {parent_sid(p) for p in polls} == {sid(root)}
+    assert {tid(p) for p in polls} == {tid(root)}
+
+
 def test_tracing_is_on_only_with_an_endpoint_and_not_disabled() -> None:
     assert not tracing.wanted({})
     assert not tracing.wanted({"OTEL_SERVICE_NAME": "relay"})
