@@ -75,7 +75,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Itera
     server = ValkeyServer(
         host="127.0.0.1",
         data_dir=tmp_path_factory.mktemp("traces-valkey"),
-        config={"save": "", "appendonly": "no"},
+        config={"save": "", "appendonly": "no", "databases": "64"},  # a database a test
     )
     server.start()
     try:
@@ -548,7 +548,8 @@ def test_the_api_and_a_worker_export_to_an_otlp_collector(world: World) -> None:
         env = otel_env(world, endpoint)
         with running_stack(env, ARTIFACTS / "export", workers=1) as stack:
             with stack.client() as api:
-                api.post("/v1/subscriptions", json={"url": world.receiver.url(hook)})
+                made = api.post("/v1/subscriptions", json={"url": world.receiver.url(hook)})
+                assert made.is_success
                 trace_id = os.urandom(16).hex()
                 run_id = start_run(api, trace_id)
                 wait_for(lambda: len(succeeded(world.receiver, hook)) >= 5, 30, what="webhooks")
@@ -613,7 +614,7 @@ def test_a_collector_down_or_slow_drops_spans_and_delays_no_delivery(
         stack = running.enter_context(running_stack(env, ARTIFACTS / collector_state, workers=0))
         stack.start_worker(RELAY_WORKER_METRICS_PORT=str(metrics_port))
         with stack.client() as api:
-            api.post("/v1/subscriptions", json={"url": world.receiver.url(hook)})
+            assert api.post("/v1/subscriptions", json={"url": world.receiver.url(hook)}).is_success
             started = time.time()
             start_run(api, os.urandom(16).hex())
             wait_for(lambda: len(succeeded(world.receiver, hook)) >= 5, 30, what="webhooks")
