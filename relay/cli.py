@@ -31,12 +31,14 @@ def _redis_url(settings: Settings, command: str) -> str:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from relay import tracing
     from relay.api.app import create_app
     from relay.logging import configure
 
     settings = _settings()
     _redis_url(settings, "api")
     configure(settings.log_format, settings.log_level)
+    tracing.setup("api")  # before the app is made: it installs the server spans if on
     uvicorn.run(
         create_app(settings),
         host=args.host,

@@ -11,6 +11,8 @@ from typing import Any
 
 import structlog
 
+from relay import tracing
+
 _SECRET_PATTERNS = [
     re.compile(r"whsec_[A-Za-z0-9+/=_-]+"),
     re.compile(r"citedy_agent_[A-Za-z0-9_-]+"),
@@ -71,6 +73,8 @@ def configure(fmt: str = "json", level: str = "info") -> None:
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        # trace_id/span_id of the current span (tracing on only: relay/tracing.py)
+        tracing.log_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

@@ -136,6 +136,14 @@ IN_FLIGHT = Gauge(
     "Jobs this worker is running now, by pump.",
     ["pump"],
 )
+TRACE_SPANS_DROPPED = Counter(
+    "relay_trace_spans_dropped",
+    "Trace spans this process dropped instead of exporting (tracing on, relay/tracing.py), by "
+    "reason: queue_full (the export queue, OTEL_BSP_MAX_QUEUE_SIZE, was full: the collector is "
+    "slow or down) or export_failed (the collector refused or could not be reached in "
+    "OTEL_EXPORTER_OTLP_TIMEOUT). Served by the worker's port and the api's /metrics.",
+    ["reason"],
+)
 
 
 def status_class(code: int | None) -> str:

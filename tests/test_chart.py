@@ -160,6 +160,31 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             }
         },
     },
+    # Traces to an in-cluster collector, sampled, behind a NetworkPolicy.
+    "tracing-to-a-collector": {
+        "externalRedis": {"url": "redis://redis.data.svc:6379/0"},
+        "tracing": {
+            "endpoint": "http://otel-collector.observability.svc:4318",
+            "serviceName": "relay-prod",
+            "sampler": "parentbased_traceidratio",
+            "samplerArg": "0.25",
+            "maxQueueSize": 4096,
+        },
+        "networkPolicy": {
+            "enabled": True,
+            "egress": {
+                "otlp": {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "observability"}
+                            }
+                        }
+                    ]
+                }
+            },
+        },
+    },
     # Many replicas spread over zones, pinned image, scheduling knobs.
     "scaled-out": {
         "secrets": ALL_SECRETS,
@@ -634,6 +659,10 @@ def test_config_change_rolls_the_pods(chart: Any) -> None:
         pytest.param({"config": {"RELAY_API_KEYS": "a:b"}}, id="secret-in-configmap"),
         pytest.param({"config": {"REDIS_URL": "redis://x:6379"}}, id="redis-url-in-configmap"),
         pytest.param({"externalRedis": {"url": "http://nope"}}, id="bad-redis-scheme"),
+        pytest.param({"tracing": {"sampler": "sometimes"}}, id="unknown-sampler"),
+        pytest.param({"tracing": {"endpoint": "otel:4318"}}, id="endpoint-without-scheme"),
+        pytest.param({"tracing": {"samplerArg": "half"}}, id="sampler-arg-not-a-ratio"),
+        pytest.param({"tracing": {"endpoints": "http://x:4318"}}, id="typo-in-tracing"),
     ],
 )
 def test_schema_rejects_bad_values(chart: Any, values: dict[str, Any]) -> None:
@@ -920,3 +949,67 @@ def test_values_config_lists_every_setting_once() -> None:
     assert duplicates == []
     assert set(listed) - code == set()
     assert code - secret_or_elsewhere - set(listed) == set()
+
+
+# ------------------------------------------------------------------------------ traces
+
+
+def _otel_env(docs: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    deployment = one(docs, "Deployment", f"{RELEASE}-{role}")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {k: v.get("value") for k, v in env_of(container).items() if k.startswith("OTEL_")}
+
+
+def test_tracing_env_reaches_both_roles_only_with_an_endpoint(
+    rendered: dict[str, dict[str, str]],
+) -> None:
+    for role in ("api", "worker"):
+        assert _otel_env(documents(rendered["defaults"]), role) == {}  # off by default
+        assert _otel_env(documents(rendered["tracing-to-a-collector"]), role) == {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability.svc:4318",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_SERVICE_NAME": "relay-prod",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+            "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+        }
+
+
+def test_tracing_without_a_sampler_arg_sets_none(chart: Any) -> None:
+    docs = documents(render(chart, {"tracing": {"endpoint": "https://otlp.example.com"}}))
+    env = _otel_env(docs, "worker")
+    assert env["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+    assert env["OTEL_SERVICE_NAME"] == "run-relay"
+    assert "OTEL_TRACES_SAMPLER_ARG" not in env
+
+
+def _otlp_rules(docs: list[dict[str, Any]], role: str) -> list[dict[str, Any]]:
+    spec = one(docs, "NetworkPolicy", f"{RELEASE}-{role}")["spec"]
+    return [r for r in spec["egress"] if r.get("ports") and r["ports"][0]["port"] in (4318, 443)]
+
+
+def test_network_policy_lets_both_roles_reach_the_collector(
+    rendered: dict[str, dict[str, str]], chart: Any
+) -> None:
+    docs = documents(rendered["tracing-to-a-collector"])
+    for role in ("api", "worker"):
+        (rule,) = [r for r in _otlp_rules(docs, role) if r["ports"][0]["port"] == 4318]
+        assert rule["ports"] == [{"port": 4318, "protocol": "TCP"}]
+        assert rule["to"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}
+        ]
+    # No endpoint, no rule.
+    netpol = documents(rendered["ingress-tls-monitoring-netpol"])
+    assert all(r["ports"][0]["port"] != 4318 for r in _otlp_rules(netpol, "worker"))
+    # The port comes from the URL: its own, 443 for https, 4318 otherwise.
+    for endpoint, port in [
+        ("http://collector:4319", 4319),
+        ("https://otlp.example.com", 443),
+        ("http://collector", 4318),
+        ("http://[fd00::1]:9999", 9999),
+    ]:
+        values = {"networkPolicy": {"enabled": True}, "tracing": {"endpoint": endpoint}}
+        spec = one(documents(render(chart, values)), "NetworkPolicy", f"{RELEASE}-api")["spec"]
+        assert {"port": port, "protocol": "TCP"} in [p for r in spec["egress"] for p in r["ports"]]
+        last = spec["egress"][-1]
+        assert last["ports"] == [{"port": port, "protocol": "TCP"}] and "to" not in last

@@ -56,9 +56,15 @@ def test_the_chart_sets_only_settings_that_exist() -> None:
 
 def test_settings_are_read_in_relay_config_only() -> None:
     """No module outside relay/config reads a setting from the environment itself. Allowed: the
-    crash-point harness of the tests (not a setting) and `relay dev`, which composes its
-    children's environment."""
-    allowed = {"relay/store/crashpoint.py", "relay/store/connection.py", "relay/devtools/dev.py"}
+    crash-point harness of the tests (not a setting), `relay dev`, which composes its
+    children's environment, and the tracing switch, which reads the OpenTelemetry SDK's own
+    standard `OTEL_*` variables (issue 28: configured only by those, not by relay settings)."""
+    allowed = {
+        "relay/store/crashpoint.py",
+        "relay/store/connection.py",
+        "relay/devtools/dev.py",
+        "relay/tracing.py",
+    }
     readers = []
     for base in ("relay", "workers"):
         for path in (REPO / base).rglob("*.py"):

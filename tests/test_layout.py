@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "relay.logging": 0,
     "relay.metrics": 0,
     "relay.secret_box": 0,
+    "relay.tracing": 0,
     "relay.store": 1,
     "relay.tenancy": 2,
     "relay.delivery": 2,

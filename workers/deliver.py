@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import structlog
 
-from relay import metrics
+from relay import metrics, tracing
 from relay.delivery import events, rate_limit, signing, sub_headers
 from relay.delivery.http_client import BlockedDestination, request_capped
 from relay.delivery.retry import delivery_delay, parse_retry_after
@@ -51,8 +51,13 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
     # One script for the head, its body, its attempt count and the subscription, sent in one
     # round trip with the other lanes the pump claimed in this turn.
     waiting = keys.sub_waiting(sub_id)
-    event_id, body_text, attempts_raw, sub_flat, wait_score = await run_script(
-        ctx.pipe, scripts.lane_head, [lane, keys.subscription(sub_id), waiting], [sub_id, member]
+    # With tracing on, the run's trace context comes back too (its 6th value).
+    run_key = keys.run(run_id) if tracing.ENABLED else ""
+    event_id, body_text, attempts_raw, sub_flat, wait_score, *trace = await run_script(
+        ctx.pipe,
+        scripts.lane_head,
+        [lane, keys.subscription(sub_id), waiting, run_key],
+        [sub_id, member],
     )
     if event_id is None:
         await scripts.settle_lane(
@@ -89,7 +94,24 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
             return
     ctx.in_flight[sub_id] += 1
     try:
-        await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
+        if trace and tracing.ENABLED:
+            # The attempt's span: a child of the run's trace, the parent its webhook names.
+            parent = dict(zip(tracing.FIELDS, (v or "" for v in trace[0]), strict=True))
+            with tracing.job_span(
+                "relay.deliver",
+                parent,
+                {
+                    "relay.webhook.id": event_id,
+                    "relay.subscription.id": sub_id,
+                    "relay.run.id": run_id,
+                    "http.request.method": "POST",
+                    **tracing.url_attributes(sub["url"]),
+                },
+                kind=tracing.CLIENT,
+            ):
+                await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
+        else:
+            await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
     finally:
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
@@ -170,6 +192,8 @@ async def _attempt(
     if sub.get(sub_headers.FIELD):  # the subscription's own headers (relay/delivery/sub_headers.py)
         extra = sub_headers.unsealed(sub[sub_headers.FIELD], s.relay_encryption_key)
         headers = {**dict(extra), **headers}
+    if tracing.ENABLED:  # outside the signature: this attempt's span is the receiver's parent
+        headers = {**headers, **tracing.outgoing()}
     started = time.perf_counter()
     code: int | None = None
     excerpt = b""
@@ -202,6 +226,8 @@ async def _attempt(
             retry_after = parse_retry_after(response_headers.get("retry-after"))
         delay = delivery_delay(attempt, s.retry_schedule, retry_after, s.retry_after_max)
         outcome = "dead" if delay is None else "retrying"
+    if tracing.ENABLED:
+        _traced(attempt, code, outcome, delay, error)
     metrics.observe_delivery(
         outcome=outcome,
         code=code,
@@ -314,3 +340,26 @@ async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -
     log.warning(
         "subscription_disabled", subscription_id=sub["id"], tenant=sub["tenant"], reason=reason
     )
+
+
+def _traced(
+    attempt: int, code: int | None, outcome: str, delay: float | None, error: str | None
+) -> None:
+    """What the attempt's span says (its webhook id, subscription and run are set at its start)."""
+    found: dict[str, tracing.Value] = {
+        "relay.delivery.attempt": attempt,
+        "http.request.resend_count": attempt - 1,
+        "relay.delivery.outcome": outcome,
+    }
+    if code is not None:
+        found["http.response.status_code"] = code
+    if delay is not None:
+        found["relay.delivery.retry_delay"] = round(delay, 3)
+    tracing.note(found)
+    if outcome != "succeeded":
+        kind = str(code) if code is not None else (error or "error").rpartition(": ")[2]
+        if kind.startswith("timed out"):
+            kind = "timeout"
+        elif kind.startswith("destination refused"):
+            kind = "destination_refused"
+        tracing.failed(kind, error)

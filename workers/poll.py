@@ -8,6 +8,7 @@ import time
 
 import structlog
 
+from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.delivery.retry import jitter
@@ -40,7 +41,6 @@ async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> Non
 
 
 async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
-    r, s = ctx.redis, ctx.settings
     lease = lease or unheld(keys.DUE_POLL, run_id)
     # Through the auto-pipeline: the reads of the runs claimed together go out together.
     (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
@@ -49,10 +49,28 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         await release(ctx.pipe, lease, None)
         return
     structlog.contextvars.bind_contextvars(run_id=run_id, tenant=run["tenant"])
+    if tracing.ENABLED:  # a child of the run's trace (relay/tracing.py)
+        attributes = {"relay.run.id": run_id, "relay.provider": run["provider"]}
+        with tracing.job_span("relay.poll", run, attributes):
+            await _poll(ctx, run, lease)
+        return
+    await _poll(ctx, run, lease)
+
+
+def _count(provider: str, outcome: str) -> None:
+    """A poll's outcome: counted, and on its span when tracing is on."""
+    POLLS.labels(provider, outcome).inc()
+    if tracing.ENABLED:
+        tracing.note({"relay.poll.outcome": outcome})
+
+
+async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
+    r, s = ctx.redis, ctx.settings
+    run_id = run["id"]
     now = time.time()
     # `tracking_since`: when a resumed run (refresh after tracking_failed) was tracked again.
     if now - float(run.get("tracking_since") or run["created_at"]) > s.tracking_window:
-        POLLS.labels(run["provider"], "window_expired").inc()
+        _count(run["provider"], "window_expired")
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
@@ -60,7 +78,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
     )
     if wait:
-        POLLS.labels(provider.name, "budget_deferred").inc()
+        _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
         return
     if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
@@ -70,11 +88,11 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
             ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
         )
     except RateLimited as exc:
-        POLLS.labels(provider.name, "rate_limited").inc()
+        _count(provider.name, "rate_limited")
         await _again(ctx, lease, exc.retry_after)
         return
     except NotFound:
-        POLLS.labels(provider.name, "not_found").inc()
+        _count(provider.name, "not_found")
         misses = await bump(ctx.pipe, lease, keys.run(run_id), "not_found")
         if misses is None:
             return
@@ -85,7 +103,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
         return
     except Unauthorized as exc:
         # Credentials, not the run: back off and give up only after a window of nothing else.
-        POLLS.labels(provider.name, "unauthorized").inc()
+        _count(provider.name, "unauthorized")
         streak = await vendor_auth.note(r, run, exc, vendor_auth.POLL)
         if streak is None:
             await release(ctx.pipe, lease, None)
@@ -98,7 +116,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
             await _again(ctx, lease, delay)
         return
     except Transient as exc:
-        POLLS.labels(provider.name, "transient").inc()
+        _count(provider.name, "transient")
         errors = await bump(ctx.pipe, lease, keys.run(run_id), "errors")
         if errors is None:
             return
@@ -109,7 +127,9 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
 
     now = time.time()
     changed = seen.status != run.get("status")
-    POLLS.labels(provider.name, "changed" if changed else "unchanged").inc()
+    _count(provider.name, "changed" if changed else "unchanged")
+    if tracing.ENABLED:
+        tracing.note({"relay.poll.status": seen.status, "relay.poll.transition": changed})
     terminal = provider.is_terminal(seen.status)
     interval = next_interval(
         float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval

@@ -17,7 +17,7 @@ import structlog
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from relay import metrics
+from relay import metrics, tracing
 from relay.config import get_settings
 from relay.logging import configure, register_secrets
 from relay.store import keys
@@ -110,6 +110,7 @@ async def _beat_forever(pumps: list[Pump], stale_after: float, path: Path) -> No
 async def startup(ctx: dict[str, Any]) -> None:
     settings = get_settings()
     configure(settings.log_format, settings.log_level)
+    tracing.setup("worker")
     register_secrets(
         settings.citedy_api_key, settings.autoposting_api_key, *settings.api_keys().keys()
     )
@@ -142,6 +143,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
     metrics.stop_worker_server(ctx.get("metrics_server"))
+    tracing.shutdown()  # flush what is queued, a few seconds at most
     c: Context | None = ctx.get("relay")
     if c is not None:
         await c.aclose()

@@ -7,6 +7,7 @@ import time
 
 import structlog
 
+from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.ids import vendor_idempotency_key
@@ -24,18 +25,34 @@ log = structlog.get_logger("relay.start")
 
 
 async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
-    r, s = ctx.redis, ctx.settings
     lease = lease or unheld(keys.DUE_START, run_id)
-    run = await get_run(r, run_id)
+    run = await get_run(ctx.redis, run_id)
     if run is None or run.get("state") != STARTING:
         await release(ctx.pipe, lease, None)
         return
+    if tracing.ENABLED:  # a child of the run's trace (relay/tracing.py)
+        attributes = {"relay.run.id": run_id, "relay.provider": run["provider"]}
+        with tracing.job_span("relay.start", run, attributes):
+            await _start(ctx, run, lease)
+        return
+    await _start(ctx, run, lease)
+
+
+def _outcome(outcome: str) -> None:
+    if tracing.ENABLED:
+        tracing.note({"relay.start.outcome": outcome})
+
+
+async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
+    r, s = ctx.redis, ctx.settings
+    run_id = run["id"]
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
     wait = await budget.acquire(
         ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
     )
     if wait:
+        _outcome("budget_deferred")
         await release(ctx.pipe, lease, wait)
         return
     payload = loads(run.get("input"), {})
@@ -43,9 +60,11 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
     try:
         started = await provider.start(ctx.vendor_http, payload, key)
     except RateLimited as exc:
+        _outcome("rate_limited")
         await release(ctx.pipe, lease, exc.retry_after)
         return
     except Transient as exc:
+        _outcome("transient")
         errors = await bump(ctx.pipe, lease, keys.run(run_id), "errors")
         if errors is None:
             return  # stopped or taken over meanwhile
@@ -59,6 +78,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
         streak = await vendor_auth.note(r, run, exc, vendor_auth.START)
         if streak is not None and streak.age < s.unauthorized_window:
             delay = backoff(streak.count, s.poll_min_interval, s.poll_max_interval)
+            _outcome("unauthorized")
             bound.warning("start_unauthorized", streak=streak.count, delay=round(delay, 2))
             await release(ctx.pipe, lease, delay)
             return
@@ -103,6 +123,9 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
     except RunGone:
         await release(ctx.pipe, lease, None)
         return
+    _outcome(outcome if outcome == "joined" else "started")
+    if tracing.ENABLED:
+        tracing.note({"relay.upstream_run_id": started.upstream_run_id})
     bound.info(
         "run_joined" if outcome == "joined" else "run_started",
         upstream_run_id=started.upstream_run_id,
@@ -112,6 +135,7 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
 
 
 async def _start_failed(ctx: Context, run: dict[str, str], exc: VendorError, lease: Lease) -> None:
+    _outcome("start_failed")
     error: dict[str, object] = {"status_code": exc.status_code, "message": exc.reason}
     if isinstance(exc, Rejected):
         error.update(error=exc.error, message=exc.message, **exc.details)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import structlog
 
+from relay import tracing
 from relay.delivery import events
 from relay.ids import new_id
 from relay.metrics import WATCH_LISTING_TRUNCATED
@@ -191,6 +192,9 @@ async def watch_agent(ctx: Context, watch_id: str, lease: Lease | None = None) -
             "updated_at": repr(now),
             "retention": repr(s.retention),
         }
+        if tracing.ENABLED:  # a trace of its own (relay/tracing.py)
+            attributes = {"relay.run.id": run_id, "relay.watch.id": watch_id}
+            record.update(tracing.new_trace_fields("relay.run", attributes))
         created = await create_run(
             r,
             run=record,

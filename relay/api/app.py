@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from relay import tracing
 from relay.api import health, pull_routes
 from relay.api.auth import KeyRing, admin_only, authenticated
 from relay.api.errors import EXCEPTION_HANDLERS
@@ -81,7 +82,11 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
         routes=routes,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
-        middleware=[Middleware(TrustedProxies, cidrs=settings.trusted_proxies)],
+        middleware=[
+            Middleware(TrustedProxies, cidrs=settings.trusted_proxies),
+            # Installed only when tracing is on (OTEL_* variables, relay/tracing.py).
+            *([Middleware(tracing.ServerSpans)] if tracing.ENABLED else []),
+        ],
     )
     app.state.settings = settings
     app.state.keyring = KeyRing(keys_by_value)

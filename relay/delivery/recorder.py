@@ -7,6 +7,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from relay import tracing
 from relay.config import get_settings
 from relay.delivery import events
 from relay.ids import event_id
@@ -56,6 +57,7 @@ async def record(
     # (not `upstream`: that is the caller's de-duplication key, passed to the script as KEYS[8])
     upstream_id = run.get("upstream_run_id") or run["id"]
     evt = event_id(run["tenant"], run["provider"], upstream_id, status_key)
+    started = tracing.now_ns() if tracing.ENABLED else 0
     for _ in range(8):
         sequence = int(run.get("sequence") or 0) + 1
         previous = run.get("status") or None
@@ -118,6 +120,21 @@ async def record(
         if outcome == "gone":
             raise RunGone(run["id"])
         if outcome != "stale":
+            if tracing.ENABLED:  # a span of its own under the job's (relay/tracing.py)
+                tracing.finished_span(
+                    "relay.record",
+                    started,
+                    {
+                        "relay.run.id": run["id"],
+                        "relay.event.id": evt,
+                        "relay.event.type": event_type,
+                        "relay.event.status": status_key,
+                        "relay.event.sequence": sequence,
+                        "relay.event.subscribers": len(subs),
+                        # ok (a new event), dup (seen before: no webhook), old, lost (lease)
+                        "relay.record.outcome": str(outcome),
+                    },
+                )
             return str(outcome), evt
         fresh = await get_run(r, run["id"])
         if fresh is None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from relay import tracing
 from relay.delivery import signing
 from relay.ids import new_id
 from relay.ops import connections
@@ -173,6 +174,9 @@ async def start(
     }
     if payload is not None:
         record["input"] = dumps(payload)
+    if tracing.ENABLED:  # the run's trace: this request's (relay/tracing.py)
+        record.update(tracing.run_fields())
+        tracing.note({"relay.run.id": run_id, "relay.tenant": tenant})
     callback_sub = None
     if callback_url:
         await ensure_callback_secret(deps, tenant)

@@ -22,6 +22,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from relay.metrics import TRACE_SPANS_DROPPED
 from relay.store import keys, memory_guard
 
 log = structlog.get_logger("relay.metrics")
@@ -258,6 +259,7 @@ class ApiMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.registry.register(TRACE_SPANS_DROPPED)  # the api's own, beside the workers'
         self._lock = asyncio.Lock()
 
     async def refresh(self, r: aioredis.Redis) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from relay import tracing
 from relay.delivery.http_client import request_capped
 from relay.store.client import dumps
 
@@ -159,6 +160,21 @@ async def send(
     if json is not None:
         content = dumps(json).encode()
         headers = {**headers, "content-type": "application/json"}
+    if tracing.ENABLED:  # a client span under the job's (relay/tracing.py)
+        with tracing.client_span(method, url) as span:
+            try:
+                response = await _send(client, method, url, headers, content)
+            except VendorError as exc:
+                tracing.failed(exc.reason.split(":", 1)[0])
+                raise
+            tracing.responded(span, response.status_code)
+            return response
+    return await _send(client, method, url, headers, content)
+
+
+async def _send(
+    client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], content: bytes
+) -> httpx.Response:
     try:
         code, body, answer = await request_capped(
             client, method, url, content, headers, VENDOR_BODY_LIMIT + 1

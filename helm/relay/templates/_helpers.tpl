@@ -363,3 +363,38 @@ URL kept in a Secret cannot be read, so 6379 and 26379.
 {{ . }}
 {{- end -}}
 {{- end -}}
+
+{{/* OpenTelemetry traces (relay/tracing.py): the standard OTEL_* env, only with an endpoint. */}}
+{{- define "relay.tracingEnv" -}}
+{{- with .Values.tracing }}
+{{- if .endpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: "http/protobuf"
+- name: OTEL_SERVICE_NAME
+  value: {{ .serviceName | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+{{- if .samplerArg }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | quote }}
+{{- end }}
+- name: OTEL_BSP_MAX_QUEUE_SIZE
+  value: {{ .maxQueueSize | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The collector's port: the endpoint URL's, else 443 for https, else 4318. */}}
+{{- define "relay.otlpPort" -}}
+{{- $u := urlParse .Values.tracing.endpoint -}}
+{{- $hostport := regexReplaceAll "^\\[[^]]*\\]" $u.host "h" -}}
+{{- if contains ":" $hostport -}}
+{{- splitList ":" $hostport | last | int -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else -}}
+4318
+{{- end -}}
+{{- end -}}
