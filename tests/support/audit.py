@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,18 @@ class _Owners:
             for m in self.before.due["relay:due:deliver"]
         )
 
+    def stopped_lately(self, tenant: str, within: float = 30.0) -> bool:
+        """One of the tenant's runs was stopped (DELETE) within `within` seconds: a start or poll
+        that was in flight then still gets its vendor answer and counts its usage."""
+        now = time.time()
+        for key, (kind, value) in self.before.values.items():
+            if kind != "hash" or not key.startswith("relay:run:") or key.count(":") != 2:
+                continue
+            if value.get("tenant") == tenant and value.get("state") == "stopped":
+                if now - float(value.get("updated_at") or 0) < within:
+                    return True
+        return False
+
     def explain(self, key: str) -> tuple[str | None, bool]:
         """(owning tenant, whether background work on an older object explains a change)."""
         parts = key.split(":")
@@ -178,8 +191,9 @@ class _Owners:
             return parts[2], False
         if kind == "usage" and len(parts) >= 3:
             # relay:usage:{tenant}:{day}: counted only by workers, as they call the vendor and
-            # deliver for the tenant's work in flight (relay/tenancy/usage.py).
-            return parts[2], self.tenant_busy(parts[2])
+            # deliver for the tenant's work in flight (relay/tenancy/usage.py), a job still in
+            # flight for a run stopped just before included.
+            return parts[2], self.tenant_busy(parts[2]) or self.stopped_lately(parts[2])
         if kind == "tenant" and len(parts) >= 3:
             return parts[2], self.tenant_busy(parts[2])
         if kind == "event" and len(parts) >= 3 and value and value[0] == "hash":
