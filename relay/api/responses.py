@@ -110,6 +110,8 @@ RUN = _obj(
         "joined_run_id": _nullable("string"),
         "error": {"description": "Why the run failed (an object), or null."},
         "polls": INT,
+        "deliveries_dead": {"type": "integer", "description": "Its deliveries dead-lettered."},
+        "deliveries_failing": {"type": "integer", "description": "Its deliveries retrying."},
         "job_error": {"description": "Set aside after repeated failed jobs: why; else null."},
         "created_at": TIME,
         "updated_at": TIME,

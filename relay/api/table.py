@@ -107,6 +107,16 @@ TABLE: list[tuple[Op, Endpoint]] = [
                 ("before", {"type": "string", "pattern": CURSOR_PATTERN}),
                 ("provider", "string"),
                 ("status", "string"),
+                (
+                    "delivery",
+                    {
+                        "type": "string",
+                        "enum": ["dead", "failing"],
+                        "description": "Only runs with a delivery dead-lettered (`dead`) or "
+                        "retrying (`failing`) now; with `provider` or alone, not with `status` "
+                        "(400).",
+                    },
+                ),
             ),
             returns="RunPage",
         ),
