@@ -212,9 +212,14 @@ NOTICE = _obj(
             "description": "Each type is also an operational event (see `webhooks`).",
         },
         "at": TIME,
+        "acknowledged": {
+            "type": "boolean",
+            "description": "Kept before the tenant's last `POST /v1/notices/acknowledge`.",
+        },
     },
     description="The fields of the operational event's `data` of the same type, plus `type`.",
 )
+NOTICES_ACKNOWLEDGED = _obj({"acknowledged_until": TIME})
 NOTICE_PAGE = _page("Notice", next_cursor=CURSOR, total=INT)
 
 WATCH = _obj(
@@ -321,6 +326,7 @@ SCHEMAS: dict[str, Any] = {
     "Redelivered": REDELIVERED,
     "Notice": NOTICE,
     "NoticePage": NOTICE_PAGE,
+    "NoticesAcknowledged": NOTICES_ACKNOWLEDGED,
     "Watch": WATCH,
     "WatchList": _list("Watch"),
     "Connection": CONNECTION,

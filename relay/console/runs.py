@@ -10,7 +10,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from relay.console import event_body
+from relay.console import event_body, live
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, ts
 from relay.console.pages import (
@@ -234,6 +234,13 @@ def _cell(
             aria=f"Redeliver {e['id']} to {sub_id}",
         )
     nxt = render('<br><span class="muted">next try $t</span>', t=ts(d["next_attempt_at"]))
+    behind = view.waiting_behind.get((e["id"], sub_id))
+    if behind is not None:
+        nxt = render(
+            '<br><span class="waiting" data-behind="$n">waiting behind #$n$why</span>',
+            n=behind[0],
+            why=f" ({behind[1]})" if behind[1] else "",
+        )
     last = ""
     if d["last_status_code"] or d["last_error"]:
         last = f"last: {d['last_status_code'] or ''} {d['last_error'] or ''}".strip()
@@ -243,7 +250,9 @@ def _cell(
         sub=sub_id,
         state=d["state"] or "",
         badge=badge(d["state"]),
-        next=nxt if d["next_attempt_at"] and d["state"] != "succeeded" else "",
+        next=nxt
+        if behind is not None or (d["next_attempt_at"] and d["state"] != "succeeded")
+        else "",
         last=render('<br><span class="muted">$l</span>', l=last) if last else "",
         details=details,
         redeliver=redeliver,
@@ -355,14 +364,22 @@ async def run_page(request: Request, s: sessions.Session) -> Response:
     )
     body = render(
         '<div class="actions"><h1>Run <span class="mono">$id</span></h1>$erase</div>'
-        '<div class="card"><dl class="kv">$kv</dl></div>'
+        '$live<div class="card"><dl class="kv">$kv</dl></div>'
         "<h2>Events &times; subscribers</h2>$grid",
         id=run["id"],
         erase=erase,
+        live=live.toggle(request),
         kv=kv,
         grid=_grid(s, view),
     )
-    return page(f"Run {run['id']}", body, s, active="runs", flash=flash_of(request))
+    return page(
+        f"Run {run['id']}",
+        body,
+        s,
+        active="runs",
+        flash=flash_of(request),
+        head=live.head(request),
+    )
 
 
 async def redeliver(request: Request, s: sessions.Session) -> Response:

@@ -122,6 +122,14 @@ def tenant_notices(tenant: str) -> str:
     return f"{P}tenant:{tenant}:notices"
 
 
+def tenant_notices_acked(tenant: str) -> str:
+    """Unix seconds up to which the tenant acknowledged its notices (relay/ops/notices.py
+    `acknowledge`): a zset of one member scored by that time, moved only forward (ZADD GT).
+    Ends: expires RELAY_RETENTION after the last acknowledge, by when the notices it covered are
+    trimmed too."""
+    return f"{P}tenant:{tenant}:notices-acked"
+
+
 def idempotency(tenant: str, key: str) -> str:
     return f"{P}idem:{tenant}:{key}"
 
