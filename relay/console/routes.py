@@ -1,9 +1,9 @@
 """The console's routes: which page or action answers which path. Pages live per resource
-(login, runs, subscriptions, notices, search and deliveries); every read and change goes through
-relay/ops, the same operations the JSON API calls, and every id is checked against the session's
-tenant (another tenant's run, event or subscription is a 404, as in the API). An action that
-cannot be undone answers a GET with its confirmation page and acts on the POST that page sends;
-every POST answers with a redirect."""
+(login, runs, subscriptions, notices, search and deliveries, the tenant's watches, connections and
+usage); every read and change goes through relay/ops, the same operations the JSON API calls, and
+every id is checked against the session's tenant (another tenant's run, event, subscription or
+watch is a 404, as in the API). An action that cannot be undone answers a GET with its
+confirmation page and acts on the POST that page sends; every POST answers with a redirect."""
 
 from __future__ import annotations
 
