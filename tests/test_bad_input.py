@@ -680,6 +680,11 @@ LIST_CASES = [
     ({"cursor": "(5:run_x"}, "cursor"),
     ({"cursor": ":run_x"}, "cursor"),
     ({"cursor": "12345"}, "cursor"),
+    ({"delivery": "deadd"}, "delivery"),
+    ({"delivery": ""}, "delivery"),
+    ({"delivery": "DEAD"}, "delivery"),
+    ({"delivery": "succeeded"}, "delivery"),
+    ({"delivery": "dead", "status": "completed"}, "delivery"),
 ]
 
 

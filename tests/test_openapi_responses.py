@@ -157,6 +157,8 @@ def test_every_answer_fits_the_published_schema(
         # The 410 endpoint was disabled: a notice to read.
         wait_for(lambda: t1.get("/v1/notices").json()["data"], what="a notice")
         check("/v1/notices", t1.get("/v1/notices"))
+        check("/v1/notices/acknowledge", t1.post("/v1/notices/acknowledge"))
+        check("/v1/notices", t1.get("/v1/notices"))  # each acknowledged now
         check("/v1/search", t1.get("/v1/search", params={"q": run["id"]}))
         check("/v1/callback-secret", t1.post("/v1/callback-secret"))
         check("/v1/callback-secret", t1.post("/v1/callback-secret"))  # 409 already_revealed

@@ -90,6 +90,13 @@ def _short_wait(query: dict[str, Any]) -> None:
         query["wait"] = min(wait, 0.1)
 
 
+def _one_runs_filter(query: dict[str, Any]) -> None:
+    """`delivery` with `status` is a 400 the spec says in words only (a parameter cannot name
+    another): the generated pair keeps `delivery`."""
+    if "delivery" in query:
+        query.pop("status", None)
+
+
 def _undo(api: httpx.Client, method: str, path: str, response: Any) -> None:
     """Remove what an accepted request created (subscriptions count against a tenant limit)."""
     if method != "POST" or response.status_code not in (201, 202):
@@ -148,6 +155,8 @@ def test_api_conforms_to_its_openapi(api_schema: Any, stack: Stack, method: str,
             case.body = _loopback_urls(case.body)
         if path == "/v1/events" and isinstance(case.query, dict):
             _short_wait(case.query)
+        if (method, path) == ("GET", "/v1/runs") and isinstance(case.query, dict):
+            _one_runs_filter(case.query)
         response = case.call(headers=AUTH)
         try:
             case.validate_response(response, checks=checks, headers=AUTH)

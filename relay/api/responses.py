@@ -110,6 +110,8 @@ RUN = _obj(
         "joined_run_id": _nullable("string"),
         "error": {"description": "Why the run failed (an object), or null."},
         "polls": INT,
+        "deliveries_dead": {"type": "integer", "description": "Its deliveries dead-lettered."},
+        "deliveries_failing": {"type": "integer", "description": "Its deliveries retrying."},
         "job_error": {"description": "Set aside after repeated failed jobs: why; else null."},
         "created_at": TIME,
         "updated_at": TIME,
@@ -210,9 +212,14 @@ NOTICE = _obj(
             "description": "Each type is also an operational event (see `webhooks`).",
         },
         "at": TIME,
+        "acknowledged": {
+            "type": "boolean",
+            "description": "Kept before the tenant's last `POST /v1/notices/acknowledge`.",
+        },
     },
     description="The fields of the operational event's `data` of the same type, plus `type`.",
 )
+NOTICES_ACKNOWLEDGED = _obj({"acknowledged_until": TIME})
 NOTICE_PAGE = _page("Notice", next_cursor=CURSOR, total=INT)
 
 WATCH = _obj(
@@ -319,6 +326,7 @@ SCHEMAS: dict[str, Any] = {
     "Redelivered": REDELIVERED,
     "Notice": NOTICE,
     "NoticePage": NOTICE_PAGE,
+    "NoticesAcknowledged": NOTICES_ACKNOWLEDGED,
     "Watch": WATCH,
     "WatchList": _list("Watch"),
     "Connection": CONNECTION,

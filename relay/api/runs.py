@@ -42,6 +42,7 @@ async def list_all(request: Request) -> Response:
         before=q.get("before"),
         provider=q.get("provider"),
         status=q.get("status"),
+        delivery=q.get("delivery"),
     )
     return JSONResponse(
         {

@@ -26,6 +26,7 @@ from relay.api.openapi import Header, Op
 from relay.api.schemas import (
     ApiKeyCreate,
     ConnectionPut,
+    NoticesAcknowledge,
     Recover,
     Redeliver,
     RunCreate,
@@ -107,6 +108,16 @@ TABLE: list[tuple[Op, Endpoint]] = [
                 ("before", {"type": "string", "pattern": CURSOR_PATTERN}),
                 ("provider", "string"),
                 ("status", "string"),
+                (
+                    "delivery",
+                    {
+                        "type": "string",
+                        "enum": ["dead", "failing"],
+                        "description": "Only runs with a delivery dead-lettered (`dead`) or "
+                        "retrying (`failing`) now; with `provider` or alone, not with `status` "
+                        "(400).",
+                    },
+                ),
             ),
             returns="RunPage",
         ),
@@ -293,6 +304,18 @@ TABLE: list[tuple[Op, Endpoint]] = [
             returns="NoticePage",
         ),
         notices_routes.list_all,
+    ),
+    (
+        Op(
+            "POST",
+            "/v1/notices/acknowledge",
+            "Acknowledge the notices kept up to a time (default now)",
+            200,
+            NoticesAcknowledge,
+            body_required=False,
+            returns="NoticesAcknowledged",
+        ),
+        notices_routes.acknowledge,
     ),
     (
         Op(

@@ -39,6 +39,8 @@ FLASH = {
     "saved": "Subscription saved.",
     "deleted": "Subscription {id} was deleted, with the deliveries queued for it.",
     "rotated": "The signing secret was rotated.",
+    "listed": "Watch {id} lists its agent's runs now.",
+    "acknowledged": "Notices acknowledged; a later one shows as new.",
 }
 ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -65,6 +67,7 @@ def page(
     flash: Safe | str = "",
     flash_bad: bool = False,
     status: int = 200,
+    head: Safe = Safe(""),
 ) -> HTMLResponse:
     nav = Safe("")
     if s is not None:
@@ -80,6 +83,9 @@ def page(
                 ("deliveries", "/console/deliveries", "Deliveries"),
                 ("subs", "/console/subscriptions", "Subscriptions"),
                 ("notices", "/console/notices", "Notices"),
+                ("watches", "/console/watches", "Watches"),
+                ("connections", "/console/connections", "Connections"),
+                ("usage", "/console/usage", "Usage"),
             )
         )
         nav = render(
@@ -103,7 +109,9 @@ def page(
         flash_html = render('<div class="flash bad" role="alert">$m</div>', m=flash)
     elif flash:
         flash_html = render('<div class="flash" role="status">$m</div>', m=flash)
-    html = render(template("base.html"), title=title, nav=nav, flash=flash_html, body=body)
+    html = render(
+        template("base.html"), title=title, nav=nav, flash=flash_html, body=body, head=head
+    )
     return HTMLResponse(html, status_code=status, headers=_headers())
 
 

@@ -1,9 +1,9 @@
 """The console's routes: which page or action answers which path. Pages live per resource
-(login, runs, subscriptions, notices, search and deliveries); every read and change goes through
-relay/ops, the same operations the JSON API calls, and every id is checked against the session's
-tenant (another tenant's run, event or subscription is a 404, as in the API). An action that
-cannot be undone answers a GET with its confirmation page and acts on the POST that page sends;
-every POST answers with a redirect."""
+(login, runs, subscriptions, notices, search and deliveries, the tenant's watches, connections and
+usage); every read and change goes through relay/ops, the same operations the JSON API calls, and
+every id is checked against the session's tenant (another tenant's run, event, subscription or
+watch is a 404, as in the API). An action that cannot be undone answers a GET with its
+confirmation page and acts on the POST that page sends; every POST answers with a redirect."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from relay.console import login, notices, runs, search, subscription_forms, subscriptions
+from relay.console import (
+    login,
+    notices,
+    runs,
+    search,
+    subscription_forms,
+    subscriptions,
+    tenant,
+)
 from relay.console import session as sessions
 from relay.console.html import esc
 from relay.console.pages import authed, not_found
@@ -65,6 +73,13 @@ def routes() -> list[Route]:
         Route(f"{sub}/recover", authed(subscriptions.recover_confirm), methods=["GET"]),
         Route(f"{sub}/recover", authed(subscriptions.recover), methods=["POST"]),
         Route("/console/notices", authed(notices.notices_page), methods=["GET"]),
+        Route("/console/notices/acknowledge", authed(notices.acknowledge), methods=["POST"]),
+        Route("/console/watches", authed(tenant.watches_page), methods=["GET"]),
+        Route(
+            "/console/watches/{watch_id}/refresh", authed(tenant.refresh_watch), methods=["POST"]
+        ),
+        Route("/console/connections", authed(tenant.connections_page), methods=["GET"]),
+        Route("/console/usage", authed(tenant.usage_page), methods=["GET"]),
         Route("/console/{rest:path}", not_found_page, methods=["GET"]),
     ]
 

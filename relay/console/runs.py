@@ -10,7 +10,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from relay.console import event_body
+from relay.console import event_body, live
 from relay.console import session as sessions
 from relay.console.html import Safe, badge, join, render, ts
 from relay.console.pages import (
@@ -41,26 +41,48 @@ def _input_text(run: dict[str, Any]) -> str:
     return str(run.get("agent_id") or "")
 
 
-def _delivered(counts: dict[str, int] | None) -> Safe:
+def _delivered(counts: dict[str, int] | None, failing: int = 0) -> Safe:
     if not counts or not counts["total"]:
         return Safe('<span class="muted">no deliveries</span>')
     text = f"{counts['succeeded']}/{counts['total']} delivered"
+    if failing:
+        text += f", {failing} retrying"
     if counts["dead"]:
         return render('$t, <span class="badge bad">$k dead</span>', t=text, k=counts["dead"])
     return render("$t", t=text)
 
 
-def _filters_form(provider: str, status: str) -> Safe:
+#: The runs list's `delivery` filter (relay/ops/runs.py `check_delivery`): value, label.
+DELIVERY_CHOICES = (
+    ("", "any"),
+    ("dead", "a delivery dead-lettered"),
+    ("failing", "a delivery retrying"),
+)
+
+
+def _filters_form(provider: str, status: str, delivery: str) -> Safe:
+    options = join(
+        render(
+            '<option value="$v"$sel>$label</option>',
+            v=value,
+            label=label,
+            sel=Safe(" selected") if value == delivery else Safe(""),
+        )
+        for value, label in DELIVERY_CHOICES
+    )
     return render(
         '<form method="get" action="/console/runs" class="actions card">'
         '<div><label for="provider">provider</label>'
         '<input id="provider" name="provider" value="$provider"></div>'
         '<div><label for="status">state or vendor status</label>'
         '<input id="status" name="status" value="$status"></div>'
+        '<div><label for="delivery">deliveries</label>'
+        '<select id="delivery" name="delivery">$options</select></div>'
         '<button type="submit">Filter</button>'
         '<a href="/console/runs">Clear filters</a></form>',
         provider=provider,
         status=status,
+        options=options,
     )
 
 
@@ -68,6 +90,7 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
     q = request.query_params
     provider = q.get("provider") or None
     status = q.get("status") or None
+    delivery = q.get("delivery") or None
     cursor = q.get("cursor") or None
     before = q.get("before") or None
     try:
@@ -79,17 +102,18 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
             before=before,
             provider=provider,
             status=status,
+            delivery=delivery,
             known_provider=True,
             summarize=True,
         )
     except Invalid as exc:
-        kept = {"provider": provider or "", "status": status or ""}
+        kept = {"provider": provider or "", "status": status or "", "delivery": delivery or ""}
         back = "/console/runs"
         label = "Back to the newest runs"
         if exc.field in ("cursor", "before") and any(kept.values()):
             back += "?" + "&".join(f"{k}={quote(v)}" for k, v in kept.items() if v)
             label = "Back to the newest runs of this filter"
-        elif exc.field == "provider":
+        elif exc.field in ("provider", "delivery"):
             label = "Show all runs"
         return bad_filter(s, "Runs", exc.message, back, label, "runs")
     rows = join(
@@ -104,7 +128,7 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
             outcome=run["outcome"],
             outcome_badge=badge(run["outcome"]),
             status=badge(run["status"]) if run["status"] else "",
-            delivered=_delivered(found.deliveries.get(run["id"])),
+            delivered=_delivered(found.deliveries.get(run["id"]), run["deliveries_failing"]),
             upstream=run["upstream_run_id"] or "",
             created=ts(run["created_at"]),
             updated=ts(run["updated_at"]),
@@ -123,6 +147,11 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
                 provider=f" for provider {provider}" if provider else "",
                 states=", ".join(runs.STATES),
             )
+        elif delivery and not found.total:
+            empty = render(
+                '<p class="muted" data-empty="delivery">No run has $what now.</p>',
+                what=dict(DELIVERY_CHOICES)[delivery],
+            )
         elif cursor or before:
             empty = Safe(
                 '<div class="flash bad" role="alert">This page is past the end of the list. '
@@ -130,7 +159,7 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
             )
         else:
             empty = Safe('<p class="muted">No runs yet.</p>')
-    params = {"provider": provider or "", "status": status or ""}
+    params = {"provider": provider or "", "status": status or "", "delivery": delivery or ""}
     nav = pager(
         "/console/runs",
         params,
@@ -151,7 +180,7 @@ async def runs_page(request: Request, s: sessions.Session) -> Response:
         )
     body = render(
         "<h1>Runs</h1>$form$empty$nav$table$nav",
-        form=_filters_form(provider or "", status or ""),
+        form=_filters_form(provider or "", status or "", delivery or ""),
         empty=empty,
         nav=nav,
         table=table,
@@ -205,6 +234,13 @@ def _cell(
             aria=f"Redeliver {e['id']} to {sub_id}",
         )
     nxt = render('<br><span class="muted">next try $t</span>', t=ts(d["next_attempt_at"]))
+    behind = view.waiting_behind.get((e["id"], sub_id))
+    if behind is not None:
+        nxt = render(
+            '<br><span class="waiting" data-behind="$n">waiting behind #$n$why</span>',
+            n=behind[0],
+            why=f" ({behind[1]})" if behind[1] else "",
+        )
     last = ""
     if d["last_status_code"] or d["last_error"]:
         last = f"last: {d['last_status_code'] or ''} {d['last_error'] or ''}".strip()
@@ -214,7 +250,9 @@ def _cell(
         sub=sub_id,
         state=d["state"] or "",
         badge=badge(d["state"]),
-        next=nxt if d["next_attempt_at"] and d["state"] != "succeeded" else "",
+        next=nxt
+        if behind is not None or (d["next_attempt_at"] and d["state"] != "succeeded")
+        else "",
         last=render('<br><span class="muted">$l</span>', l=last) if last else "",
         details=details,
         redeliver=redeliver,
@@ -326,14 +364,22 @@ async def run_page(request: Request, s: sessions.Session) -> Response:
     )
     body = render(
         '<div class="actions"><h1>Run <span class="mono">$id</span></h1>$erase</div>'
-        '<div class="card"><dl class="kv">$kv</dl></div>'
+        '$live<div class="card"><dl class="kv">$kv</dl></div>'
         "<h2>Events &times; subscribers</h2>$grid",
         id=run["id"],
         erase=erase,
+        live=live.toggle(request),
         kv=kv,
         grid=_grid(s, view),
     )
-    return page(f"Run {run['id']}", body, s, active="runs", flash=flash_of(request))
+    return page(
+        f"Run {run['id']}",
+        body,
+        s,
+        active="runs",
+        flash=flash_of(request),
+        head=live.head(request),
+    )
 
 
 async def redeliver(request: Request, s: sessions.Session) -> Response:

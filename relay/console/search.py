@@ -8,6 +8,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from relay.console import live
 from relay.console import session as sessions
 from relay.console.html import Safe, join, render
 from relay.console.pages import attempts_table, bad_filter, deps, page, pager
@@ -140,7 +141,7 @@ async def deliveries_page(request: Request, s: sessions.Session) -> Response:
         else f"The newest {log.window} attempts of each subscription, merged."
     )
     body = render(
-        "<h1>Deliveries</h1>"
+        "<h1>Deliveries</h1>$live"
         '<form method="get" action="/console/deliveries" class="actions card">'
         '<div><label for="subscription">subscription</label><select id="subscription" '
         'name="subscription"><option value="">every subscription</option>$subs</select></div>'
@@ -156,5 +157,6 @@ async def deliveries_page(request: Request, s: sessions.Session) -> Response:
         scope=scope,
         nav=nav,
         table=attempts_table(found.data, show_event=True, show_sub=True),
+        live=live.toggle(request),
     )
-    return page("Deliveries", body, s, active="deliveries")
+    return page("Deliveries", body, s, active="deliveries", head=live.head(request))

@@ -64,6 +64,10 @@ class RunDeliveries:
     attempts: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     #: event id -> the body it sent (the same bytes to every subscriber, on every attempt)
     bodies: dict[str, str] = field(default_factory=dict)
+    #: (event id, subscription id) of a delivery queued behind another event of the run on the
+    #: same lane (a subscription gets a run's events in order) -> that head event's sequence
+    #: and its delivery state (`retrying`: the head keeps failing, so this one waits)
+    waiting_behind: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
 
 
 async def redeliver(
@@ -333,7 +337,36 @@ async def of_run(deps: Deps, tenant: str, run_id: str) -> RunDeliveries:
     sent = await pipe.execute() if ids else []
     # Stored compressed where that pays (relay/store/packing.py): shown as sent.
     bodies = {evt: unpack(body) for evt, body in zip(ids, sent, strict=True) if body}
-    return RunDeliveries(run, subs, dict(by_pair), bodies)
+    return RunDeliveries(run, subs, dict(by_pair), bodies, await _waiting(deps, run))
+
+
+async def _waiting(deps: Deps, run: dict[str, Any]) -> dict[tuple[str, str], tuple[int, str]]:
+    """Which of the run's queued deliveries wait behind another of its events: the head of each
+    subscription's lane (one LINDEX per subscription the run's events went to)."""
+    queued = [
+        (e["id"], d["subscription_id"])
+        for e in run["events"]
+        for d in e["deliveries"]
+        if d["state"] in ("pending", "retrying")
+    ]
+    lanes = sorted({sub_id for _, sub_id in queued})
+    if not lanes:
+        return {}
+    pipe = deps.redis.pipeline(transaction=False)
+    for sub_id in lanes:
+        pipe.lindex(keys.lane(sub_id, run["id"]), 0)
+    heads = dict(zip(lanes, await pipe.execute(), strict=True))
+    known = {
+        (e["id"], d["subscription_id"]): (e["sequence"], d["state"] or "")
+        for e in run["events"]
+        for d in e["deliveries"]
+    }
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    for event_id, sub_id in queued:
+        head = heads.get(sub_id)
+        if head and head != event_id and (head, sub_id) in known:
+            out[(event_id, sub_id)] = known[(head, sub_id)]
+    return out
 
 
 async def overview(deps: Deps, tenant: str) -> list[tuple[dict[str, Any], Health]]:

@@ -141,6 +141,15 @@ class Recover(Strict):
     since: float = Field(ge=0, description="Unix seconds: replay dead-lettered deliveries since.")
 
 
+class NoticesAcknowledge(Strict):
+    until: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Unix seconds: acknowledge the notices kept up to then (default: now).",
+    )
+
+
 class Redeliver(Strict):
     subscription_id: str | None = Field(default=None, pattern=SAFE_ID)
 

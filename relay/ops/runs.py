@@ -19,6 +19,7 @@ from relay.ops.deps import Deps
 from relay.ops.errors import Conflict, Invalid, NotFound, QuotaExceeded, invalid_from
 from relay.ops.guard import checked_url, ensure_room
 from relay.ops.inputs import RunCreate
+from relay.ops.run_summary import delivery_summary
 from relay.secret_box import seal
 from relay.store import keys, leases, lifecycle, snapshots
 from relay.store import subscriptions as subs_store
@@ -96,6 +97,18 @@ def _shown(run: dict[str, str]) -> dict[str, Any]:
     out["outcome"] = outcome(out)
     out["input"] = loads(run.get("input"))
     return out
+
+
+def check_delivery(delivery: str, status: str | None) -> None:
+    """A `delivery` filter the listing has an index for."""
+    if delivery not in keys.DELIVERY_OUTCOMES:
+        raise Invalid(
+            "delivery",
+            f"delivery: expected one of {', '.join(keys.DELIVERY_OUTCOMES)} (runs with a "
+            "delivery dead-lettered, or retrying)",
+        )
+    if status:
+        raise Invalid("delivery", "delivery: cannot be combined with status; use one or the other")
 
 
 def valid_cursor(cursor: str) -> bool:
@@ -298,6 +311,7 @@ async def page(
     before: str | None = None,
     provider: str | None = None,
     status: str | None = None,
+    delivery: str | None = None,
     known_provider: bool = False,
     summarize: bool = False,
 ) -> RunPage:
@@ -305,7 +319,10 @@ async def page(
     (older runs), `before` its `prev_cursor` (newer runs; given both, `before` is used). With
     `known_provider` an unknown provider is refused (the JSON API answers an empty list, as it
     always has); `summarize` adds each run's delivery counts (`delivery_summary`). Counts are
-    ZCARD/ZCOUNT of the listing's index: O(log n), whatever the tenant's history."""
+    ZCARD/ZCOUNT of the listing's index: O(log n), whatever the tenant's history. `delivery`
+    (`dead` or `failing`) lists the runs with a delivery dead-lettered or retrying now, from an
+    index the delivery scripts keep (relay/store/lua/includes/delivery_state.lua); with a
+    provider, or alone, never with a status."""
     if not 1 <= limit <= 200:
         raise Invalid("limit", "limit: must be 1-200")
     if cursor is not None and not valid_cursor(cursor):
@@ -318,70 +335,40 @@ async def page(
             f"provider: no provider is called {provider!r}; expected one of "
             f"{', '.join(deps.providers)}",
         )
+    if delivery is not None:
+        check_delivery(delivery, status)
     r = deps.redis
     if before is not None:
         found, newer = await list_runs_newer(
-            r, tenant, limit=limit, before=before, provider=provider, status=status
+            r,
+            tenant,
+            limit=limit,
+            before=before,
+            provider=provider,
+            status=status,
+            delivery=delivery,
         )
         next_cursor: str | None = cursor_of(found[-1]) if found else before
         prev_cursor = cursor_of(found[0]) if newer and found else None
     else:
         found, next_cursor = await list_runs(
-            r, tenant, limit=limit, cursor=cursor, provider=provider, status=status
+            r,
+            tenant,
+            limit=limit,
+            cursor=cursor,
+            provider=provider,
+            status=status,
+            delivery=delivery,
         )
         prev_cursor = cursor_of(found[0]) if cursor is not None and found else None
     total, newer_count = await count_runs(
-        r, tenant, provider, status, cursor_of(found[0]) if found else ""
+        r, tenant, provider, status, cursor_of(found[0]) if found else "", delivery
     )
     await snapshots.resolve(r, found)
     summary = await delivery_summary(deps, [run["id"] for run in found]) if summarize else {}
     return RunPage(
         [_shown(run) for run in found], next_cursor, prev_cursor, total, newer_count + 1, summary
     )
-
-
-async def delivery_summary(deps: Deps, run_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per run: how many (event, subscriber) deliveries there are, how many `succeeded`, are
-    `dead`, or still pending or retrying. Three pipelined round trips for a page of runs; each
-    run has a handful of events (one per status it went through), each a handful of
-    subscribers (RELAY_MAX_SUBSCRIPTIONS)."""
-    r = deps.redis
-    if not run_ids:
-        return {}
-    pipe = r.pipeline(transaction=False)
-    for run_id in run_ids:
-        pipe.lrange(keys.run_events(run_id), 0, EVENTS_READ - 1)
-    event_lists = await pipe.execute()
-    pipe = r.pipeline(transaction=False)
-    owners: list[str] = []
-    for run_id, evts in zip(run_ids, event_lists, strict=True):
-        for evt in evts:
-            owners.append(run_id)
-            pipe.hmget(keys.event(evt), ["id", "subs"])
-    rows = await pipe.execute() if owners else []
-    pipe = r.pipeline(transaction=False)
-    pairs: list[str] = []
-    for run_id, row in zip(owners, rows, strict=True):
-        for sub in (row[1] or "").split(","):
-            if row[0] and sub:
-                pairs.append(run_id)
-                pipe.hget(keys.delivery(row[0], sub), "state")
-    states = await pipe.execute() if pairs else []
-    out = {run_id: {"total": 0, "succeeded": 0, "dead": 0, "pending": 0} for run_id in run_ids}
-    for run_id, state in zip(pairs, states, strict=True):
-        counts = out[run_id]
-        counts["total"] += 1
-        if state == "succeeded":
-            counts["succeeded"] += 1
-        elif state == "dead":
-            counts["dead"] += 1
-        else:
-            counts["pending"] += 1
-    return out
-
-
-#: A run has one event per status it went through; this bounds what a summary reads of one.
-EVENTS_READ = 50
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,23 @@ def runs_by_provider_status(tenant: str, provider: str, status: str) -> str:
     return f"{tenant_runs(tenant)}:ps:{provider}:{status}"
 
 
+#: What a run's deliveries can be listed by (GET /v1/runs?delivery=): `dead`, a delivery of the
+#: run is dead-lettered; `failing`, one is retrying. Counted on the run hash (`dlv_dead`,
+#: `dlv_failing`) by the scripts that change a delivery's state (lua/includes/delivery_state.lua).
+DELIVERY_OUTCOMES = ("dead", "failing")
+
+
+def runs_by_delivery(tenant: str, outcome: str) -> str:
+    """Listing index of the tenant's runs with a delivery in `outcome` (DELIVERY_OUTCOMES),
+    scored by created_at: a run joins when its count goes 0 -> 1 and leaves when it goes back to
+    0 (includes/delivery_state.lua), or with the run (lifecycle `lc_unindex`)."""
+    return f"{tenant_runs(tenant)}:d:{outcome}"
+
+
+def runs_by_provider_delivery(tenant: str, provider: str, outcome: str) -> str:
+    return f"{tenant_runs(tenant)}:pd:{provider}:{outcome}"
+
+
 def tenant_subs(tenant: str) -> str:
     return f"{P}tenant:{tenant}:subs"
 
@@ -103,6 +120,14 @@ EVENTS_WAKE = P + "events:wake"
 
 def tenant_notices(tenant: str) -> str:
     return f"{P}tenant:{tenant}:notices"
+
+
+def tenant_notices_acked(tenant: str) -> str:
+    """Unix seconds up to which the tenant acknowledged its notices (relay/ops/notices.py
+    `acknowledge`): a zset of one member scored by that time, moved only forward (ZADD GT).
+    Ends: expires RELAY_RETENTION after the last acknowledge, by when the notices it covered are
+    trimmed too."""
+    return f"{P}tenant:{tenant}:notices-acked"
 
 
 def idempotency(tenant: str, key: str) -> str:

@@ -117,6 +117,9 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
         "joined_run_id": run.get("joined_run_id") or None,
         "error": loads(run.get("error")),
         "polls": int(run.get("polls") or 0),
+        # Its deliveries dead-lettered and retrying now (lua/includes/delivery_state.lua).
+        "deliveries_dead": int(run.get("dlv_dead") or 0),
+        "deliveries_failing": int(run.get("dlv_failing") or 0),
         # Set when the run's job failed RELAY_POISON_AFTER times in a row and was set aside
         # (workers/pump.py); a refresh clears it and tries again.
         "job_error": loads(run.get("job_error")),
@@ -126,10 +129,18 @@ def public_run(run: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def list_index(tenant: str, provider: str | None, status: str | None) -> str:
+def list_index(
+    tenant: str, provider: str | None, status: str | None, delivery: str | None = None
+) -> str:
     """The index a listing reads: the tenant's runs, or those of one provider and/or one status
     or state (kept by CREATE_RUN, RECORD_EVENT and stop through `lc_index`,
-    relay/store/lua/includes/lifecycle.lua)."""
+    relay/store/lua/includes/lifecycle.lua), or those with a delivery dead or retrying, of one
+    provider or all (`delivery`, kept by the delivery scripts: lua/includes/delivery_state.lua;
+    not combined with a status)."""
+    if delivery and provider:
+        return keys.runs_by_provider_delivery(tenant, provider, delivery)
+    if delivery:
+        return keys.runs_by_delivery(tenant, delivery)
     if provider and status:
         return keys.runs_by_provider_status(tenant, provider, status)
     if provider:
@@ -147,6 +158,7 @@ async def list_runs(
     cursor: str | None,
     provider: str | None,
     status: str | None,
+    delivery: str | None = None,
 ) -> tuple[list[dict[str, str]], str | None]:
     """Newest first. The cursor is the last (score, id) seen, so paging is stable while runs are
     added. Filters choose an index holding only matching runs, so a page reads `limit` runs (plus
@@ -157,7 +169,7 @@ async def list_runs(
         score_s, _, after_id = cursor.partition(":")
         max_score = score_s
     out: list[dict[str, str]] = []
-    index = list_index(tenant, provider, status)
+    index = list_index(tenant, provider, status, delivery)
     offset = 0
     now = time.time()
     while len(out) < limit:
@@ -196,12 +208,13 @@ async def list_runs_newer(
     before: str,
     provider: str | None,
     status: str | None,
+    delivery: str | None = None,
 ) -> tuple[list[dict[str, str]], bool]:
     """The `limit` runs just newer than the cursor `before` (a run's `cursor_of`), newest first,
     and whether there are newer ones still: the page before a `list_runs` page. Reads `limit`
     runs plus the few sharing the cursor's score, as `list_runs` does."""
     score_s, _, before_id = before.partition(":")
-    index = list_index(tenant, provider, status)
+    index = list_index(tenant, provider, status, delivery)
     out: list[dict[str, str]] = []
     offset = 0
     now = time.time()
@@ -231,11 +244,16 @@ async def list_runs_newer(
 
 
 async def count_runs(
-    r: aioredis.Redis, tenant: str, provider: str | None, status: str | None, newer_than: str = ""
+    r: aioredis.Redis,
+    tenant: str,
+    provider: str | None,
+    status: str | None,
+    newer_than: str = "",
+    delivery: str | None = None,
 ) -> tuple[int, int]:
     """(runs in the listing's index, how many of them are newer than the cursor `newer_than`):
     ZCARD and ZCOUNT, O(log n). Runs past their retention count until the sweep unindexes them."""
-    index = list_index(tenant, provider, status)
+    index = list_index(tenant, provider, status, delivery)
     pipe = r.pipeline(transaction=False)
     pipe.zcard(index)
     if newer_than:

@@ -9,7 +9,8 @@
   `expired` on its delivery record and in the subscription's attempt log, and the tenant told
   once per subscription and gate period); those on an enabled subscription are still being
   delivered, so the run stays and is looked at again `recheck` seconds later (its last delivery
-  settles it sooner). Bounded by the subscriptions its events went to, times its events.
+  settles it sooner). Bounded by the subscriptions its events went to, times its events. An
+  expired delivery no longer counts as retrying (includes/delivery_state.lua).
 
   KEYS: none (every key is built by the generated key_* functions from relay/store/keys.py)
   ARGV[1] run_id
@@ -26,6 +27,7 @@
 --- @include "trim_old"
 --- @include "notice"
 --- @include "unlease"
+--- @include "delivery_state"
 
 local run_id = ARGV[1]
 local now = lc_now_ms() / 1000
@@ -49,6 +51,7 @@ if r[1] and not r[10] and tonumber(r[11] or '0') > 0 then
       else
         local attempts = key_sub_attempts(sub)
         for _, evt in ipairs(parked) do
+          ds_set(key_delivery(evt, sub), run_id, 'expired')
           redis.call('HSET', key_delivery(evt, sub), 'state', 'expired', 'updated_at', now,
             'next_at', '')
           redis.call('LPUSH', attempts, cjson.encode({event_id = evt, run_id = run_id,

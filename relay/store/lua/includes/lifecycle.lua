@@ -4,7 +4,8 @@
 
   lc_index(run_id)           the listing indexes (and the active-run quota set) follow the run's
                              status and state
-  lc_unindex(run_id, ...)    the run leaves every listing index
+  lc_unindex(run_id, ...)    the run leaves every listing index (the `delivery` ones of
+                             includes/delivery_state.lua too)
   lc_now_ms()                Redis's clock, in ms
   lc_keys(run_id)            every data key of a run (not its hash): what expires with it
   lc_subs(run_id)            the subscriptions its events went to
@@ -57,6 +58,10 @@ local function lc_unindex(run_id, tenant, provider, status, state)
       redis.call('ZREM', key_runs_by_status(tenant, v), run_id)
       redis.call('ZREM', key_runs_by_provider_status(tenant, provider, v), run_id)
     end
+  end
+  for _, outcome in ipairs({'dead', 'failing'}) do
+    redis.call('ZREM', key_runs_by_delivery(tenant, outcome), run_id)
+    redis.call('ZREM', key_runs_by_provider_delivery(tenant, provider, outcome), run_id)
   end
 end
 local function lc_now_ms()
