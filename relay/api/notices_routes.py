@@ -19,7 +19,7 @@ async def list_all(request: Request) -> Response:
     found = await notices.page(
         Deps.of_state(request.app.state),
         tenant,
-        offset=offset_of(request.query_params.get("cursor")),
+        offset=offset_of(request.query_params.get("cursor"), empty=False),
         limit=query_int(request, "limit", 50),
     )
     return JSONResponse(

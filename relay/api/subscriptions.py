@@ -104,7 +104,7 @@ async def dead_letters(request: Request) -> Response:
         deps,
         tenant,
         sub_id,
-        offset=offset_of(request.query_params.get("cursor")),
+        offset=offset_of(request.query_params.get("cursor"), empty=False),
         limit=query_int(request, "limit", 50),
     )
     return JSONResponse(

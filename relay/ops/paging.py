@@ -35,9 +35,10 @@ class Page(Generic[T]):
         return str(max(0, self.offset - self.limit)) if self.offset > 0 else None
 
 
-def offset_of(raw: str | None) -> int:
-    """A page cursor (an offset); '' or None is the first page."""
-    if raw is None or raw == "":
+def offset_of(raw: str | None, *, empty: bool = True) -> int:
+    """A page cursor (an offset); None is the first page, and so is '' where `empty` (the
+    console's forms); the API answers an empty cursor with a 400, as every other parameter."""
+    if raw is None or (raw == "" and empty):
         return 0
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
         raise Invalid("cursor", "cursor: malformed; it is a page offset such as 100")

@@ -30,6 +30,8 @@ from typing import Any
 import redis
 
 DUE_SETS = ("relay:due:start", "relay:due:poll", "relay:due:deliver", "relay:due:watch")
+#: Run-hash fields a subscription's purge changes on its runs (workers/chores.py).
+CHORE_FIELDS = frozenset({"pending", "retain_until", "subs_seen", "dlv_dead", "dlv_failing"})
 #: Keys that are global bookkeeping and not tenant data: rate budgets, worker heartbeats, the
 #: due sets' lease hashes and failure counts (`relay:due:<queue>:leases[:fails]`, written by every
 #: claim and release), the poison sets and the retention schedule (the sweeper's).
@@ -170,13 +172,27 @@ class _Owners:
                     return True
         return False
 
+    def settled_by_a_chore(self, key: str) -> bool:
+        """A chore was queued before the request (a deleted subscription's purge, workers/
+        chores.py) and the run hash changed only in what the purge keeps: its count of waiting
+        deliveries and its retention (lifecycle `lc_queued`, `lc_settle`)."""
+        chores = self.before.values.get("relay:due:chores")
+        if not chores or not chores[1]:
+            return False
+        old, new = self.before.values.get(key), self.after.values.get(key)
+        if not (old and new and old[0] == new[0] == "hash"):
+            return False
+        changed = {k for k in set(old[1]) | set(new[1]) if old[1].get(k) != new[1].get(k)}
+        return changed <= CHORE_FIELDS
+
     def explain(self, key: str) -> tuple[str | None, bool]:
         """(owning tenant, whether background work on an older object explains a change)."""
         parts = key.split(":")
         kind = parts[1] if len(parts) > 1 else ""
         value = self.after.values.get(key) or self.before.values.get(key)
         if kind == "run" and len(parts) >= 3:
-            return self.tenant_of("run", parts[2]), self.run_was_live(parts[2])
+            background = self.run_was_live(parts[2]) or self.settled_by_a_chore(key)
+            return self.tenant_of("run", parts[2]), background
         if kind == "sub" and len(parts) >= 3:
             return self.tenant_of("sub", parts[2]), self.sub_had_work(parts[2])
         if kind == "watch" and len(parts) >= 3:
