@@ -42,6 +42,7 @@ from relay.ops.deps import Deps  # noqa: E402
 from relay.store import keys  # noqa: E402
 from relay.store.client import bind  # noqa: E402
 from relay.store.leases import claim_or_next  # noqa: E402
+from workers import chores  # noqa: E402
 
 TENANTS = 50
 SUBS_PER_TENANT = 10
@@ -359,11 +360,11 @@ async def measure(st: Store, n: int, settings: Settings, quota: int) -> dict[str
                     keys.DUE_CHORES,
                     keys.leases(keys.DUE_CHORES),
                 ],
-                args=["sub_parked", 100, "purge|sub_parked", ""],
+                args=["sub_parked", chores.BATCH, "purge|sub_parked", ""],
             )
         )
 
-    out["purge batch (100 lanes)"] = await timed(r, [purge for _ in range(n // 4 or 1)])
+    out[f"purge batch ({chores.BATCH} lanes)"] = await timed(r, [purge for _ in range(n // 4 or 1)])
     deps = Deps(r, settings, {})
     out["erase a tenant (whole)"] = await timed(
         r, [lambda: tenant_data.erase_tenant(deps, "t03", dry_run=False)]
