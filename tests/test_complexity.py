@@ -185,15 +185,7 @@ def test_finishing_a_delivery_does_not_walk_the_runs_other_deliveries(
 
         async def call(client: aioredis.Redis) -> None:
             done = await bind(client).finish_head(
-                keys=[
-                    keys.lane("sub_0", "run_1"),
-                    keys.delivery("evt_1", "sub_0"),
-                    keys.DUE_DELIVER,
-                    keys.sub_pairs("sub_0"),
-                    keys.sub_dead("sub_0"),
-                    keys.leases(keys.DUE_DELIVER),
-                    keys.sub_waiting("sub_0"),
-                ],
+                keys=lanes.finish_keys("sub_0", "run_1", "evt_1"),
                 args=["evt_1", 2, "sub_0|run_1", "run_1", "succeeded", 1, 200, "", "0", ""],
             )
             assert done == 1
@@ -227,15 +219,7 @@ def test_a_dead_letter_and_its_recovery_keep_the_delivery_index_without_a_walk(
 
         async def dead(client: aioredis.Redis) -> None:
             done = await bind(client).finish_head(
-                keys=[
-                    keys.lane("sub_0", "run_1"),
-                    keys.delivery("evt_1", "sub_0"),
-                    keys.DUE_DELIVER,
-                    keys.sub_pairs("sub_0"),
-                    keys.sub_dead("sub_0"),
-                    keys.leases(keys.DUE_DELIVER),
-                    keys.sub_waiting("sub_0"),
-                ],
+                keys=lanes.finish_keys("sub_0", "run_1", "evt_1"),
                 args=["evt_1", 2, "sub_0|run_1", "run_1", "dead", 8, 500, "", "1", ""],
             )
             assert done == 1

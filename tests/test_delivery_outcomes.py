@@ -96,15 +96,7 @@ def finish(
     done = go(
         server,
         lambda c: bind(c).finish_head(
-            keys=[
-                keys.lane(sub, run_id),
-                keys.delivery(evt, sub),
-                keys.DUE_DELIVER,
-                keys.sub_pairs(sub),
-                keys.sub_dead(sub),
-                keys.leases(keys.DUE_DELIVER),
-                keys.sub_waiting(sub),
-            ],
+            keys=lanes.finish_keys(sub, run_id, evt),
             args=[
                 evt,
                 10,

@@ -20,7 +20,7 @@ from relay.delivery import events, rate_limit, signing, sub_headers
 from relay.delivery.http_client import BlockedDestination, request_capped
 from relay.delivery.retry import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
-from relay.store import keys
+from relay.store import keys, lanes
 from relay.store.autopipe import Command, checked, evalsha, run_script
 from relay.store.client import bind, dumps
 from relay.store.leases import Lease, release, unheld
@@ -155,15 +155,7 @@ async def _attempt(
     lane = keys.lane(sub_id, run_id)
     waiting = keys.sub_waiting(sub_id)
     scripts = bind(r)
-    finish_keys = [
-        lane,
-        keys.delivery(event_id, sub_id),
-        keys.DUE_DELIVER,
-        keys.sub_pairs(sub_id),
-        keys.sub_dead(sub_id),
-        lease.leases,
-        waiting,
-    ]
+    finish_keys = lanes.finish_keys(sub_id, run_id, event_id)
     retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases, waiting]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.

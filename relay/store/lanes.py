@@ -12,6 +12,20 @@ from relay.store.client import bind
 PING_TTL = 7 * 86400
 
 
+def finish_keys(sub_id: str, run_id: str, event_id: str) -> list[str]:
+    """KEYS of lua/finish_head.lua for the head `event_id` of the lane (sub_id, run_id): the one
+    place they are listed, for the deliver job, the benches and the tests."""
+    return [
+        keys.lane(sub_id, run_id),
+        keys.delivery(event_id, sub_id),
+        keys.DUE_DELIVER,
+        keys.sub_pairs(sub_id),
+        keys.sub_dead(sub_id),
+        keys.leases(keys.DUE_DELIVER),
+        keys.sub_waiting(sub_id),
+    ]
+
+
 async def enqueue(r: aioredis.Redis, sub_id: str, run_id: str, event_id: str, now: float) -> None:
     await bind(r).enqueue_lane(
         keys=[
