@@ -386,7 +386,7 @@ def test_listing_by_index_reads_only_its_page(own_valkey: ValkeyServer, lrdb: re
     """300 runs of one tenant, 3 of them stopped and 2 of another provider: a filtered page
     reads those, not the 300; the status index follows a change of state."""
     from relay.store import lifecycle
-    from relay.store.runs import create_run, list_runs
+    from relay.store.runs import create_run, list_runs, stop_run
 
     tenant = unique("ix")
 
@@ -417,8 +417,7 @@ def test_listing_by_index_reads_only_its_page(own_valkey: ValkeyServer, lrdb: re
             )
             made.append(run["id"])
         for run_id in made[5:8]:
-            await r.hset(f"relay:run:{run_id}", "state", "stopped")
-            await lifecycle.settle_run(r, run_id)  # what ops.runs.stop calls
+            assert await stop_run(r, run_id, time.time())  # what ops.runs.stop calls
         before = _hgetall_calls(lrdb)
         page, cursor = await list_runs(
             r, tenant, limit=2, cursor=None, provider=None, status="stopped"

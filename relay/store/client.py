@@ -42,7 +42,6 @@ class Scripts:
     retire_sub: AsyncScript
     retry_head: AsyncScript
     settle_lane: AsyncScript
-    settle_run: AsyncScript
     stop_run: AsyncScript
     swap_sealed: AsyncScript
     sweep_run: AsyncScript

@@ -40,14 +40,8 @@ __all__ = [
     "TOMB",
     "erase_run",
     "retained",
-    "settle_run",
     "sweep_due",
 ]
-
-
-async def settle_run(r: aioredis.Redis, run_id: str) -> bool:
-    """Start the run's retention clock if it ended and its deliveries settled."""
-    return bool(await bind(r).settle_run(keys=[], args=[run_id]))
 
 
 @dataclass(frozen=True)
