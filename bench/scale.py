@@ -40,6 +40,7 @@ from relay.config import Settings  # noqa: E402
 from relay.ops import tenant_data  # noqa: E402
 from relay.ops.deps import Deps  # noqa: E402
 from relay.store import keys, lanes  # noqa: E402
+from relay.store import subscriptions as subs_store  # noqa: E402
 from relay.store.client import bind  # noqa: E402
 from relay.store.leases import claim_or_next  # noqa: E402
 from workers import chores  # noqa: E402
@@ -345,13 +346,7 @@ async def measure(st: Store, n: int, settings: Settings, quota: int) -> dict[str
     async def purge() -> int:
         return int(
             await s.purge_sub(
-                keys=[
-                    keys.sub_pairs("sub_parked"),
-                    keys.sub_dead("sub_parked"),
-                    keys.DUE_DELIVER,
-                    keys.DUE_CHORES,
-                    keys.leases(keys.DUE_CHORES),
-                ],
+                keys=subs_store.purge_keys("sub_parked"),
                 args=["sub_parked", chores.BATCH, "purge|sub_parked", ""],
             )
         )

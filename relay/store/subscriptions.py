@@ -114,6 +114,29 @@ def rotated_secrets(sub: dict[str, str], sealed_new: str, now: float, grace: flo
 ATTEMPTS_AFTER_DELETE = 7 * 86400
 
 
+def purge_keys(sub_id: str) -> list[str]:
+    """KEYS of lua/purge_sub.lua for a deleted subscription's purge chore (workers/chores.py)."""
+    return [
+        keys.sub_pairs(sub_id),
+        keys.sub_dead(sub_id),
+        keys.DUE_DELIVER,
+        keys.DUE_CHORES,
+        keys.leases(keys.DUE_CHORES),
+    ]
+
+
+def resume_keys(sub_id: str) -> list[str]:
+    """KEYS of lua/resume_sub.lua for a re-enabled subscription's resume chore."""
+    return [
+        keys.subscription(sub_id),
+        keys.sub_pairs(sub_id),
+        keys.DUE_DELIVER,
+        keys.DUE_CHORES,
+        keys.leases(keys.DUE_CHORES),
+        keys.CHORE_CURSORS,
+    ]
+
+
 async def delete_sub(r: aioredis.Redis, sub: dict[str, str]) -> None:
     """Remove a subscription: at once it leaves the API, the tenant's quota and every new
     recording (RECORD_EVENT fills no lane for a hash that is gone); everything still queued for
