@@ -336,6 +336,15 @@ def delivery_body(size: int = 1024) -> bytes:
 async def raw_post_rate(url: str, seconds: float, concurrency: int, body: bytes) -> float:
     """The receiver's raw capacity: a bare aiohttp client loop POSTing `body` as fast as it can
     with `concurrency` in flight. Returns 2xx per second."""
+    rate, _ = await raw_post_stats(url, seconds, concurrency, body)
+    return rate
+
+
+async def raw_post_stats(
+    url: str, seconds: float, concurrency: int, body: bytes
+) -> tuple[float, float]:
+    """`raw_post_rate` and the bare loop's own CPU per POST, in microseconds: the cost of the
+    bare network exchange a delivery is measured against."""
     import aiohttp
 
     done = 0
@@ -359,10 +368,10 @@ async def raw_post_rate(url: str, seconds: float, concurrency: int, body: bytes)
                     if 200 <= resp.status < 300:
                         done += 1
 
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(loop(i) for i in range(concurrency)))
-        elapsed = time.monotonic() - started
-    return done / elapsed
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    return done / elapsed, cpu / max(done, 1) * 1e6
 
 
 if __name__ == "__main__":

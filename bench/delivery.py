@@ -3,6 +3,7 @@
 bare aiohttp client loop; then the delivery lag at half of the measured maximum rate.
 
     .venv/bin/python bench/delivery.py [--workers 1,2] [--events 12000] [--seconds 8]
+        [--subscriptions 1]
 
 How it measures, per worker count W:
 1. throughput: with no worker running, record a backlog of `--events` transitions through
@@ -13,6 +14,10 @@ How it measures, per worker count W:
 2. lag: with the W workers running, record transitions paced at half of the rate found in 1 for
    `--seconds`, and take lag = receiver arrival time - the event's created_at.
 The receiver is a bare aiohttp server in its own process (bench/common.py) answering 204.
+`--subscriptions N` subscribes N endpoints (all on that receiver), so each transition fans out to N
+deliveries and `--events` counts deliveries (the shape of the issue's outside measurement: 40
+subscriptions x 25 runs). "CPU us" is the worker's CPU per delivery; the bare loop's own CPU per
+POST is printed beside it.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from common import (
     delivery_body,
     parse_counts,
     percentile,
-    raw_post_rate,
+    raw_post_stats,
     receiver_reset,
     receiver_stats,
     redis_client,
@@ -122,6 +127,7 @@ def plan(runs: list[dict[str, str]], total: int) -> list[tuple[dict[str, str], s
 
 
 async def backlog(r: Any, events_: int) -> dict[str, float]:
+    """Record `events_` transitions (each one delivery per subscription)."""
     runs = await make_runs(r, -(-events_ // len(STATUSES)))
     work = plan(runs, events_)
     created: dict[str, float] = {}
@@ -139,32 +145,43 @@ async def backlog(r: Any, events_: int) -> dict[str, float]:
     return created
 
 
-async def wait_count(url: str, target: int, timeout: float) -> int:
+async def wait_count(url: str, target: int, timeout: float, every: float = 0.25) -> int:
     deadline = time.monotonic() + timeout
     count = 0
     while time.monotonic() < deadline:
         count = int((await receiver_stats(url, since=10**9))["count"])
         if count >= target:
             break
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(every)
     return count
 
 
 async def phase(
-    b: Bench, r: Any, workers: int, events_: int, seconds: float, profile: bool = False
+    b: Bench,
+    r: Any,
+    workers: int,
+    events_: int,
+    seconds: float,
+    profile: bool = False,
+    fanout: int = 1,
 ) -> dict[str, Any]:
     await receiver_reset(b.receiver_url)
     t0 = time.monotonic()
-    created = await backlog(r, events_)
+    created = await backlog(r, -(-events_ // fanout))
     record_rate = len(created) / (time.monotonic() - t0)
     procs = b.start_workers(workers, profile=profile)
+    want = len(created) * fanout
+    timeout = max(60.0, events_ / 200)
+    # CPU is taken between 10 % and 90 % of the backlog, as the rate is: start-up is not counted.
+    n0 = await wait_count(b.receiver_url, want // 10, timeout=timeout, every=0.05)
     cpu0 = [cpu_seconds(p.pid) for p in procs]
     rcpu0 = await redis_cpu(r)
     w0 = time.monotonic()
-    got = await wait_count(b.receiver_url, len(created), timeout=max(60.0, events_ / 200))
+    n1 = await wait_count(b.receiver_url, want * 9 // 10, timeout=timeout, every=0.05)
     wall = time.monotonic() - w0
     cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
     rcpu = await redis_cpu(r) - rcpu0
+    got = await wait_count(b.receiver_url, want, timeout=timeout)
     hits = (await receiver_stats(b.receiver_url))["hits"]
     times = sorted(t for evt, t in hits if evt in created)
     lo, hi = times[len(times) // 10], times[(len(times) * 9) // 10]
@@ -172,7 +189,7 @@ async def phase(
 
     # lag at half of the measured maximum
     await receiver_reset(b.receiver_url)
-    target = rate / 2
+    target = rate / 2 / fanout  # transitions per second
     n = max(1, int(target * seconds))
     runs = await make_runs(r, -(-n // len(STATUSES)))
     work = plan(runs, n)
@@ -201,14 +218,15 @@ async def phase(
     if inflight:
         await asyncio.wait(inflight, timeout=30)
     injected = len(sent) / (time.monotonic() - start)
-    await wait_count(b.receiver_url, len(sent), timeout=30)
+    await wait_count(b.receiver_url, len(sent) * fanout, timeout=30)
     hits = (await receiver_stats(b.receiver_url))["hits"]
     lags = [(t - sent[evt]) * 1000 for evt, t in hits if evt in sent]
     b.stop_workers()
     return {
         "workers": workers,
-        "backlog": len(created),
+        "backlog": len(created) * fanout,
         "delivered": got,
+        "cpu_us": cpu / max(n1 - n0, 1) * 1e6,
         "record_rate": record_rate,
         "rate": rate,
         "wall": wall,
@@ -217,7 +235,7 @@ async def phase(
         "lag_target": target,
         "lag_injected": injected,
         "lag_n": len(lags),
-        "lag_missing": len(sent) - len(lags),
+        "lag_missing": len(sent) * fanout - len(lags),
         "p50": percentile(lags, 50),
         "p99": percentile(lags, 99),
         "max": max(lags) if lags else float("nan"),
@@ -268,8 +286,9 @@ async def lag_at(b: Bench, r: Any, rate: float, seconds: float, worker_pid: int)
     ]
 
 
-async def start_stack(b: Bench, concurrency: int) -> Any:
-    """Valkey, the receiver, the api and one subscription to the receiver; no worker yet."""
+async def start_stack(b: Bench, concurrency: int, subscriptions: int = 1) -> Any:
+    """Valkey, the receiver, the api and `subscriptions` subscriptions to the receiver; no
+    worker yet."""
     b.start_valkey()
     b.start_receiver()
     b.relay_env(
@@ -278,7 +297,7 @@ async def start_stack(b: Bench, concurrency: int) -> Any:
     )
     b.start_api()
     r = redis_client(b.redis_url)
-    await subscribe(b.api_url, b.receiver_url + "/hook")
+    await subscribe(b.api_url, b.receiver_url + "/hook", subscriptions)
     return r
 
 
@@ -314,25 +333,30 @@ async def sweep_async(args: argparse.Namespace) -> None:
 
 async def main_async(args: argparse.Namespace) -> None:
     with bench("delivery") as b:
-        r = await start_stack(b, args.concurrency)
+        r = await start_stack(b, args.concurrency, args.subscriptions)
         body = delivery_body(1024)
         hook = b.receiver_url + "/hook"
-        raw = await raw_post_rate(hook, args.raw_seconds, args.concurrency, body)
+        raw, raw_cpu = await raw_post_stats(hook, args.raw_seconds, args.concurrency, body)
         rows = []
         for w in parse_counts(args.workers):
-            res = await phase(b, r, w, args.events, args.seconds, args.profile)
+            res = await phase(
+                b, r, w, args.events, args.seconds, args.profile, args.subscriptions
+            )
             rows.append(res)
             print(
                 f"workers={w}: {res['rate']:.0f}/s ({res['rate'] / raw * 100:.0f}% of raw), "
                 f"lag p50={res['p50']:.1f}ms p99={res['p99']:.1f}ms",
                 flush=True,
             )
-        raw_after = await raw_post_rate(hook, args.raw_seconds, args.concurrency, body)
+        raw_after, raw_cpu_after = await raw_post_stats(
+            hook, args.raw_seconds, args.concurrency, body
+        )
         await r.aclose()
     print()
     print(
         f"receiver raw capacity (bare aiohttp loop, {args.concurrency} in flight, 1 KiB body): "
-        f"{raw:,.0f} POST/s before, {raw_after:,.0f} POST/s after"
+        f"{raw:,.0f} POST/s before, {raw_after:,.0f} POST/s after; the loop's own CPU "
+        f"{raw_cpu:.0f} / {raw_cpu_after:.0f} us per POST; {args.subscriptions} subscription(s)"
     )
     print(
         table(
@@ -343,6 +367,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["rate"],
                     f"{x['rate'] / raw * 100:.0f}%",
                     f"{x['worker_cpu']:.0f}%",
+                    f"{x['cpu_us']:.0f}",
                     f"{x['redis_cpu']:.0f}%",
                     f"{x['lag_target']:.0f}/{x['lag_injected']:.0f}",
                     x["p50"],
@@ -358,6 +383,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 "deliveries/s",
                 "of raw",
                 "worker CPU",
+                "CPU us",
                 "valkey CPU",
                 "lag rate want/got",
                 "lag p50 ms",
@@ -376,6 +402,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="lag phase length")
     parser.add_argument("--raw-seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=64, help="in flight per worker")
+    parser.add_argument(
+        "--subscriptions", type=int, default=1, help="endpoints each transition goes to"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="run workers under cProfile (bench-artifacts/)"
     )

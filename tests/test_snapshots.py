@@ -23,3 +23,17 @@ def test_an_unchanged_snapshot_writes_nothing_and_a_changed_one_is_stored_compre
     assert snapshots.fields(run, _result(60)) == {}  # the same content: nothing to write
     changed = snapshots.fields(run, _result(61))
     assert changed and changed[snapshots.DIGEST] != first[snapshots.DIGEST]
+
+
+def test_the_earlier_base85_form_still_reads() -> None:
+    """Bodies and snapshots written before the base64 form (`z:` + base85) read unchanged."""
+    import base64
+    import zlib
+
+    from relay.store.packing import PREFIX_B85, pack
+
+    text = '{"status": "completed", "pad": "' + "x" * 900 + '"}'
+    old = PREFIX_B85 + base64.b85encode(zlib.compress(text.encode())).decode()
+    assert unpack(old) == text
+    assert pack(text).startswith(PREFIX) and unpack(pack(text)) == text
+    assert unpack("plain") == "plain"
