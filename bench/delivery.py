@@ -339,9 +339,7 @@ async def main_async(args: argparse.Namespace) -> None:
         raw, raw_cpu = await raw_post_stats(hook, args.raw_seconds, args.concurrency, body)
         rows = []
         for w in parse_counts(args.workers):
-            res = await phase(
-                b, r, w, args.events, args.seconds, args.profile, args.subscriptions
-            )
+            res = await phase(b, r, w, args.events, args.seconds, args.profile, args.subscriptions)
             rows.append(res)
             print(
                 f"workers={w}: {res['rate']:.0f}/s ({res['rate'] / raw * 100:.0f}% of raw), "
@@ -393,6 +391,29 @@ async def main_async(args: argparse.Namespace) -> None:
             ],
         )
     )
+    print(scale_out(rows))
+
+
+def scale_out(rows: list[dict[str, Any]]) -> str:
+    """Each worker count against one worker: throughput, and what throughput would be if each
+    worker had a core of its own (rate / worker cores used): the fair reading on a box whose
+    cores Valkey, the receiver and the injector share with the workers."""
+    one = next((x for x in rows if x["workers"] == 1), None)
+    if one is None:
+        return ""
+    lines = []
+    for x in rows:
+        if x["workers"] == 1:
+            continue
+        per_core_1 = one["rate"] / (one["worker_cpu"] / 100)
+        per_core_n = x["rate"] / (x["worker_cpu"] / 100)
+        lines.append(
+            f"{x['workers']} workers / 1: {x['rate'] / one['rate']:.2f}x the deliveries/s; "
+            f"per worker core {per_core_n:,.0f} vs {per_core_1:,.0f}/s "
+            f"(CPU per delivery {x['cpu_us']:.0f} vs {one['cpu_us']:.0f} us): "
+            f"{x['workers'] * per_core_n / per_core_1:.2f}x with a core each"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ State at 1x (`--runs` scales it): 20,000 retained (ended) runs, each with two ev
 to two of its tenant's subscriptions; 500 subscriptions across 50 tenants; 10,000 active runs on
 the poll schedule; one tenant at its active-run quota; one disabled subscription holding 10,000
 parked deliveries. Everything is written by the relay's own scripts (create_run, record_event,
-finish_head), so the shapes are the real ones; bodies are small (the figures are about work per
+delivered), so the shapes are the real ones; bodies are small (the figures are about work per
 call, not about body size; bench/memory.py measures memory with real Citedy bodies).
 
 Then, per operation, `--samples` calls (each one script or one operation of relay/ops): p50 and
@@ -43,6 +43,7 @@ from relay.store import keys, lanes  # noqa: E402
 from relay.store import subscriptions as subs_store  # noqa: E402
 from relay.store.client import bind  # noqa: E402
 from relay.store.leases import claim_or_next  # noqa: E402
+from relay.tenancy import usage  # noqa: E402
 from workers import chores  # noqa: E402
 
 TENANTS = 50
@@ -151,19 +152,25 @@ class Store:
         )
 
     async def finish(self, sub: str, run_id: str, evt: str) -> int:
+        """A delivery the receiver took, as the deliver job ends it (lua/delivered.lua)."""
+        now = time.time()
         return int(
-            await self.s.finish_head(
-                keys=lanes.finish_keys(sub, run_id, evt),
+            await self.s.delivered(
+                keys=lanes.delivered_keys(sub, run_id, evt, usage.key("t01", now)),
                 args=[
                     evt,
-                    time.time(),
+                    now,
                     f"{sub}|{run_id}",
                     run_id,
-                    "succeeded",
                     1,
                     200,
                     "",
+                    '{"outcome":"succeeded"}',
+                    100,
+                    usage.ttl(400),
                     "0",
+                    30,
+                    sub,
                     "",
                 ],
             )
@@ -289,7 +296,7 @@ async def measure(st: Store, n: int, settings: Settings, quota: int) -> dict[str
     out["record (record_event)"] = await timed(
         r, [lambda i=i: st.record(targets[i], "t01", 1, "queued", subs, False) for i in range(n)]
     )
-    out["deliver (finish_head)"] = await timed(
+    out["deliver (delivered)"] = await timed(
         r, [lambda i=i: st.finish(subs[0], targets[i], f"evt_{targets[i]}_1") for i in range(n)]
     )
     out["poll unchanged (release)"] = await timed(
@@ -424,7 +431,7 @@ async def main() -> None:
     life = (
         us["start (create_run)"]
         + 5 * us["record (record_event)"]
-        + 10 * us["deliver (finish_head)"]
+        + 10 * us["deliver (delivered)"]
         + 10 * us["poll unchanged (release)"]
         + 10 * us["claim (poll schedule)"]
         + us["sweep a run"]

@@ -31,7 +31,7 @@ def _redis_url(settings: Settings, command: str) -> str:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from relay import tracing
+    from relay import event_loop, tracing
     from relay.api.app import create_app
     from relay.logging import configure
 
@@ -43,6 +43,7 @@ def cmd_api(args: argparse.Namespace) -> int:
         create_app(settings),
         host=args.host,
         port=args.port,
+        loop="uvloop" if event_loop.choose(settings.event_loop) == event_loop.UVLOOP else "asyncio",
         log_level="warning",
         access_log=False,
         # X-Forwarded-* are believed only from RELAY_TRUSTED_PROXIES (relay/api/proxies.py).
@@ -53,9 +54,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
+    from relay import event_loop
     from workers.settings import run
 
-    _redis_url(_settings(), "worker")
+    settings = _settings()
+    _redis_url(settings, "worker")
+    event_loop.install(settings.event_loop)  # before arq makes its loop
     run()
     return 0
 

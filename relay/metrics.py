@@ -180,14 +180,28 @@ def observe_delivery(
 ) -> None:
     """Everything the deliver job reports about one attempt; in-process only."""
     cls = status_class(code)
-    DELIVERIES.labels(outcome, cls).inc()
-    DELIVERY_LATENCY.labels(cls).observe(latency_s)
+    _child(DELIVERIES, outcome, cls).inc()
+    _child(DELIVERY_LATENCY, cls).observe(latency_s)
     if outcome in ("succeeded", "dead"):
-        DELIVERY_ATTEMPTS.labels(outcome).observe(attempt)
+        _child(DELIVERY_ATTEMPTS, outcome).observe(attempt)
     if outcome == "dead":
         DEAD_LETTERED.inc()
     if outcome == "succeeded" and created_at is not None:
         DELIVERY_LAG.observe(max(0.0, now - created_at))
+
+
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept: every delivery reports under the same few label sets,
+    and prometheus_client's `labels()` validates and locks on each call (bounded: the label
+    values are outcomes and status classes, a fixed handful)."""
+    key = (metric, labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
 
 
 def start_worker_server(port: int, addr: str = "0.0.0.0") -> Any:

@@ -192,6 +192,60 @@ def test_finishing_a_delivery_does_not_walk_the_runs_other_deliveries(
     flat(finish_at(SMALL // 10), finish_at(LARGE // 10))
 
 
+@pytest.mark.parametrize("go_on", ["0", "1"])
+def test_a_delivery_taken_costs_the_same_whatever_the_lane_and_the_log_hold(
+    server: ValkeyServer, r: redis.Redis, go_on: str
+) -> None:
+    """lua/delivered.lua, the deliver job's one step for a 2xx: logging the attempt (trimmed),
+    counting usage, finishing the head and handing back the next one cost the same whatever the
+    lane still holds, the attempt log, the run's other deliveries and the subscription's other
+    lanes."""
+
+    def at(n: int) -> int:
+        r.flushall()
+        _run(r, "run_1", state="tracking", pending=str(n))
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.rpush(keys.lane("sub_0", "run_1"), f"evt_{i}")
+            pipe.hset(keys.event(f"evt_{i}"), mapping={"id": f"evt_{i}", "body": "{}"})
+            pipe.lpush(keys.sub_attempts("sub_0"), "{}")
+            pipe.sadd(keys.sub_pairs("sub_0"), f"run_{i + 2}")
+        pipe.hset(keys.subscription("sub_0"), mapping={"enabled": "1", "updated_at": "1"})
+        pipe.execute()
+
+        async def call(client: aioredis.Redis) -> None:
+            done = await bind(client).delivered(
+                keys=lanes.delivered_keys("sub_0", "run_1", "evt_0", keys.usage("t", "20261205")),
+                args=[
+                    "evt_0",
+                    2,
+                    "sub_0|run_1",
+                    "run_1",
+                    1,
+                    200,
+                    "",
+                    "{}",
+                    100,
+                    86400,
+                    go_on,
+                    30,
+                    "sub_0",
+                    "1",
+                ],
+            )
+            if go_on == "1":
+                assert done == ["evt_1", "{}", None, []]
+            else:
+                assert done == 1
+
+        spent = cost(server, r, call)
+        assert r.hget(keys.run("run_1"), "pending") == str(n - 1)
+        assert r.llen(keys.sub_attempts("sub_0")) == 100
+        return spent
+
+    flat(at(SMALL), at(LARGE))
+
+
 def test_a_dead_letter_and_its_recovery_keep_the_delivery_index_without_a_walk(
     server: ValkeyServer, r: redis.Redis
 ) -> None:

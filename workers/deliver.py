@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from relay.delivery.http_client import BlockedDestination, request_capped
 from relay.delivery.retry import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
 from relay.store import keys, lanes
-from relay.store.autopipe import Command, checked, evalsha, run_script
+from relay.store.autopipe import Command, run_script
 from relay.store.client import bind, dumps
 from relay.store.leases import Lease, release, unheld
 from relay.store.packing import unpack
@@ -39,6 +40,15 @@ DISABLED_NOTICE = events.SUBSCRIPTION_DISABLED
 #: The longest a lane waits for a delivery slot of its subscription (it is woken as soon as one
 #: frees; this only bounds a wake lost to a race or a crash).
 BUSY_SAFETY = 30.0
+
+
+#: The most events of one lane a claim sends back to back (lua/delivered.lua keeps the lease
+#: from one to the next): it bounds how long one lane holds a pump slot.
+BACK_TO_BACK = 16
+
+#: A lane's head as lua/lane_head.lua or lua/delivered.lua hands it over: event id, stored body
+#: (None: the event is gone), this subscriber's attempts so far.
+Head = tuple[str, str | None, str | None]
 
 
 async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) -> None:
@@ -83,39 +93,72 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
     if not woken and ctx.in_flight[sub_id] >= s.delivery_per_subscription:
         await _wait_for_slot(ctx, sub_id, waiting, lease)
         return
-    # rate_limit (relay/delivery/rate_limit.py): no free slot soon → back on the schedule for just
-    # before
-    # its reserved one; no attempt is counted and no delivery slot is held while it waits.
-    limit = rate_limit.parse(sub.get(rate_limit.FIELD))
-    if limit is not None:
-        wait = await rate_limit.reserve(ctx.pipe, sub_id, limit, member)
-        if wait:
-            await release(ctx.pipe, lease, wait)
-            return
+    parent = (
+        dict(zip(tracing.FIELDS, (v or "" for v in trace[0]), strict=True))
+        if trace and tracing.ENABLED
+        else None
+    )
     ctx.in_flight[sub_id] += 1
     try:
-        if trace and tracing.ENABLED:
-            # The attempt's span: a child of the run's trace, the parent its webhook names.
-            parent = dict(zip(tracing.FIELDS, (v or "" for v in trace[0]), strict=True))
-            with tracing.job_span(
-                "relay.deliver",
-                parent,
-                {
-                    "relay.webhook.id": event_id,
-                    "relay.subscription.id": sub_id,
-                    "relay.run.id": run_id,
-                    "http.request.method": "POST",
-                    **tracing.url_attributes(sub["url"]),
-                },
-                kind=tracing.CLIENT,
-            ):
-                await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
-        else:
-            await _attempt(ctx, sub, run_id, event_id, lease, body_text, attempts_raw)
+        head: Head | None = (event_id, body_text, attempts_raw)
+        # Bounded by BACK_TO_BACK: the lane's next events while lua/delivered.lua keeps the lease.
+        for turn in range(BACK_TO_BACK):
+            if head is None:
+                break
+            # rate_limit (relay/delivery/rate_limit.py): no free slot soon → back on the schedule
+            # for just before its reserved one; no attempt is counted and no delivery slot is
+            # held while it waits.
+            limit = rate_limit.parse(sub.get(rate_limit.FIELD))
+            if limit is not None:
+                wait = await rate_limit.reserve(ctx.pipe, sub_id, limit, member)
+                if wait:
+                    await release(ctx.pipe, lease, wait)
+                    return
+            go_on = limit is None and turn + 1 < BACK_TO_BACK
+            head = await _attempt_traced(ctx, sub, run_id, lease, head, parent, go_on)
     finally:
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
             del ctx.in_flight[sub_id]
+
+
+async def _attempt_traced(
+    ctx: Context,
+    sub: dict[str, str],
+    run_id: str,
+    lease: Lease,
+    head: Head,
+    parent: dict[str, str] | None,
+    go_on: bool,
+) -> Head | None:
+    """One attempt, in its span when tracing is on (a child of the run's trace, the parent its
+    webhook names)."""
+    if parent is None:
+        return await _attempt(ctx, sub, run_id, lease, head, go_on)
+    with tracing.job_span(
+        "relay.deliver",
+        parent,
+        {
+            "relay.webhook.id": head[0],
+            "relay.subscription.id": sub["id"],
+            "relay.run.id": run_id,
+            "http.request.method": "POST",
+            **tracing.url_attributes(sub["url"]),
+        },
+        kind=tracing.CLIENT,
+    ):
+        return await _attempt(ctx, sub, run_id, lease, head, go_on)
+
+
+@lru_cache(maxsize=256)
+def _opened(event_id: str, stored: str) -> tuple[bytes, float | None]:
+    """An event's body as sent, and when it was recorded, from its stored form (compressed when
+    that pays, relay/store/packing.py). Kept for the last 256 events (a few MB at most with
+    Citedy's largest bodies): an event goes to every subscription of its tenant that wants it,
+    each its own lane and attempt, and the body is the same bytes each time (keyed by the
+    stored text as well, so nothing stale is ever sent)."""
+    text = unpack(stored)
+    return text.encode(), metrics.event_time(text)
 
 
 async def _wait_for_slot(ctx: Context, sub_id: str, waiting: str, lease: Lease) -> None:
@@ -141,15 +184,13 @@ async def _secrets(ctx: Context, sub: dict[str, str]) -> list[str]:
 
 
 async def _attempt(
-    ctx: Context,
-    sub: dict[str, str],
-    run_id: str,
-    event_id: str,
-    lease: Lease,
-    body_text: str | None,
-    attempts_raw: str | None,
-) -> None:
+    ctx: Context, sub: dict[str, str], run_id: str, lease: Lease, head: Head, go_on: bool
+) -> Head | None:
+    """Send `head` and record what came of it. Returns the lane's next head when the receiver
+    took this one and lua/delivered.lua kept the lease for the next (`go_on`), else None. `sub`
+    is updated in place when the subscription changed meanwhile."""
     r, s = ctx.redis, ctx.settings
+    event_id, body_text, attempts_raw = head
     sub_id = sub["id"]
     member, token = lease.member, lease.token
     lane = keys.lane(sub_id, run_id)
@@ -174,10 +215,9 @@ async def _attempt(
                 token,
             ],
         )
-        return
+        return None
     attempt = int(attempts_raw or 0) + 1
-    body_text = unpack(body_text)  # stored compressed when that pays (relay/store/packing.py)
-    body = body_text.encode()
+    body, created_at = _opened(event_id, body_text)
     secrets = await _secrets(ctx, sub)
     timestamp = int(time.time())
     headers = signing.webhook_headers(secrets, event_id, timestamp, body)
@@ -225,7 +265,7 @@ async def _attempt(
         code=code,
         latency_s=latency_ms / 1000,
         attempt=attempt,
-        created_at=metrics.event_time(body_text),
+        created_at=created_at,
         now=now,
     )
 
@@ -245,28 +285,6 @@ async def _attempt(
         }
     )
     code_s = "" if code is None else str(code)
-    log_attempt: list[Command] = [
-        ("LPUSH", keys.sub_attempts(sub_id), record),
-        ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),
-    ]
-    counts = usage.commands(sub["tenant"], {"deliveries": 1, "delivered": int(ok)}, s.usage_days)
-    if ok:
-        # The common case in the same round trip: log first, then pop the head (a crash between
-        # the two only repeats the POST, which at-least-once allows).
-        finish_args = [event_id, repr(now), member, run_id, "succeeded", str(attempt), code_s]
-        finish_args += ["", "0", token]
-        results = await ctx.pipe.execute(
-            *log_attempt,
-            evalsha(scripts.finish_head, finish_keys, finish_args),
-            *counts,
-            raise_on_error=False,
-        )
-        for result in results[:2]:
-            if isinstance(result, Exception):
-                raise result
-        await checked(results[2], scripts.finish_head, finish_keys, finish_args)
-    else:
-        await ctx.pipe.execute(*log_attempt, *counts)
     bound = log.bind(
         event_id=event_id,
         subscription_id=sub_id,
@@ -274,12 +292,42 @@ async def _attempt(
         attempt=attempt,
         tenant=sub["tenant"],
     )
-
     if ok:
-        if sub.get("failing_since"):
-            await r.hdel(keys.subscription(sub_id), "failing_since")
+        # One step (lua/delivered.lua): log, count, finish the head, and maybe the next head.
+        keys_ok = lanes.delivered_keys(sub_id, run_id, event_id, usage.key(sub["tenant"], now))
+        args_ok = [
+            event_id,
+            repr(now),
+            member,
+            run_id,
+            str(attempt),
+            code_s,
+            token,
+            record,
+            s.attempt_retention,
+            usage.ttl(s.usage_days),
+            "1" if go_on else "0",
+            s.lease_seconds,
+            sub_id,
+            sub.get("updated_at", ""),
+        ]
+        done = await run_script(ctx.pipe, scripts.delivered, keys_ok, args_ok)
+        sub.pop("failing_since", None)
         bound.info("delivered", status_code=code, latency_ms=latency_ms)
-        return
+        if not isinstance(done, list):
+            return None
+        next_id, next_body, next_attempts, fields = done
+        if fields:
+            sub.clear()
+            sub.update(zip(fields[::2], fields[1::2], strict=True))
+        return next_id, next_body, next_attempts
+    log_attempt: list[Command] = [
+        ("LPUSH", keys.sub_attempts(sub_id), record),
+        ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),
+    ]
+    counts = usage.commands(sub["tenant"], {"deliveries": 1}, s.usage_days)
+    await ctx.pipe.execute(*log_attempt, *counts)
+
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
         metrics.SUBSCRIPTIONS_DISABLED.labels("gone").inc()
@@ -290,7 +338,7 @@ async def _attempt(
             args=[event_id, now, member, attempt, code_s, error or "", now, 0, token, "1"],
         )
         bound.warning("subscription_gone", status_code=code)
-        return
+        return None
     failing_since = float(sub.get("failing_since") or 0)
     if not failing_since:
         await r.hsetnx(keys.subscription(sub_id), "failing_since", repr(now))
@@ -303,13 +351,14 @@ async def _attempt(
             args=[event_id, now, member, run_id, "dead", attempt, code_s, error or "", "1", token],
         )
         bound.warning("dead_lettered", status_code=code, error=error)
-        return
+        return None
     delay = delay or 0.0
     await scripts.retry_head(
         keys=retry_keys,
         args=[event_id, now, member, attempt, code_s, error or "", now + delay, delay, token],
     )
     bound.info("delivery_retry", status_code=code, error=error, delay=round(delay, 2))
+    return None
 
 
 async def _disable(ctx: Context, sub: dict[str, str], reason: str, now: float) -> None:

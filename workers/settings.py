@@ -132,7 +132,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     for provider in c.providers.values():
         metrics.BUDGET_RATE.labels(metric_label(provider.credential)).set(settings.vendor_rate)
     ctx["metrics_server"] = metrics.start_worker_server(settings.metrics_port)
-    log.info("worker_started", pumps=[p.name for p in pumps])
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop or asyncio
+    log.info("worker_started", pumps=[p.name for p in pumps], loop=loop)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
 
     log_format: str = Field(default="json", alias="RELAY_LOG_FORMAT", pattern="^(json|console)$")
     log_level: str = Field(default="info", alias="RELAY_LOG_LEVEL")
+    # The api's and the worker's event loop (relay/event_loop.py): uvloop where installed.
+    event_loop: str = Field(
+        default="auto", alias="RELAY_EVENT_LOOP", pattern="^(auto|asyncio|uvloop)$"
+    )
     max_body_bytes: int = Field(default=64 * 1024, alias="RELAY_MAX_BODY_BYTES", ge=1024)
     data_dir: Path = Field(default=Path(".relay-data"), alias="RELAY_DATA_DIR")
     metrics_port: int = Field(default=9108, alias="RELAY_WORKER_METRICS_PORT", ge=0)

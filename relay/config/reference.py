@@ -151,6 +151,10 @@ MEANINGS: dict[str, str] = {
     "RELAY_MAX_BODY_BYTES": "largest request body the API reads",
     "RELAY_LOG_FORMAT": "`json` or `console`",
     "RELAY_LOG_LEVEL": "`debug`, `info`, `warning` or `error`",
+    "RELAY_EVENT_LOOP": (
+        "`auto` (uvloop where installed, the default), `asyncio` or `uvloop` (fails at start "
+        "when not installed): the api's and the worker's event loop"
+    ),
     "RELAY_WORKER_METRICS_PORT": "where a worker serves Prometheus metrics (0: off)",
     "RELAY_HEARTBEAT_FILE": (
         "touched by a live worker while every pump's loop turns; read by `relay check`"

@@ -13,6 +13,8 @@ import redis.asyncio as aioredis
 from arq.connections import RedisSettings
 from redis.asyncio.sentinel import Sentinel
 
+from relay.store.resp import PackedConnection
+
 SENTINEL_SCHEME = "redis+sentinel"
 
 
@@ -62,7 +64,7 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
             max_connections=max_connections,
         )
         return master
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"connection_class": PackedConnection}
     counter = _crash_counter()
     if counter is not None:
         from relay.store.crashpoint import connection_class

@@ -26,6 +26,17 @@ def finish_keys(sub_id: str, run_id: str, event_id: str) -> list[str]:
     ]
 
 
+def delivered_keys(sub_id: str, run_id: str, event_id: str, usage: str) -> list[str]:
+    """KEYS of lua/delivered.lua: finish_head's, then the subscription, its attempt log and the
+    tenant's usage counters of the day (`usage`)."""
+    return [
+        *finish_keys(sub_id, run_id, event_id),
+        keys.subscription(sub_id),
+        keys.sub_attempts(sub_id),
+        usage,
+    ]
+
+
 async def enqueue(r: aioredis.Redis, sub_id: str, run_id: str, event_id: str, now: float) -> None:
     await bind(r).enqueue_lane(
         keys=[

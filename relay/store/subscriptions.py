@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -95,11 +96,17 @@ async def matching_subs(
 def active_secrets(sub: dict[str, str], now: float | None = None) -> list[str]:
     """Sealed secrets that still sign: the newest first, then any in its rotation grace."""
     now = time.time() if now is None else now
-    return [
-        item["s"]
-        for item in loads(sub.get("secrets"), [])
-        if item.get("exp") is None or float(item["exp"]) > now
-    ]
+    return [sealed for sealed, exp in _sealed(sub.get("secrets") or "") if exp is None or exp > now]
+
+
+@lru_cache(maxsize=1024)
+def _sealed(raw: str) -> tuple[tuple[str, float | None], ...]:
+    """The stored secrets list, parsed once per value: every delivery signs with it (bounded by
+    the number of subscriptions a worker sends to, an LRU past that)."""
+    return tuple(
+        (item["s"], None if item.get("exp") is None else float(item["exp"]))
+        for item in loads(raw, [])
+    )
 
 
 def rotated_secrets(sub: dict[str, str], sealed_new: str, now: float, grace: float) -> str:

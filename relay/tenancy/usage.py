@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,7 +24,18 @@ MAX_DAYS = 400
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
+    return _day(int(ts // 86400))
+
+
+@lru_cache(maxsize=8)
+def _day(days: int) -> str:
+    """`YYYYMMDD` of a UTC day number: cached, since every delivery and vendor request asks."""
+    return datetime.fromtimestamp(days * 86400, UTC).strftime("%Y%m%d")
+
+
+def key(tenant: str, now: float | None = None) -> str:
+    """Today's counters of `tenant` (for a script that counts in the same step as its writes)."""
+    return keys.usage(tenant, day_of(time.time() if now is None else now))
 
 
 def commands(
@@ -31,11 +43,16 @@ def commands(
 ) -> list[Command]:
     """The commands adding `counts` to today's counters (sent by the caller, e.g. in the same
     round trip as its own writes)."""
-    key = keys.usage(tenant, day_of(time.time() if now is None else now))
-    out: list[Command] = [("HINCRBY", key, name, n) for name, n in counts.items() if n]
+    day = key(tenant, now)
+    out: list[Command] = [("HINCRBY", day, name, n) for name, n in counts.items() if n]
     if out:
-        out.append(("EXPIRE", key, int(days * 86400)))
+        out.append(("EXPIRE", day, ttl(days)))
     return out
+
+
+def ttl(days: int) -> int:
+    """A day's counters live this long after its last write."""
+    return int(days * 86400)
 
 
 async def read(
