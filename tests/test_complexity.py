@@ -231,6 +231,7 @@ def test_a_delivery_taken_costs_the_same_whatever_the_lane_and_the_log_hold(
                     30,
                     "sub_0",
                     "1",
+                    "1",
                 ],
             )
             if go_on == "1":

@@ -310,6 +310,7 @@ async def _attempt(
             s.lease_seconds,
             sub_id,
             sub.get("updated_at", ""),
+            "1" if sub.get("failing_since") else "0",
         ]
         done = await run_script(ctx.pipe, scripts.delivered, keys_ok, args_ok)
         sub.pop("failing_since", None)

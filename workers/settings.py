@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     pumps = build_pumps(c)
     ctx["relay"] = c
     ctx["pumps"] = pumps
+    # Everything made at start-up (modules, settings, scripts) lives as long as the process:
+    # frozen out of the collector's passes, which then only walk what the jobs allocate (the
+    # collector was ~6 % of a delivering worker's CPU, issue 27).
+    gc.collect()
+    gc.freeze()
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
     ctx["tasks"].append(
         asyncio.create_task(

