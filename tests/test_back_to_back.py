@@ -2,7 +2,8 @@
 usage, finishes the head and, asked to go on, keeps the lane's lease and hands back the next
 event, but only while that cannot starve anyone: not when the subscription is disabled or gone,
 not when another lane of the subscription waits for a slot, not when the lease was lost. Driven
-script by script against a Valkey of its own, in the shape the workers write."""
+script by script against the session's Valkey (a database of this module's own, emptied before
+each test), in the shape the workers write."""
 
 from __future__ import annotations
 
@@ -23,18 +24,18 @@ USAGE = keys.usage("t", "20261205")
 TOKEN = "4000000000"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
-    valkey = ValkeyServer(host="127.0.0.1", data_dir=tmp_path_factory.mktemp("b2b"), persist=False)
-    valkey.start()
-    yield valkey
-    valkey.stop()
+DB = 13  # this module's own (no other test uses it)
 
 
 @pytest.fixture()
-def r(server: ValkeyServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(server.connection_url, decode_responses=True)
-    client.flushall()
+def url(valkey: ValkeyServer) -> str:
+    return f"{valkey.connection_url}/{DB}"
+
+
+@pytest.fixture()
+def r(url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    client.flushdb()
     _lane(client, ["evt_1", "evt_2", "evt_3"])
     yield client
     client.close()
@@ -60,10 +61,10 @@ def _lane(r: redis.Redis, events: list[str]) -> None:
 
 
 def delivered(
-    server: ValkeyServer, evt: str, *, go_on: bool = True, seen: str = "7", token: str = TOKEN
+    url: str, evt: str, *, go_on: bool = True, seen: str = "7", token: str = TOKEN
 ) -> Any:
     async def call() -> Any:
-        client = aioredis.Redis.from_url(server.connection_url, decode_responses=True)
+        client = aioredis.Redis.from_url(url, decode_responses=True)
         try:
             return await bind(client).delivered(
                 keys=lanes.delivered_keys(SUB, RUN, evt, USAGE),
@@ -91,11 +92,9 @@ def delivered(
     return asyncio.run(call())
 
 
-def test_the_next_event_comes_back_under_the_same_lease(
-    server: ValkeyServer, r: redis.Redis
-) -> None:
+def test_the_next_event_comes_back_under_the_same_lease(url: str, r: redis.Redis) -> None:
     before = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
-    assert delivered(server, "evt_1") == ["evt_2", '{"id":"evt_2"}', None, []]
+    assert delivered(url, "evt_1") == ["evt_2", '{"id":"evt_2"}', None, []]
     assert r.hget(keys.leases(keys.DUE_DELIVER), PAIR) == TOKEN  # still held, same token
     deadline = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
     assert deadline < before  # a fresh term from the server's now, not the claim's far one
@@ -104,19 +103,17 @@ def test_the_next_event_comes_back_under_the_same_lease(
     assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']
     assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
     # ... and so on to the lane's end, where it is let go and leaves the schedule.
-    assert delivered(server, "evt_2")[0] == "evt_3"
-    assert delivered(server, "evt_3") == 1
+    assert delivered(url, "evt_2")[0] == "evt_3"
+    assert delivered(url, "evt_3") == 1
     assert r.zscore(keys.DUE_DELIVER, PAIR) is None
     assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
     assert r.hget(keys.run(RUN), "pending") == "0"
     assert r.hgetall(USAGE) == {"deliveries": "3", "delivered": "3"}
 
 
-def test_a_changed_subscription_comes_back_with_the_next_event(
-    server: ValkeyServer, r: redis.Redis
-) -> None:
+def test_a_changed_subscription_comes_back_with_the_next_event(url: str, r: redis.Redis) -> None:
     r.hset(keys.subscription(SUB), mapping={"url": "v", "updated_at": "8"})
-    head, _, _, fields = delivered(server, "evt_1")
+    head, _, _, fields = delivered(url, "evt_1")
     assert head == "evt_2"
     sub = dict(zip(fields[::2], fields[1::2], strict=True))
     assert sub["url"] == "v" and sub["updated_at"] == "8"
@@ -124,7 +121,7 @@ def test_a_changed_subscription_comes_back_with_the_next_event(
 
 @pytest.mark.parametrize("why", ["not asked", "disabled", "gone", "another lane waits"])
 def test_the_lane_is_let_go_when_going_on_could_starve_someone(
-    server: ValkeyServer, r: redis.Redis, why: str
+    url: str, r: redis.Redis, why: str
 ) -> None:
     if why == "disabled":
         r.hset(keys.subscription(SUB), "enabled", "0")
@@ -133,7 +130,7 @@ def test_the_lane_is_let_go_when_going_on_could_starve_someone(
     elif why == "another lane waits":
         r.zadd(keys.sub_waiting(SUB), {"sub_a|run_b": 5})
         r.zadd(keys.DUE_DELIVER, {"sub_a|run_b": 4e9})
-    assert delivered(server, "evt_1", go_on=why != "not asked") == 1
+    assert delivered(url, "evt_1", go_on=why != "not asked") == 1
     # Released, due again at once for its next event (a claim picks it up, or parks it).
     assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
     assert float(r.zscore(keys.DUE_DELIVER, PAIR) or 4e9) < 4e9
@@ -141,10 +138,8 @@ def test_the_lane_is_let_go_when_going_on_could_starve_someone(
         assert r.zscore(keys.sub_waiting(SUB), "sub_a|run_b") == -1
 
 
-def test_a_lost_lease_finishes_nothing_but_the_post_is_logged(
-    server: ValkeyServer, r: redis.Redis
-) -> None:
-    assert delivered(server, "evt_1", token="1") == 0
+def test_a_lost_lease_finishes_nothing_but_the_post_is_logged(url: str, r: redis.Redis) -> None:
+    assert delivered(url, "evt_1", token="1") == 0
     assert r.lrange(keys.lane(SUB, RUN), 0, -1) == ["evt_1", "evt_2", "evt_3"]
     assert r.hget(keys.delivery("evt_1", SUB), "state") == "pending"
     assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']  # the POST was made
