@@ -145,6 +145,12 @@ async def backlog(r: Any, events_: int) -> dict[str, float]:
     return created
 
 
+async def redis_calls(r: Any) -> dict[str, int]:
+    """Commands Valkey has run so far, by name (a script's own calls counted under theirs)."""
+    stats = await r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
 async def wait_count(url: str, target: int, timeout: float, every: float = 0.25) -> int:
     deadline = time.monotonic() + timeout
     count = 0
@@ -176,11 +182,14 @@ async def phase(
     n0 = await wait_count(b.receiver_url, want // 10, timeout=timeout, every=0.05)
     cpu0 = [cpu_seconds(p.pid) for p in procs]
     rcpu0 = await redis_cpu(r)
+    calls0 = await redis_calls(r)
     w0 = time.monotonic()
     n1 = await wait_count(b.receiver_url, want * 9 // 10, timeout=timeout, every=0.05)
     wall = time.monotonic() - w0
     cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
     rcpu = await redis_cpu(r) - rcpu0
+    calls = await redis_calls(r)
+    per = {k: (v - calls0.get(k, 0)) / max(n1 - n0, 1) for k, v in calls.items()}
     got = await wait_count(b.receiver_url, want, timeout=timeout)
     hits = (await receiver_stats(b.receiver_url))["hits"]
     times = sorted(t for evt, t in hits if evt in created)
@@ -227,6 +236,8 @@ async def phase(
         "backlog": len(created) * fanout,
         "delivered": got,
         "cpu_us": cpu / max(n1 - n0, 1) * 1e6,
+        "redis_us": rcpu / max(n1 - n0, 1) * 1e6,
+        "calls": {k: v for k, v in sorted(per.items(), key=lambda kv: -kv[1]) if v >= 0.05},
         "record_rate": record_rate,
         "rate": rate,
         "wall": wall,
@@ -392,6 +403,12 @@ async def main_async(args: argparse.Namespace) -> None:
         )
     )
     print(scale_out(rows))
+    for x in rows:
+        calls = ", ".join(f"{k} {v:.2f}" for k, v in x["calls"].items())
+        print(
+            f"workers={x['workers']}: Valkey CPU {x['redis_us']:.0f} us per delivery; "
+            f"commands per delivery: {calls}"
+        )
 
 
 def scale_out(rows: list[dict[str, Any]]) -> str:
