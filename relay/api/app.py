@@ -23,6 +23,7 @@ from relay.config import Settings
 from relay.console.routes import routes as console_routes
 from relay.delivery import webhook_schemas
 from relay.logging import register_secrets
+from relay.store.autopipe import AutoPipeline
 from relay.store.connection import connect
 from relay.store.gauges import ApiMetrics
 from relay.store.memory_guard import warn_if_evicting
@@ -70,6 +71,7 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = redis is None
         app.state.redis = redis or connect(settings.require_redis_url("api"))
+        app.state.pipe = AutoPipeline(app.state.redis)
         await warn_if_evicting(app.state.redis, "api")
         try:
             yield
@@ -97,4 +99,5 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     app.state.openapi = openapi_document()
     if redis is not None:
         app.state.redis = redis
+        app.state.pipe = AutoPipeline(redis)
     return app

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from relay.api.auth import tenant_of
 from relay.api.body import parse, query_int
+from relay.api.render import FastJSON
 from relay.ops import runs
 from relay.ops.deps import Deps
 from relay.ops.inputs import RunCreate
@@ -22,7 +23,7 @@ async def create(request: Request) -> Response:
     started = await runs.start(
         Deps.of_state(request.app.state), tenant, body, request.headers.get("idempotency-key")
     )
-    return JSONResponse(started.run, status_code=202 if started.created else 200)
+    return FastJSON(started.run, status_code=202 if started.created else 200)
 
 
 async def get_one(request: Request) -> Response:

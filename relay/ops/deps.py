@@ -11,6 +11,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from relay.config import Settings
+from relay.store.autopipe import AutoPipeline
 from relay.vendors.base import Provider
 
 
@@ -19,8 +20,12 @@ class Deps:
     redis: aioredis.Redis
     settings: Settings
     providers: Mapping[str, Provider]
+    #: The process's auto-pipeline for the hot write of the api (`POST /v1/runs`): concurrent
+    #: requests share one round trip per loop turn. None: each call takes its own round trip.
+    pipe: AutoPipeline | None = None
 
     @classmethod
     def of_state(cls, state: Any) -> Deps:
-        """From an app's `state` holding `redis`, `settings` and `providers` (relay/api/app.py)."""
-        return cls(state.redis, state.settings, state.providers)
+        """From an app's `state` holding `redis`, `settings`, `providers` and, once it serves,
+        `pipe` (relay/api/app.py)."""
+        return cls(state.redis, state.settings, state.providers, getattr(state, "pipe", None))

@@ -206,22 +206,28 @@ async def start(
             now=now,
             run_id=run_id,
         )
+    input_idempotency_key = (
+        str(payload["idempotencyKey"]) if payload and payload.get("idempotencyKey") else None
+    )
     created = await create_run(
         r,
         run=record,
         due_key=keys.DUE_START if payload is not None else keys.DUE_POLL,
         due_at=now,
         idempotency_key=idempotency_key,
-        request_hash=body_hash(body.model_dump(mode="json")),
+        # Only an idempotency record keeps the hash (to tell a retry from a reuse): no key, no
+        # need to serialise and hash the body.
+        request_hash=body_hash(body.model_dump(mode="json"))
+        if idempotency_key is not None or input_idempotency_key is not None
+        else "",
         upstream_key=None
         if payload is not None
         else upstream_key(tenant, provider.name, body.agent_id or "", body.upstream_run_id or ""),
         callback_sub=callback_sub,
         max_active=deps.settings.max_active_runs,
         # The key the vendor sees is the tenant's at the relay too: one relay run per vendor run.
-        input_idempotency_key=str(payload["idempotencyKey"])
-        if payload and payload.get("idempotencyKey")
-        else None,
+        input_idempotency_key=input_idempotency_key,
+        pipe=deps.pipe,
     )
     if created.outcome == "quota":
         limit = deps.settings.max_active_runs
@@ -238,11 +244,15 @@ async def start(
             "this input.idempotencyKey was used with a different body",
             "input.idempotencyKey",
         )
+    if created.outcome == "created":
+        # The script wrote exactly `record` (plus index bookkeeping the public shape leaves out),
+        # so the answer is built from it: no second round trip to read back what was just sent.
+        return Started(_shown(record), True)
     run = await get_tenant_run(r, tenant, created.run_id)
     if run is None:
         raise NotFound("run")
     await snapshots.resolve(r, [run])
-    return Started(_shown(run), created.outcome == "created")
+    return Started(_shown(run), False)
 
 
 async def _own(deps: Deps, tenant: str, run_id: str) -> dict[str, str]:

@@ -11,9 +11,10 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import Sentinel
-
-from relay.store.resp import PackedConnection
+from redis.connection import HiredisRespSerializer
+from redis.utils import HIREDIS_AVAILABLE
 
 SENTINEL_SCHEME = "redis+sentinel"
 
@@ -64,7 +65,7 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
             max_connections=max_connections,
         )
         return master
-    extra: dict[str, Any] = {"connection_class": PackedConnection}
+    extra: dict[str, Any] = {}
     counter = _crash_counter()
     if counter is not None:
         from relay.store.crashpoint import connection_class
@@ -80,7 +81,40 @@ def connect(url: str, *, timeout: float = 2.0, max_connections: int = 256) -> ai
         max_connections=max_connections,
         decode_responses=True,
     )
+    if counter is None:  # the crash-point class packs (and counts) in its own pack_command
+        _pack_in_c(client)
     return client
+
+
+_C_PACKING: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _c_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (whatever class the URL chose: TCP, TLS, unix socket, Sentinel-managed) packing
+    commands with hiredis's C packer. redis-py's asyncio connections pack in Python (their sync
+    ones already use this serializer); a script call with a few dozen arguments cost ~34 µs to
+    pack there and ~4 µs here, a tenth of a `POST /v1/runs`. The bytes are the same (str as UTF-8,
+    int and float as `repr`), and a value redis-py refuses is refused alike (DataError)."""
+
+    if base in _C_PACKING or base in _C_PACKING.values():
+        return _C_PACKING.get(base, base)
+
+    class CPacking(base):  # type: ignore[valid-type]
+        _serializer = HiredisRespSerializer()
+
+        def pack_command(self, *args: Any) -> list[bytes]:
+            return self._serializer.pack(*args)  # type: ignore[no-any-return]
+
+    CPacking.__name__ = CPacking.__qualname__ = f"CPacking{base.__name__}"
+    _C_PACKING[base] = CPacking
+    return CPacking
+
+
+def _pack_in_c(client: aioredis.Redis) -> None:
+    """Make `client`'s pool open connections that pack in C, when hiredis is installed."""
+    pool = client.connection_pool
+    if HIREDIS_AVAILABLE:
+        pool.connection_class = _c_packing(pool.connection_class)
 
 
 @functools.cache

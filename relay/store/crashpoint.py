@@ -24,7 +24,6 @@ from typing import Any
 from redis.asyncio.connection import Connection
 
 from relay.store import scripts
-from relay.store.resp import PackedConnection
 
 ENV = "RELAY_CRASH_AFTER_WRITES"
 
@@ -96,7 +95,7 @@ def _script_sha(name: str, args: tuple[Any, ...]) -> str:
 def connection_class(counter: Counter) -> type[Connection]:
     """A redis-py asyncio Connection class bound to `counter`."""
 
-    class CrashConnection(PackedConnection):
+    class CrashConnection(Connection):
         _counter = counter
 
         def __init__(self, **kwargs: Any) -> None:
