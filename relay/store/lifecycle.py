@@ -2,7 +2,7 @@
 
 The clock starts in the script that makes it true: a run has ended (completed, start_failed,
 tracking_failed, stopped) AND none of its deliveries is still pending. RECORD_EVENT (the terminal
-transition) and FINISH_HEAD (the last delivery of a lane) call `lc_settle`
+transition), DELIVERED and FINISH_HEAD (the last delivery of a lane) call `lc_settle`
 (relay/store/lua/includes/lifecycle.lua), as do stop (DELETE) and deleting a subscription (whose
 lanes are then moot). From then on:
 

@@ -4,9 +4,10 @@
   back every fraction of a second to check again (thousands of such lanes, claimed and put back
   all the time, were what delayed every other subscriber: bench/fairness.py). It waits in
   `waiting` (zset lane -> since when, FIFO) with a safety-net time on the schedule, and each
-  delivery to the subscription that ends (FINISH_HEAD, RETRY_HEAD) wakes the first one: due now,
-  its score -1, which tells the worker that claims it that it takes the slot just freed. Entries
-  leave when their lane's delivery ends or their lane is found gone; the zset goes with its
+  delivery to the subscription that ends (delivered, finish_head, retry_head) wakes the first
+  one: due now, its score -1, which tells the worker that claims it that it takes the slot just
+  freed (a lane that goes on back to back keeps its slot: delivered.lua wakes no one then, and
+  goes on only while no lane waits). Entries leave when their lane's delivery ends or their lane is found gone; the zset goes with its
   subscription (DELETE_SUB) and expires a day after its last wait in any case.
 ]]
 --- @include "nudge"
