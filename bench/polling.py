@@ -4,6 +4,7 @@ lag (vendor status change -> event recorded), worker CPU and RSS, and the vendor
 against the configured budget.
 
     .venv/bin/python bench/polling.py [--runs 10000] [--workers 1] [--step 12]
+        [--phases queued=2,signals_running=9,contacts_running=5,drafting_running=14]
         [--min-interval 4] [--max-interval 60] [--rate 1500] [--fixed]
 
 Each run is created on the simulator (which then walks queued -> signals_running ->
@@ -12,7 +13,12 @@ at once with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`. The
 each change is the `updated_at` the simulator reports in the snapshot stored with the event, so
 lag = event created_at - upstream updated_at (the first observation of a run is not a change and
 is left out). `--fixed` runs a second pass with RELAY_POLL_MAX_INTERVAL = the minimum, i.e.
-fixed-interval polling, measured instead of estimated.
+fixed-interval polling, measured instead of estimated. `--phases` gives phases their own lengths
+(the simulator's `citedy_phase_seconds`; the others last `--step`), as Citedy's do.
+
+Missed statuses: a status whose phase lasted longer than the minimum interval after the run was
+tracked (so a poller could see it) but that no event recorded. Worker CPU per vendor request is
+the workers' CPU seconds over the vendor GETs made meanwhile.
 """
 
 from __future__ import annotations
@@ -97,34 +103,82 @@ async def sim_stats(s: aiohttp.ClientSession, sim_url: str) -> Any:
         return await resp.json()
 
 
-async def collect_lags(r: Any) -> tuple[list[float], int]:
-    """Detection lags (s) of every status change after a run's first observation."""
+STAGES = ("queued", "signals_running", "contacts_running", "drafting_running", "completed")
+
+
+def phase_lengths(args: argparse.Namespace) -> dict[str, float]:
+    own = dict(parse_phases(args.phases))
+    return {status: own.get(status, args.step) for status in STAGES[:-1]}
+
+
+def parse_phases(text: str) -> list[tuple[str, float]]:
+    out = []
+    for part in filter(None, text.split(",")):
+        status, _, seconds = part.partition("=")
+        out.append((status.strip(), float(seconds)))
+    return out
+
+
+def missed_statuses(
+    upstream_created: float, tracked: float, seen: set[str], lengths: dict[str, float], low: float
+) -> int:
+    """Statuses that lasted longer than `low` once the run was tracked and were never recorded."""
+    missed = 0
+    start = upstream_created
+    for status in STAGES:
+        end = start + lengths.get(status, float("inf"))
+        if end - max(start, tracked) > low and status not in seen:
+            missed += 1
+        start = end
+    return missed
+
+
+async def collect_lags(
+    r: Any, lengths: dict[str, float], low: float
+) -> tuple[list[float], int, int]:
+    """Detection lags (s) of every status change after a run's first observation; the count of
+    terminal runs, and of missed statuses (see the module's docstring)."""
     run_ids = [rid async for rid in r.zscan_iter(keys.tenant_runs("bench"), count=1000)]
     ids = [rid for rid, _ in run_ids]
     lags: list[float] = []
-    terminal = 0
+    terminal = missed = 0
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         pipe = r.pipeline(transaction=False)
         for rid in chunk:
             pipe.lrange(keys.run_events(rid), 0, -1)
-            pipe.hget(keys.run(rid), "terminal")
+            pipe.hmget(keys.run(rid), "terminal", "created_at")
         out = await pipe.execute()
         pipe = r.pipeline(transaction=False)
         for evts in out[0::2]:
-            for evt in evts[1:]:
+            for evt in evts:
                 pipe.hmget(keys.event(evt), "created_at", "body")
-        terminal += sum(1 for t in out[1::2] if t == "1")
-        for created_at, body in await pipe.execute():
-            upstream = json.loads(unpack(body))["data"]["upstream"]
-            lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
-    return lags, terminal
+        terminal += sum(1 for t, _ in out[1::2] if t == "1")
+        bodies = iter(await pipe.execute())
+        for evts, (_, tracked) in zip(out[0::2], out[1::2], strict=True):
+            seen: set[str] = set()
+            created = 0.0
+            for i, (created_at, body) in enumerate(next(bodies) for _ in evts):
+                data = json.loads(unpack(body))["data"]
+                upstream = data["upstream"]
+                seen.add(data["run"]["status"])
+                created = parse_iso(upstream["created_at"])
+                if i:
+                    lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
+            if evts:
+                missed += missed_statuses(created, float(tracked), seen, lengths, low)
+    return lags, terminal, missed
 
 
 async def run_phase(args: argparse.Namespace, workers: int, max_interval: float) -> dict[str, Any]:
     with bench("polling") as b:
         b.start_valkey()
-        b.start_simulator(step_seconds=args.step, rate_limit_per_second=args.rate)
+        lengths = phase_lengths(args)
+        b.start_simulator(
+            step_seconds=args.step,
+            citedy_phase_seconds=dict(parse_phases(args.phases)),
+            rate_limit_per_second=args.rate,
+        )
         b.relay_env(
             RELAY_POLL_MIN_INTERVAL=str(args.min_interval),
             RELAY_POLL_MAX_INTERVAL=str(max_interval),
@@ -141,8 +195,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
         setup = await track(b.api_url, upstream_ids)
-        # 4 steps to terminal, plus up to one max interval to see it, plus slack
-        deadline = t0 + setup + 4 * args.step + max_interval + 30
+        # every phase to terminal, plus up to one max interval to see it, plus slack
+        deadline = t0 + setup + sum(lengths.values()) + max_interval + 30
         rss_peak = 0.0
         rss_at_full = 0.0
         while time.monotonic() < deadline:
@@ -158,10 +212,11 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         stats = await sim_stats(sampler, b.sim_url)
         await sampler.close()
-        lags, terminal = await collect_lags(r)
+        lags, terminal, missed = await collect_lags(r, lengths, args.min_interval)
         info = await r.info("memory")
         await r.aclose()
     gets = list(stats["gets_per_run"].values())
+    requests = sum(gets) - sum(base["gets_per_run"].values())
     return {
         "workers": workers,
         "max_interval": max_interval,
@@ -174,6 +229,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "p99": percentile(lags, 99),
         "changes": len(lags),
         "cpu": cpu / wall * 100,
+        "cpu_ms_per_req": cpu * 1000 / max(1, requests),
+        "missed": missed,
         "rss_full": rss_at_full,
         "rss_peak": rss_peak,
         "max_rps": stats["max_requests_per_second"],
@@ -191,11 +248,13 @@ async def main_async(args: argparse.Namespace) -> None:
         for w in parse_counts(args.workers):
             rows.append(await run_phase(args, w, args.min_interval))
             print(f"workers={w} fixed: done", flush=True)
-    duration = 4 * args.step
+    lengths = phase_lengths(args)
+    duration = sum(lengths.values())
     fixed_requests = duration / args.min_interval + 1
     print()
+    shown = ", ".join(f"{k} {v:g}s" for k, v in lengths.items())
     print(
-        f"{args.runs} runs, simulator step {args.step:g}s (terminal after {duration:g}s), "
+        f"{args.runs} runs, simulator phases {shown} (terminal after {duration:g}s), "
         f"poll interval {args.min_interval:g}..{args.max_interval:g}s, budget {args.rate:g} req/s"
     )
     print(
@@ -213,9 +272,12 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["req_per_run"],
                     x["p50"],
                     x["p99"],
+                    f"{x['p50'] / args.min_interval:.2f} / {x['p99'] / args.min_interval:.2f}",
+                    x["missed"],
                     f"{x['max_rps']}/{args.rate:g}",
                     x["status_429"],
                     f"{x['cpu']:.0f}%",
+                    f"{x['cpu_ms_per_req']:.3f}",
                     x["rss_full"],
                     x["wall"],
                 ]
@@ -228,9 +290,12 @@ async def main_async(args: argparse.Namespace) -> None:
                 "req/run",
                 "lag p50 s",
                 "lag p99 s",
+                "p50 / p99 x min",
+                "missed",
                 "max req/s / budget",
                 "429s",
                 "worker CPU",
+                "CPU ms/req",
                 "RSS MB @all tracked",
                 "wall s",
             ],
@@ -243,6 +308,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--workers", default="1", help="worker counts, e.g. 1,2,4")
     parser.add_argument("--step", type=float, default=12.0, help="simulator seconds per status")
+    parser.add_argument(
+        "--phases", default="", help="own phase lengths, e.g. queued=2,signals_running=9"
+    )
     parser.add_argument("--min-interval", type=float, default=4.0)
     parser.add_argument("--max-interval", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1500.0, help="vendor budget, req/s")
