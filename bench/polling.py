@@ -9,7 +9,9 @@ against the configured budget.
 
 Each run is created on the simulator (which then walks queued -> signals_running ->
 contacts_running -> drafting_running -> completed, one status per `--step` seconds) and tracked
-at once with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`. The vendor's time of
+as soon as it is created with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`,
+`--pace` runs a second (the simulator's per-key limit is the budget plus the pace: the bench's
+creates share the relay's key). The vendor's time of
 each change is the `updated_at` the simulator reports in the snapshot stored with the event, so
 lag = event created_at - upstream updated_at (the first observation of a run is not a change and
 is left out). `--fixed` runs a second pass with RELAY_POLL_MAX_INTERVAL = the minimum, i.e.
@@ -51,38 +53,25 @@ def parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def create_upstream(sim_url: str, count: int, pace: float) -> list[str]:
-    """Create `count` runs on the simulator, at most `pace` per second (under the budget, so
-    the vendor's per-key rate figure stays the relay's)."""
-    sem = asyncio.Semaphore(32)
-    start = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+async def create_and_track(sim_url: str, api_url: str, count: int, pace: float) -> float:
+    """Create `count` runs on the simulator, at most `pace` per second, each tracked in the relay
+    as soon as the vendor answers (so every run is seen from its first phase however short the
+    phases are); returns seconds taken."""
+    sem = asyncio.Semaphore(64)
+    started = time.monotonic()
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as s:
 
-        async def one(i: int) -> str:
-            await asyncio.sleep(max(0.0, start + i / pace - time.monotonic()))
-            async with (
-                sem,
-                s.post(
+        async def one(i: int) -> None:
+            nonlocal failures
+            await asyncio.sleep(max(0.0, started + i / pace - time.monotonic()))
+            async with sem:
+                async with s.post(
                     f"{sim_url}/api/agent/citedy-warm-lead",
                     json={"domain": f"co{i}.example.com"},
                     headers={"authorization": f"Bearer {CITEDY_KEY}"},
-                ) as resp,
-            ):
-                return str((await resp.json())["run"]["id"])
-
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def track(api_url: str, upstream_ids: list[str]) -> float:
-    """Track every upstream run in the relay; returns seconds taken."""
-    sem = asyncio.Semaphore(32)
-    started = time.monotonic()
-    failures = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
-
-        async def one(upstream: str) -> None:
-            nonlocal failures
-            async with sem:
+                ) as resp:
+                    upstream = str((await resp.json())["run"]["id"])
                 async with s.post(
                     f"{api_url}/v1/runs",
                     json={"provider": "citedy", "upstream_run_id": upstream},
@@ -92,7 +81,7 @@ async def track(api_url: str, upstream_ids: list[str]) -> float:
                     if resp.status != 202:
                         failures += 1
 
-        await asyncio.gather(*(one(u) for u in upstream_ids))
+        await asyncio.gather(*(one(i) for i in range(count)))
     if failures:
         raise RuntimeError(f"{failures} tracking requests failed")
     return time.monotonic() - started
@@ -177,7 +166,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         b.start_simulator(
             step_seconds=args.step,
             citedy_phase_seconds=dict(parse_phases(args.phases)),
-            rate_limit_per_second=args.rate,
+            # the vendor's limit covers the bench's own creates beside the relay's budget
+            rate_limit_per_second=args.rate + args.pace,
         )
         b.relay_env(
             RELAY_POLL_MIN_INTERVAL=str(args.min_interval),
@@ -188,13 +178,18 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         b.start_api()
         r = redis_client(b.redis_url)
         procs = b.start_workers(workers)
-        # Runs are created on the vendor first, paced at half the budget, then tracked.
-        upstream_ids = await create_upstream(b.sim_url, args.runs, args.rate / 2)
         sampler = aiohttp.ClientSession()
         base = await sim_stats(sampler, b.sim_url)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
-        setup = await track(b.api_url, upstream_ids)
+        peak = 0
+        setup_task = asyncio.ensure_future(
+            create_and_track(b.sim_url, b.api_url, args.runs, args.pace)
+        )
+        while not setup_task.done():
+            peak = max(peak, await r.zcard(keys.DUE_POLL))
+            await asyncio.sleep(0.5)
+        setup = setup_task.result()
         # every phase to terminal, plus up to one max interval to see it, plus slack
         deadline = t0 + setup + sum(lengths.values()) + max_interval + 30
         rss_peak = 0.0
@@ -203,6 +198,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
             rss = sum(rss_mb(p.pid) for p in procs)
             rss_peak = max(rss_peak, rss)
             tracked = await r.zcard(keys.DUE_POLL)
+            peak = max(peak, tracked)
             if not rss_at_full and tracked >= args.runs * 0.99:
                 rss_at_full = rss
             if tracked == 0:
@@ -223,6 +219,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "runs": args.runs,
         "terminal": terminal,
         "setup": setup,
+        "peak": peak,
         "wall": wall,
         "req_per_run": sum(gets) / max(1, len(gets)),
         "p50": percentile(lags, 50),
@@ -269,6 +266,8 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["workers"],
                     "adaptive" if x["max_interval"] > args.min_interval else "fixed",
                     f"{x['terminal']}/{x['runs']}",
+                    x["peak"],
+                    x["setup"],
                     x["req_per_run"],
                     x["p50"],
                     x["p99"],
@@ -287,6 +286,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 "workers",
                 "policy",
                 "terminal",
+                "peak tracked",
+                "setup s",
                 "req/run",
                 "lag p50 s",
                 "lag p99 s",
@@ -315,6 +316,9 @@ def main() -> None:
     parser.add_argument("--max-interval", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1500.0, help="vendor budget, req/s")
     parser.add_argument("--concurrency", type=int, default=256, help="RELAY_POLL_CONCURRENCY")
+    parser.add_argument(
+        "--pace", type=float, default=750.0, help="runs created and tracked per second"
+    )
     parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
     asyncio.run(main_async(parser.parse_args()))
 

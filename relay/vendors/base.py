@@ -124,6 +124,11 @@ class Provider:
     def is_terminal(self, status: str) -> bool:
         return status in self.terminal_statuses
 
+    def changed_at(self, snapshot: dict[str, Any]) -> float | None:
+        """When the vendor says the run last changed (unix seconds), if it says: the poll policy
+        learns phase lengths and aims polls by it (relay/vendors/polling.py)."""
+        return None
+
     def validate_input(self, raw: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{self.name} runs cannot be started through the relay")
 

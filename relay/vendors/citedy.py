@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -35,6 +36,16 @@ class Citedy(Provider):
 
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._key()}"}
+
+    def changed_at(self, snapshot: dict[str, Any]) -> float | None:
+        """`updated_at` (contract: WarmLeadRun, date-time): when the run took its status."""
+        value = snapshot.get("updated_at")
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
 
     def validate_input(self, raw: Any) -> dict[str, Any]:
         model = CreateWarmLeadRunRequest.model_validate(raw)
