@@ -123,7 +123,7 @@ def missed_statuses(
 
 
 async def collect_lags(
-    r: Any, lengths: dict[str, float], low: float
+    r: Any, lengths: dict[str, float], low: float, since: float = 0.0
 ) -> tuple[list[float], int, int]:
     """Detection lags (s) of every status change after a run's first observation; the count of
     terminal runs, and of missed statuses (see the module's docstring)."""
@@ -179,6 +179,13 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         r = redis_client(b.redis_url)
         procs = b.start_workers(workers)
         sampler = aiohttp.ClientSession()
+        if args.warmup:
+            # Runs tracked and ended first, so the learned phase lengths are warm, as they are in
+            # a relay that has been running (they are kept for days, relay/store/phases.py).
+            await create_and_track(b.sim_url, b.api_url, args.warmup, args.pace)
+            while await r.zcard(keys.DUE_POLL):
+                await asyncio.sleep(0.5)
+        main_since = time.time()
         base = await sim_stats(sampler, b.sim_url)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
@@ -208,7 +215,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         stats = await sim_stats(sampler, b.sim_url)
         await sampler.close()
-        lags, terminal, missed = await collect_lags(r, lengths, args.min_interval)
+        lags, terminal, missed = await collect_lags(r, lengths, args.min_interval, main_since)
+        learned = await r.hgetall(keys.phases("citedy"))
         info = await r.info("memory")
         await r.aclose()
     gets = list(stats["gets_per_run"].values())
@@ -221,7 +229,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "setup": setup,
         "peak": peak,
         "wall": wall,
-        "req_per_run": sum(gets) / max(1, len(gets)),
+        "req_per_run": requests / args.runs,
         "p50": percentile(lags, 50),
         "p99": percentile(lags, 99),
         "changes": len(lags),
@@ -233,6 +241,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "max_rps": stats["max_requests_per_second"],
         "status_429": stats["status_429"] - base["status_429"],
         "redis_mb": int(info["used_memory"]) / 2**20,
+        "learned": {k: round(float(v), 2) for k, v in sorted(learned.items())},
     }
 
 
@@ -240,7 +249,7 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     for w in parse_counts(args.workers):
         rows.append(await run_phase(args, w, args.max_interval))
-        print(f"workers={w}: done", flush=True)
+        print(f"workers={w}: done; learned phases {rows[-1]['learned']}", flush=True)
     if args.fixed:
         for w in parse_counts(args.workers):
             rows.append(await run_phase(args, w, args.min_interval))
@@ -318,6 +327,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=256, help="RELAY_POLL_CONCURRENCY")
     parser.add_argument(
         "--pace", type=float, default=750.0, help="runs created and tracked per second"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="runs tracked to their end before the measured ones"
     )
     parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
     asyncio.run(main_async(parser.parse_args()))
