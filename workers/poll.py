@@ -128,7 +128,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     if tracing.ENABLED:
         tracing.note({"relay.poll.status": seen.status, "relay.poll.transition": changed})
     terminal = provider.is_terminal(seen.status)
-    since, learned = _phase(ctx, run, provider, seen.snapshot, changed, now)
+    since, learned = _phase(ctx, run, provider, seen.status, seen.snapshot, changed, now)
     phase = None if terminal else await ctx.phases.get(ctx.pipe, provider.name, seen.status)
     delay, interval = next_poll(
         now,
@@ -140,7 +140,9 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         s.poll_max_interval,
     )
     fields = {
-        **snapshots.fields(run, seen.snapshot),
+        **snapshots.fields(
+            run, seen.snapshot, digest=seen.digest, referenced=changed or terminal
+        ),
         "poll_interval": repr(interval),
         "errors": "0",
         "not_found": "0",
@@ -197,6 +199,7 @@ def _phase(
     ctx: Context,
     run: dict[str, str],
     provider: connections.TenantVendor,
+    status: str,
     snapshot: dict[str, object],
     changed: bool,
     now: float,
@@ -212,8 +215,10 @@ def _phase(
     )
     if not known:
         return None, None
-    began = run.get("status_since")
-    length = since - float(began) if began and run.get("status") else 0.0
+    began, previous = run.get("status_since"), run.get("status")
+    if not (began and previous and provider.follows(previous, status)):
+        return since, None
+    length = since - float(began)
     return since, (length if 0 < length <= ctx.settings.tracking_window else None)
 
 

@@ -69,6 +69,9 @@ class TenantVendor:
     def changed_at(self, snapshot: dict[str, Any]) -> float | None:
         return self.provider.changed_at(snapshot)
 
+    def follows(self, previous: str, status: str) -> bool:
+        return self.provider.follows(previous, status)
+
     async def _count(self, **counts: int) -> None:
         await self._pipe.execute(*usage.commands(self.tenant, counts, self._days))
 
