@@ -78,11 +78,14 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
         return
-    if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
+    # The request is counted in the tenant's usage in the same round trip (a run stopped just
+    # now counts one request it then does not make).
+    counts = provider.request_counted()
+    if await bump(ctx.pipe, lease, keys.run(run_id), "polls", counts) is None:
         return  # stopped or taken over meanwhile: nothing more to write
     try:
         seen = await provider.fetch(
-            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
+            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"], counted=True
         )
     except RateLimited as exc:
         _count(provider.name, "rate_limited")
@@ -172,6 +175,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             lease=lease,
             next_poll=None if terminal else delay,
             observed=True,
+            auto=ctx.pipe,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)
