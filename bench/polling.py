@@ -126,9 +126,10 @@ async def collect_lags(
     r: Any, lengths: dict[str, float], low: float, since: float = 0.0
 ) -> tuple[list[float], int, int]:
     """Detection lags (s) of every status change after a run's first observation; the count of
-    terminal runs, and of missed statuses (see the module's docstring)."""
+    terminal runs, and of missed statuses (see the module's docstring). Only runs tracked at or
+    after `since` (unix seconds) count: the warm-up's do not."""
     run_ids = [rid async for rid in r.zscan_iter(keys.tenant_runs("bench"), count=1000)]
-    ids = [rid for rid, _ in run_ids]
+    ids = [rid for rid, score in run_ids if score >= since]
     lags: list[float] = []
     terminal = missed = 0
     for start in range(0, len(ids), 500):
