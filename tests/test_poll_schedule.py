@@ -134,7 +134,9 @@ def test_polled_runs_teach_the_worker_their_phase_lengths(
         )
     learned = rdb.hgetall(keys.phases("citedy"))
     # Other tests share the stack and its vendor, so only the shape and the bounds are this test's.
-    assert {"m:signals_running", "d:signals_running", "m:contacts_running"} <= set(learned)
+    assert {"m:queued", "m:signals_running", "d:signals_running", "m:contacts_running"} <= set(
+        learned
+    )
     assert all(float(value) >= 0 for value in learned.values())
     assert 0 < rdb.ttl(keys.phases("citedy")) <= phases.PHASE_TTL
     since = rdb.hget(keys.run(run["id"]), "status_since")
