@@ -78,14 +78,11 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
         return
-    # The request is counted in the tenant's usage in the same round trip (a run stopped just
-    # now counts one request it then does not make).
-    counts = provider.request_counted()
-    if await bump(ctx.pipe, lease, keys.run(run_id), "polls", counts) is None:
+    if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
         return  # stopped or taken over meanwhile: nothing more to write
     try:
         seen = await provider.fetch(
-            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"], counted=True
+            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
         )
     except RateLimited as exc:
         _count(provider.name, "rate_limited")

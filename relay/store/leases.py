@@ -3,15 +3,13 @@ deadline and token come from Redis (see lua/claim.lua), and the calls that let i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from relay.store import keys
-from relay.store.autopipe import AutoPipeline, checked, evalsha, run_script
+from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
 
 
@@ -93,29 +91,14 @@ async def fail(
     )
 
 
-async def bump(
-    pipe: AutoPipeline,
-    lease: Lease,
-    record_key: str,
-    field: str,
-    also: Sequence[tuple[Any, ...]] = (),
-) -> int | None:
+async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) -> int | None:
     """Add one to `field` of the held member's record; None when the lease was lost, or the
     record is gone (the member is then released): the job stops, writing nothing more (see
-    lua/bump.lua). `also`: commands sent in the same round trip, after it (a poll's usage
-    count), whatever its answer."""
+    lua/bump.lua)."""
     script = bind(pipe.redis).bump
-    keys_, args = [lease.leases, record_key, lease.due], [lease.member, lease.token, field]
-    if also:
-        first, *rest = await pipe.execute(
-            evalsha(script, keys_, args), *also, raise_on_error=False
-        )
-        for result in rest:
-            if isinstance(result, Exception):
-                raise result
-        found = await checked(first, script, keys_, args)
-    else:
-        found = await run_script(pipe, script, keys_, args)
+    found = await run_script(
+        pipe, script, [lease.leases, record_key, lease.due], [lease.member, lease.token, field]
+    )
     return None if found is None else int(found)
 
 

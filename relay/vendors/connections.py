@@ -22,7 +22,7 @@ import httpx
 from relay.config import Settings
 from relay.secret_box import unseal
 from relay.store import keys
-from relay.store.autopipe import AutoPipeline, Command
+from relay.store.autopipe import AutoPipeline
 from relay.tenancy import usage
 from relay.vendors.base import Observed, Provider, RunsPage, Started
 
@@ -103,22 +103,9 @@ class TenantVendor:
             await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)
         return started
 
-    def request_counted(self) -> list[Command]:
-        """The commands counting one vendor request in the tenant's usage, for a caller that
-        sends them in a round trip it makes anyway (the poll job's, before its request) and
-        then calls `fetch(..., counted=True)`: no task and no round trip of their own."""
-        return usage.commands(self.tenant, {"vendor_requests": 1}, self._days)
-
     async def fetch(
-        self,
-        client: httpx.AsyncClient,
-        agent_id: str,
-        upstream_run_id: str,
-        *,
-        counted: bool = False,
+        self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
     ) -> Observed:
-        if counted:
-            return await self.provider.fetch(client, agent_id, upstream_run_id)
         return await self._counted(self.provider.fetch(client, agent_id, upstream_run_id))
 
     async def list_runs(
