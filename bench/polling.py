@@ -4,15 +4,23 @@ lag (vendor status change -> event recorded), worker CPU and RSS, and the vendor
 against the configured budget.
 
     .venv/bin/python bench/polling.py [--runs 10000] [--workers 1] [--step 12]
+        [--phases queued=2,signals_running=9,contacts_running=5,drafting_running=14]
         [--min-interval 4] [--max-interval 60] [--rate 1500] [--fixed]
 
 Each run is created on the simulator (which then walks queued -> signals_running ->
 contacts_running -> drafting_running -> completed, one status per `--step` seconds) and tracked
-at once with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`. The vendor's time of
+as soon as it is created with `POST /v1/runs {"provider": "citedy", "upstream_run_id": ...}`,
+`--pace` runs a second (the simulator's per-key limit is the budget plus the pace: the bench's
+creates share the relay's key). The vendor's time of
 each change is the `updated_at` the simulator reports in the snapshot stored with the event, so
 lag = event created_at - upstream updated_at (the first observation of a run is not a change and
 is left out). `--fixed` runs a second pass with RELAY_POLL_MAX_INTERVAL = the minimum, i.e.
-fixed-interval polling, measured instead of estimated.
+fixed-interval polling, measured instead of estimated. `--phases` gives phases their own lengths
+(the simulator's `citedy_phase_seconds`; the others last `--step`), as Citedy's do.
+
+Missed statuses: a status whose phase lasted longer than the minimum interval after the run was
+tracked (so a poller could see it) but that no event recorded. Worker CPU per vendor request is
+the workers' CPU seconds over the vendor GETs made meanwhile.
 """
 
 from __future__ import annotations
@@ -45,38 +53,25 @@ def parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def create_upstream(sim_url: str, count: int, pace: float) -> list[str]:
-    """Create `count` runs on the simulator, at most `pace` per second (under the budget, so
-    the vendor's per-key rate figure stays the relay's)."""
-    sem = asyncio.Semaphore(32)
-    start = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
+async def create_and_track(sim_url: str, api_url: str, count: int, pace: float) -> float:
+    """Create `count` runs on the simulator, at most `pace` per second, each tracked in the relay
+    as soon as the vendor answers (so every run is seen from its first phase however short the
+    phases are); returns seconds taken."""
+    sem = asyncio.Semaphore(64)
+    started = time.monotonic()
+    failures = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=128)) as s:
 
-        async def one(i: int) -> str:
-            await asyncio.sleep(max(0.0, start + i / pace - time.monotonic()))
-            async with (
-                sem,
-                s.post(
+        async def one(i: int) -> None:
+            nonlocal failures
+            await asyncio.sleep(max(0.0, started + i / pace - time.monotonic()))
+            async with sem:
+                async with s.post(
                     f"{sim_url}/api/agent/citedy-warm-lead",
                     json={"domain": f"co{i}.example.com"},
                     headers={"authorization": f"Bearer {CITEDY_KEY}"},
-                ) as resp,
-            ):
-                return str((await resp.json())["run"]["id"])
-
-        return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-async def track(api_url: str, upstream_ids: list[str]) -> float:
-    """Track every upstream run in the relay; returns seconds taken."""
-    sem = asyncio.Semaphore(32)
-    started = time.monotonic()
-    failures = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as s:
-
-        async def one(upstream: str) -> None:
-            nonlocal failures
-            async with sem:
+                ) as resp:
+                    upstream = str((await resp.json())["run"]["id"])
                 async with s.post(
                     f"{api_url}/v1/runs",
                     json={"provider": "citedy", "upstream_run_id": upstream},
@@ -86,7 +81,7 @@ async def track(api_url: str, upstream_ids: list[str]) -> float:
                     if resp.status != 202:
                         failures += 1
 
-        await asyncio.gather(*(one(u) for u in upstream_ids))
+        await asyncio.gather(*(one(i) for i in range(count)))
     if failures:
         raise RuntimeError(f"{failures} tracking requests failed")
     return time.monotonic() - started
@@ -97,34 +92,84 @@ async def sim_stats(s: aiohttp.ClientSession, sim_url: str) -> Any:
         return await resp.json()
 
 
-async def collect_lags(r: Any) -> tuple[list[float], int]:
-    """Detection lags (s) of every status change after a run's first observation."""
+STAGES = ("queued", "signals_running", "contacts_running", "drafting_running", "completed")
+
+
+def phase_lengths(args: argparse.Namespace) -> dict[str, float]:
+    own = dict(parse_phases(args.phases))
+    return {status: own.get(status, args.step) for status in STAGES[:-1]}
+
+
+def parse_phases(text: str) -> list[tuple[str, float]]:
+    out = []
+    for part in filter(None, text.split(",")):
+        status, _, seconds = part.partition("=")
+        out.append((status.strip(), float(seconds)))
+    return out
+
+
+def missed_statuses(
+    upstream_created: float, tracked: float, seen: set[str], lengths: dict[str, float], low: float
+) -> int:
+    """Statuses that lasted longer than `low` once the run was tracked and were never recorded."""
+    missed = 0
+    start = upstream_created
+    for status in STAGES:
+        end = start + lengths.get(status, float("inf"))
+        if end - max(start, tracked) > low and status not in seen:
+            missed += 1
+        start = end
+    return missed
+
+
+async def collect_lags(
+    r: Any, lengths: dict[str, float], low: float, since: float = 0.0
+) -> tuple[list[float], int, int]:
+    """Detection lags (s) of every status change after a run's first observation; the count of
+    terminal runs, and of missed statuses (see the module's docstring). Only runs tracked at or
+    after `since` (unix seconds) count: the warm-up's do not."""
     run_ids = [rid async for rid in r.zscan_iter(keys.tenant_runs("bench"), count=1000)]
-    ids = [rid for rid, _ in run_ids]
+    ids = [rid for rid, score in run_ids if score >= since]
     lags: list[float] = []
-    terminal = 0
+    terminal = missed = 0
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         pipe = r.pipeline(transaction=False)
         for rid in chunk:
             pipe.lrange(keys.run_events(rid), 0, -1)
-            pipe.hget(keys.run(rid), "terminal")
+            pipe.hmget(keys.run(rid), "terminal", "created_at")
         out = await pipe.execute()
         pipe = r.pipeline(transaction=False)
         for evts in out[0::2]:
-            for evt in evts[1:]:
+            for evt in evts:
                 pipe.hmget(keys.event(evt), "created_at", "body")
-        terminal += sum(1 for t in out[1::2] if t == "1")
-        for created_at, body in await pipe.execute():
-            upstream = json.loads(unpack(body))["data"]["upstream"]
-            lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
-    return lags, terminal
+        terminal += sum(1 for t, _ in out[1::2] if t == "1")
+        bodies = iter(await pipe.execute())
+        for evts, (_, tracked) in zip(out[0::2], out[1::2], strict=True):
+            seen: set[str] = set()
+            created = 0.0
+            for i, (created_at, body) in enumerate(next(bodies) for _ in evts):
+                data = json.loads(unpack(body))["data"]
+                upstream = data["upstream"]
+                seen.add(data["run"]["status"])
+                created = parse_iso(upstream["created_at"])
+                if i:
+                    lags.append(float(created_at) - parse_iso(upstream["updated_at"]))
+            if evts:
+                missed += missed_statuses(created, float(tracked), seen, lengths, low)
+    return lags, terminal, missed
 
 
 async def run_phase(args: argparse.Namespace, workers: int, max_interval: float) -> dict[str, Any]:
     with bench("polling") as b:
         b.start_valkey()
-        b.start_simulator(step_seconds=args.step, rate_limit_per_second=args.rate)
+        lengths = phase_lengths(args)
+        b.start_simulator(
+            step_seconds=args.step,
+            citedy_phase_seconds=dict(parse_phases(args.phases)),
+            # the vendor's limit covers the bench's own creates beside the relay's budget
+            rate_limit_per_second=args.rate + args.pace,
+        )
         b.relay_env(
             RELAY_POLL_MIN_INTERVAL=str(args.min_interval),
             RELAY_POLL_MAX_INTERVAL=str(max_interval),
@@ -134,21 +179,34 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         b.start_api()
         r = redis_client(b.redis_url)
         procs = b.start_workers(workers)
-        # Runs are created on the vendor first, paced at half the budget, then tracked.
-        upstream_ids = await create_upstream(b.sim_url, args.runs, args.rate / 2)
         sampler = aiohttp.ClientSession()
+        if args.warmup:
+            # Runs tracked and ended first, so the learned phase lengths are warm, as they are in
+            # a relay that has been running (they are kept for days, relay/store/phases.py).
+            await create_and_track(b.sim_url, b.api_url, args.warmup, args.pace)
+            while await r.zcard(keys.DUE_POLL):
+                await asyncio.sleep(0.5)
+        main_since = time.time()
         base = await sim_stats(sampler, b.sim_url)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
-        setup = await track(b.api_url, upstream_ids)
-        # 4 steps to terminal, plus up to one max interval to see it, plus slack
-        deadline = t0 + setup + 4 * args.step + max_interval + 30
+        peak = 0
+        setup_task = asyncio.ensure_future(
+            create_and_track(b.sim_url, b.api_url, args.runs, args.pace)
+        )
+        while not setup_task.done():
+            peak = max(peak, await r.zcard(keys.DUE_POLL))
+            await asyncio.sleep(0.5)
+        setup = setup_task.result()
+        # every phase to terminal, plus up to one max interval to see it, plus slack
+        deadline = t0 + setup + sum(lengths.values()) + max_interval + 30
         rss_peak = 0.0
         rss_at_full = 0.0
         while time.monotonic() < deadline:
             rss = sum(rss_mb(p.pid) for p in procs)
             rss_peak = max(rss_peak, rss)
             tracked = await r.zcard(keys.DUE_POLL)
+            peak = max(peak, tracked)
             if not rss_at_full and tracked >= args.runs * 0.99:
                 rss_at_full = rss
             if tracked == 0:
@@ -158,27 +216,33 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
         stats = await sim_stats(sampler, b.sim_url)
         await sampler.close()
-        lags, terminal = await collect_lags(r)
+        lags, terminal, missed = await collect_lags(r, lengths, args.min_interval, main_since)
+        learned = await r.hgetall(keys.phases("citedy"))
         info = await r.info("memory")
         await r.aclose()
     gets = list(stats["gets_per_run"].values())
+    requests = sum(gets) - sum(base["gets_per_run"].values())
     return {
         "workers": workers,
         "max_interval": max_interval,
         "runs": args.runs,
         "terminal": terminal,
         "setup": setup,
+        "peak": peak,
         "wall": wall,
-        "req_per_run": sum(gets) / max(1, len(gets)),
+        "req_per_run": requests / args.runs,
         "p50": percentile(lags, 50),
         "p99": percentile(lags, 99),
         "changes": len(lags),
         "cpu": cpu / wall * 100,
+        "cpu_ms_per_req": cpu * 1000 / max(1, requests),
+        "missed": missed,
         "rss_full": rss_at_full,
         "rss_peak": rss_peak,
         "max_rps": stats["max_requests_per_second"],
         "status_429": stats["status_429"] - base["status_429"],
         "redis_mb": int(info["used_memory"]) / 2**20,
+        "learned": {k: round(float(v), 2) for k, v in sorted(learned.items())},
     }
 
 
@@ -186,16 +250,18 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     for w in parse_counts(args.workers):
         rows.append(await run_phase(args, w, args.max_interval))
-        print(f"workers={w}: done", flush=True)
+        print(f"workers={w}: done; learned phases {rows[-1]['learned']}", flush=True)
     if args.fixed:
         for w in parse_counts(args.workers):
             rows.append(await run_phase(args, w, args.min_interval))
             print(f"workers={w} fixed: done", flush=True)
-    duration = 4 * args.step
+    lengths = phase_lengths(args)
+    duration = sum(lengths.values())
     fixed_requests = duration / args.min_interval + 1
     print()
+    shown = ", ".join(f"{k} {v:g}s" for k, v in lengths.items())
     print(
-        f"{args.runs} runs, simulator step {args.step:g}s (terminal after {duration:g}s), "
+        f"{args.runs} runs, simulator phases {shown} (terminal after {duration:g}s), "
         f"poll interval {args.min_interval:g}..{args.max_interval:g}s, budget {args.rate:g} req/s"
     )
     print(
@@ -210,12 +276,17 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["workers"],
                     "adaptive" if x["max_interval"] > args.min_interval else "fixed",
                     f"{x['terminal']}/{x['runs']}",
+                    x["peak"],
+                    x["setup"],
                     x["req_per_run"],
                     x["p50"],
                     x["p99"],
+                    f"{x['p50'] / args.min_interval:.2f} / {x['p99'] / args.min_interval:.2f}",
+                    x["missed"],
                     f"{x['max_rps']}/{args.rate:g}",
                     x["status_429"],
                     f"{x['cpu']:.0f}%",
+                    f"{x['cpu_ms_per_req']:.3f}",
                     x["rss_full"],
                     x["wall"],
                 ]
@@ -225,12 +296,17 @@ async def main_async(args: argparse.Namespace) -> None:
                 "workers",
                 "policy",
                 "terminal",
+                "peak tracked",
+                "setup s",
                 "req/run",
                 "lag p50 s",
                 "lag p99 s",
+                "p50 / p99 x min",
+                "missed",
                 "max req/s / budget",
                 "429s",
                 "worker CPU",
+                "CPU ms/req",
                 "RSS MB @all tracked",
                 "wall s",
             ],
@@ -243,10 +319,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--workers", default="1", help="worker counts, e.g. 1,2,4")
     parser.add_argument("--step", type=float, default=12.0, help="simulator seconds per status")
+    parser.add_argument(
+        "--phases", default="", help="own phase lengths, e.g. queued=2,signals_running=9"
+    )
     parser.add_argument("--min-interval", type=float, default=4.0)
     parser.add_argument("--max-interval", type=float, default=60.0)
     parser.add_argument("--rate", type=float, default=1500.0, help="vendor budget, req/s")
     parser.add_argument("--concurrency", type=int, default=256, help="RELAY_POLL_CONCURRENCY")
+    parser.add_argument(
+        "--pace", type=float, default=750.0, help="runs created and tracked per second"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=0, help="runs tracked to their end before the measured ones"
+    )
     parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -647,3 +647,27 @@ def test_scheduled_agent_starts_runs_by_itself(client: httpx.Client) -> None:
     assert later["data"]["total"] == stopped_at["data"]["total"]
     bad = client.post("/_sim/autoposting/agents/agent_S/schedule", json={"every_seconds": 0})
     assert bad.status_code == 400
+
+
+def test_citedy_phases_can_last_unalike(client: httpx.Client) -> None:
+    """`citedy_phase_seconds` sets each phase's own length: the bench measures the learned poll
+    schedule against uneven phases, and `updated_at` must still say when the status changed."""
+    bad = client.post("/_sim/config", json={"citedy_phase_seconds": {"completed": 1}})
+    assert bad.status_code == 400
+    bad = client.post("/_sim/config", json={"citedy_phase_seconds": {"queued": -1}})
+    assert bad.status_code == 400
+    set_knobs(client, step_seconds=0.4, citedy_phase_seconds={"queued": 0.1, "signals_running": 1})
+    run = start(client).json()["run"]
+    created = datetime.fromisoformat(run["created_at"].replace("Z", "+00:00")).timestamp()
+    seen: dict[str, float] = {}
+    while "completed" not in seen:
+        now = client.get(f"{CITEDY}/{run['id']}", headers=citedy_headers()).json()["run"]
+        assert conforms(citedy_schema("WarmLeadRun"), now)
+        changed = datetime.fromisoformat(now["updated_at"].replace("Z", "+00:00")).timestamp()
+        seen.setdefault(now["status"], changed - created)
+        time.sleep(0.05)
+    assert seen["queued"] == pytest.approx(0.0, abs=0.002)
+    assert seen["signals_running"] == pytest.approx(0.1, abs=0.002)
+    assert seen["contacts_running"] == pytest.approx(1.1, abs=0.002)
+    assert seen["drafting_running"] == pytest.approx(1.5, abs=0.002)
+    assert seen["completed"] == pytest.approx(1.9, abs=0.002)

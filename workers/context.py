@@ -12,6 +12,7 @@ from relay.config import Settings
 from relay.delivery.http_client import make_client
 from relay.store.autopipe import AutoPipeline
 from relay.vendors.base import Provider
+from relay.vendors.phase_book import PhaseBook
 from relay.vendors.registry import build_providers
 
 
@@ -24,6 +25,8 @@ class Context:
     deliver_http: httpx.AsyncClient
     pipe: AutoPipeline
     in_flight: Counter[str] = field(default_factory=Counter)
+    #: The learned phase lengths, read every few seconds (relay/vendors/phase_book.py).
+    phases: PhaseBook = field(default_factory=PhaseBook)
 
     async def aclose(self) -> None:
         await self.vendor_http.aclose()

@@ -11,16 +11,15 @@ import structlog
 from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
-from relay.delivery.retry import jitter
 from relay.metrics import POLLS, TRANSITIONS
-from relay.store import keys, snapshots
+from relay.store import keys, phases, snapshots
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget, connections
 from relay.vendors.base import NotFound, RateLimited, Transient, Unauthorized
-from relay.vendors.polling import backoff, next_interval
+from relay.vendors.polling import backoff, next_poll, phase_start
 from workers.context import Context
 
 log = structlog.get_logger("relay.poll")
@@ -74,9 +73,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(
-        ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
-    )
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
     if wait:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
@@ -131,19 +128,31 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     if tracing.ENABLED:
         tracing.note({"relay.poll.status": seen.status, "relay.poll.transition": changed})
     terminal = provider.is_terminal(seen.status)
-    interval = next_interval(
-        float(run.get("poll_interval") or 0), changed, s.poll_min_interval, s.poll_max_interval
+    since, learned = _phase(ctx, run, provider, seen.status, seen.snapshot, changed, now)
+    phase = None if terminal else await ctx.phases.get(ctx.pipe, provider.name, seen.status)
+    delay, interval = next_poll(
+        now,
+        since,
+        phase,
+        float(run.get("poll_interval") or 0),
+        changed,
+        s.poll_min_interval,
+        s.poll_max_interval,
     )
     fields = {
-        **snapshots.fields(run, seen.snapshot),
+        **snapshots.fields(
+            run, seen.snapshot, digest=seen.digest, referenced=changed or terminal
+        ),
         "poll_interval": repr(interval),
         "errors": "0",
         "not_found": "0",
         "last_polled_at": repr(now),
         **vendor_auth.clear_fields(run),
     }
+    if changed:
+        fields["status_since"] = "" if since is None else repr(since)
     if not (changed or terminal):
-        await _again(ctx, lease, jitter(interval, 0.05), **fields)
+        await _again(ctx, lease, delay, **fields)
         return
     # A change, or a terminal status: the transition, the run's fields and its schedule (next
     # poll, or none) in one script. A status the run had before is recorded as a duplicate: the
@@ -161,8 +170,9 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             snapshot=seen.snapshot,
             run_fields=fields,
             lease=lease,
-            next_poll=None if terminal else jitter(interval, 0.05),
+            next_poll=None if terminal else delay,
             observed=True,
+            auto=ctx.pipe,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)
@@ -172,7 +182,10 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     elif outcome == "old":
         # A newer observation was recorded meanwhile (only a job run by hand, beside the claimed
         # chain, can get here): this one changes nothing; the chain goes on.
-        await _again(ctx, lease, jitter(interval, 0.05))
+        await _again(ctx, lease, delay)
+    if learned is not None and outcome in ("ok", "dup"):
+        # After the record: a crash in between loses one sample of an average, nothing more.
+        await phases.learn(ctx.pipe, provider.name, run["status"], learned)
     log.info(
         "transition",
         run_id=run_id,
@@ -181,6 +194,33 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         status=seen.status,
         outcome=outcome,
     )
+
+
+def _phase(
+    ctx: Context,
+    run: dict[str, str],
+    provider: connections.TenantVendor,
+    status: str,
+    snapshot: dict[str, object],
+    changed: bool,
+    now: float,
+) -> tuple[float | None, float | None]:
+    """When the run's current status began (None: not known closely enough to aim by), and the
+    length of the phase that just ended, to learn (None: nothing to learn)."""
+    if not changed:
+        return (float(run["status_since"]) if run.get("status_since") else None), None
+    last = run.get("last_polled_at")
+    previous_poll = float(last) if last and run.get("status") else None
+    since, known = phase_start(
+        provider.changed_at(snapshot), previous_poll, now, ctx.settings.poll_min_interval
+    )
+    if not known:
+        return None, None
+    began, previous = run.get("status_since"), run.get("status")
+    if not (began and previous and provider.follows(previous, status)):
+        return since, None
+    length = since - float(began)
+    return since, (length if 0 < length <= ctx.settings.tracking_window else None)
 
 
 async def _give_up(

@@ -97,6 +97,7 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     # When the vendor answered with a run the tenant already tracks in another relay run (its
     # idempotencyKey was used before), the same step joins that run instead (lua/includes/join.lua).
     try:
+        since = provider.changed_at(started.snapshot)
         outcome, _ = await record(
             r,
             run,
@@ -113,6 +114,9 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
                 "last_change_at": repr(now),
                 "poll_interval": repr(s.poll_min_interval),
                 "errors": "0",
+                # When the first status began, so its length can be learned and the poll that
+                # follows aimed (relay/vendors/polling.py); '' when the vendor does not say.
+                "status_since": "" if since is None else repr(min(now, since)),
             },
             lease=lease,
             next_poll=None if terminal else s.poll_min_interval,

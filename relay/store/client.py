@@ -30,6 +30,7 @@ class Scripts:
     finish_listing: AsyncScript
     keep_notice: AsyncScript
     lane_head: AsyncScript
+    learn_phase: AsyncScript
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
     purge_sub: AsyncScript

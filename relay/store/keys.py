@@ -193,6 +193,13 @@ def watch_seen(watch_id: str) -> str:
     return f"{P}watch:{watch_id}:seen"
 
 
+def phases(provider: str) -> str:
+    """Hash of the learned phase lengths of a vendor's statuses (relay/store/phases.py): two
+    fields per status, at most PHASE_STATUSES statuses; the key expires PHASE_TTL after the last
+    phase learned (lua/learn_phase.lua)."""
+    return f"{P}phases:{provider}"
+
+
 def budget(provider: str) -> str:
     return f"{P}budget:{provider}"
 

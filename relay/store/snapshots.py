@@ -23,15 +23,24 @@ REF = "@"
 DIGEST = "snapshot_digest"
 
 
-def fields(run: dict[str, str], snapshot: Any) -> dict[str, str]:
+def fields(
+    run: dict[str, str], snapshot: Any, *, digest: str = "", referenced: bool = False
+) -> dict[str, str]:
     """The run fields that store `snapshot`: none when the run stores this content already (an
     unchanged poll rewrites nothing), else the compressed text and its digest. The recorder turns
-    a snapshot that goes with a transition into a reference to the event (`REF`)."""
-    text = dumps(snapshot)
-    digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+    a snapshot that goes with a transition into a reference to the event (`REF`): with
+    `referenced` (the caller records a transition with it) the text is not even packed, only
+    marked. `digest`: the caller's own of the content (e.g. of the vendor's answer bytes), so an
+    unchanged poll serialises nothing; else the digest of the JSON text."""
+    text = ""
+    if not digest:
+        text = dumps(snapshot)
+        digest = hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
     if run.get(DIGEST) == digest:
         return {}
-    return {"snapshot": pack(text), DIGEST: digest}
+    if referenced:
+        return {"snapshot": REF, DIGEST: digest}
+    return {"snapshot": pack(text or dumps(snapshot)), DIGEST: digest}
 
 
 async def resolve(r: aioredis.Redis, runs: list[dict[str, str]]) -> None:

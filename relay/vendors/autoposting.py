@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import httpx
 
 from relay.vendors.base import (
+    Answer,
     Observed,
     Provider,
     RunsPage,
@@ -25,7 +26,7 @@ def _run(item: Any) -> Observed:
     return Observed(upstream_run_id=item["id"], status=str(item["status"]), snapshot=item)
 
 
-def _data(response: httpx.Response) -> Any:
+def _data(response: Answer) -> Any:
     raise_for_common(response)
     if response.status_code != 200:
         raise Transient(f"vendor answered {response.status_code}", response.status_code)

@@ -20,11 +20,24 @@ VENDOR_BODY_LIMIT = 8 * 1024 * 1024  # a completed Citedy result is tens of KB
 
 @dataclass(frozen=True)
 class Observed:
-    """What one read of a vendor run showed."""
+    """What one read of a vendor run showed. `digest`: of the vendor's answer as it came (''
+    when not taken), so a poll tells unchanged content from its bytes without re-serialising the
+    snapshot (relay/store/snapshots.py)."""
 
     upstream_run_id: str
     status: str
     snapshot: dict[str, Any]
+    digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A vendor's answer, read whole: its status, body and headers (names lower-cased). Plain,
+    because building an httpx.Response per poll cost about 50 us of the worker's CPU."""
+
+    status_code: int
+    content: bytes
+    headers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,17 @@ class Provider:
     def is_terminal(self, status: str) -> bool:
         return status in self.terminal_statuses
 
+    def changed_at(self, snapshot: dict[str, Any]) -> float | None:
+        """When the vendor says the run last changed (unix seconds), if it says: the poll policy
+        learns phase lengths and aims polls by it (relay/vendors/polling.py)."""
+        return None
+
+    def follows(self, previous: str, status: str) -> bool:
+        """Whether `status` can come straight after `previous` (no status in between that the
+        relay missed): only then is the time between them `previous`'s length, to learn from.
+        Without a known order every pair is taken as direct."""
+        return True
+
     def validate_input(self, raw: Any) -> dict[str, Any]:
         raise NotImplementedError(f"{self.name} runs cannot be started through the relay")
 
@@ -150,7 +174,7 @@ async def send(
     *,
     headers: dict[str, str],
     json: Any = None,
-) -> httpx.Response:
+) -> Answer:
     """One vendor request with transport failures mapped to `Transient`.
 
     It goes through `request_capped` (the aiohttp fast path polling lives on: the full httpx
@@ -174,7 +198,7 @@ async def send(
 
 async def _send(
     client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], content: bytes
-) -> httpx.Response:
+) -> Answer:
     try:
         code, body, answer = await request_capped(
             client, method, url, content, headers, VENDOR_BODY_LIMIT + 1
@@ -185,17 +209,17 @@ async def _send(
         raise Transient(f"vendor unreachable: {type(exc).__name__}") from None
     if len(body) > VENDOR_BODY_LIMIT:
         raise Transient(f"vendor answer larger than {VENDOR_BODY_LIMIT} bytes", code)
-    return httpx.Response(code, headers=answer, content=body)
+    return Answer(code, body, answer)
 
 
-def body_json(response: httpx.Response) -> Any:
+def body_json(response: Answer) -> Any:
     try:
         return json.loads(response.content)
     except ValueError:
         raise Transient("vendor answered malformed JSON", response.status_code) from None
 
 
-def retry_after(response: httpx.Response, body: Any) -> float:
+def retry_after(response: Answer, body: Any) -> float:
     value: Any = body.get("retry_after") if isinstance(body, dict) else None
     if value is None:
         value = response.headers.get("retry-after")
@@ -205,7 +229,7 @@ def retry_after(response: httpx.Response, body: Any) -> float:
         return 1.0
 
 
-def raise_for_common(response: httpx.Response) -> None:
+def raise_for_common(response: Answer) -> None:
     """The failures every vendor shares; a 4xx specific to the call is the caller's to map."""
     code = response.status_code
     if code == 429:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,6 +21,8 @@ from relay.vendors.base import (
 from relay.vendors.citedy_models import CreateWarmLeadRunRequest
 
 PATH = "/api/agent/citedy-warm-lead"
+#: The contract's order of a run that completes; `blocked` and `failed` may end it at any stage.
+ORDER = ("queued", "signals_running", "contacts_running", "drafting_running", "completed")
 
 
 def _observed(body: Any, cls: type[Observed] = Observed, **extra: Any) -> Any:
@@ -28,6 +32,12 @@ def _observed(body: Any, cls: type[Observed] = Observed, **extra: Any) -> Any:
     return cls(upstream_run_id=run["id"], status=str(run["status"]), snapshot=run, **extra)
 
 
+def digest(content: bytes) -> str:
+    """Of a GET's answer as it came: the body is the run object alone (`{"run": ...}`), so the
+    same bytes are the same snapshot."""
+    return hashlib.blake2b(content, digest_size=12).hexdigest()
+
+
 class Citedy(Provider):
     name = "citedy"
     terminal_statuses = frozenset({"completed", "blocked", "failed"})
@@ -35,6 +45,23 @@ class Citedy(Provider):
 
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self._key()}"}
+
+    def changed_at(self, snapshot: dict[str, Any]) -> float | None:
+        """`updated_at` (contract: WarmLeadRun, date-time): when the run took its status."""
+        value = snapshot.get("updated_at")
+        if not isinstance(value, str):
+            return None
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+
+    def follows(self, previous: str, status: str) -> bool:
+        """A poll that missed a whole phase (a worker running late) would otherwise teach the
+        phase before it twice its length, aim later, and miss more."""
+        if status not in ORDER or previous not in ORDER:
+            return True
+        return ORDER.index(status) == ORDER.index(previous) + 1
 
     def validate_input(self, raw: Any) -> dict[str, Any]:
         model = CreateWarmLeadRunRequest.model_validate(raw)
@@ -73,5 +100,5 @@ class Citedy(Provider):
         raise_for_common(response)
         if response.status_code != 200:
             raise Transient(f"vendor answered {response.status_code}", response.status_code)
-        observed: Observed = _observed(body_json(response))
+        observed: Observed = _observed(body_json(response), digest=digest(response.content))
         return observed

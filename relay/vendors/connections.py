@@ -66,6 +66,12 @@ class TenantVendor:
     def is_terminal(self, status: str) -> bool:
         return self.provider.is_terminal(status)
 
+    def changed_at(self, snapshot: dict[str, Any]) -> float | None:
+        return self.provider.changed_at(snapshot)
+
+    def follows(self, previous: str, status: str) -> bool:
+        return self.provider.follows(previous, status)
+
     async def _count(self, **counts: int) -> None:
         await self._pipe.execute(*usage.commands(self.tenant, counts, self._days))
 

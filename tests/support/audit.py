@@ -37,6 +37,7 @@ CHORE_FIELDS = frozenset({"pending", "retain_until", "subs_seen", "dlv_dead", "d
 #: claim and release), the poison sets and the retention schedule (the sweeper's).
 _GLOBAL_PREFIXES = (
     "relay:budget:",
+    "relay:phases:",  # learned phase lengths per vendor, fed by any tenant's polls
     "relay:workers",
     "relay:due:",
     "relay:poison:",

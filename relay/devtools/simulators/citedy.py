@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from relay.devtools.simulators.citedy_contract import Refused, validate
-from relay.devtools.simulators.state import CitedyRun, SimState, iso, key_id, step_index
+from relay.devtools.simulators.state import (
+    CitedyRun,
+    SimConfig,
+    SimState,
+    iso,
+    key_id,
+    phase_index,
+)
 
 CREDITS_PER_RUN = 40
 KEY_PREFIX = "citedy_agent_"
@@ -183,11 +190,17 @@ def build_result(run: CitedyRun, base_url: str) -> dict[str, Any]:
     }
 
 
+def durations(config: SimConfig, path: tuple[str, ...]) -> tuple[float, ...]:
+    """Each status's length on `path` (the terminal one stays): `citedy_phase_seconds` where it
+    names the status, else `step_seconds` (0: straight to the end)."""
+    own = config.citedy_phase_seconds
+    return tuple(own.get(status, config.step_seconds) for status in path[:-1])
+
+
 def render_run(run: CitedyRun, now: float, base_url: str) -> dict[str, Any]:
     """The WarmLeadRun as it looks at `now` (the contract forbids extra properties)."""
-    index = step_index(run.created_at, run.step_seconds, now, len(run.path))
+    index, changed_at = phase_index(run.created_at, run.durations, now)
     status = run.path[index]
-    changed_at = run.created_at + index * run.step_seconds
     terminal = status in TERMINAL
     return {
         "id": run.id,
@@ -256,6 +269,7 @@ async def create_run(request: Request, state: SimState, api_key: str) -> Respons
     balance = state.balance(api_key)
     if balance < CREDITS_PER_RUN:
         return _payment_required(balance)
+    path = PATHS[outcome_for(params["domain"])]
     run = CitedyRun(
         id=str(uuid.uuid4()),
         owner=api_key,
@@ -264,8 +278,8 @@ async def create_run(request: Request, state: SimState, api_key: str) -> Respons
         params=params,
         idempotency_key=idempotency_key,
         created_at=now,
-        step_seconds=state.config.step_seconds,
-        path=PATHS[outcome_for(params["domain"])],
+        durations=durations(state.config, path),
+        path=path,
     )
     state.citedy_runs[run.id] = run
     if idempotency_key is not None:

@@ -37,6 +37,10 @@ class SimConfig:
     seed: int | None = None
     default_credits: int = 10000
     fault_phase: FaultPhase = "before"
+    #: Seconds a Citedy run spends in each named non-terminal status (the others last
+    #: `step_seconds`): real Citedy phases do not last alike, and a poller that learns phase
+    #: lengths must be measured against uneven ones, e.g. {"queued": 2, "signals_running": 9}.
+    citedy_phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +72,8 @@ def _check_knob(name: str, value: object) -> object:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"{name} must be an integer >= 0")
         return value
+    if name == "citedy_phase_seconds":
+        return _phase_seconds(value)
     if name == "seed":
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise ValueError("seed must be an integer or null")
@@ -75,6 +81,25 @@ def _check_knob(name: str, value: object) -> object:
     if value not in ("before", "after"):
         raise ValueError("fault_phase must be 'before' or 'after'")
     return value
+
+
+#: The Citedy statuses a run passes through (contract: WarmLeadRun.status), the ones a phase
+#: length can be set for.
+CITEDY_PHASES = frozenset({"queued", "signals_running", "contacts_running", "drafting_running"})
+
+
+def _phase_seconds(value: object) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError("citedy_phase_seconds must be an object of status -> seconds")
+    out: dict[str, float] = {}
+    for status, seconds in value.items():
+        if status not in CITEDY_PHASES:
+            raise ValueError(f"citedy_phase_seconds: {str(status)[:64]!r} is not a Citedy phase")
+        number = _number(seconds)
+        if number is None or number < 0:
+            raise ValueError(f"citedy_phase_seconds[{status!r}] must be a number >= 0")
+        out[status] = number
+    return out
 
 
 def apply_config_patch(config: SimConfig, patch: Mapping[str, object]) -> SimConfig:
@@ -104,6 +129,17 @@ def step_index(created_at: float, step_seconds: float, now: float, steps: int) -
     if step_seconds <= 0:
         return steps - 1
     return max(0, min(int((now - created_at) / step_seconds), steps - 1))
+
+
+def phase_index(created_at: float, durations: tuple[float, ...], now: float) -> tuple[int, float]:
+    """Which status of a path a run shows at `now`, and since when: `durations[i]` is how long
+    status i lasts (one per status but the last, which stays)."""
+    started = created_at
+    for index, seconds in enumerate(durations):
+        if now < started + seconds:
+            return index, started
+        started += seconds
+    return len(durations), started
 
 
 @dataclass
@@ -203,7 +239,8 @@ class CitedyRun:
     params: dict[str, Any]
     idempotency_key: str | None
     created_at: float
-    step_seconds: float
+    #: How long each status of `path` but the last lasts, fixed when the run is created.
+    durations: tuple[float, ...]
     path: tuple[str, ...]
 
 
