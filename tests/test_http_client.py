@@ -70,6 +70,19 @@ async def forever(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="application/octet-stream")
 
 
+async def trickle(request: Request) -> Response:
+    """A receiver that answers at once and then sends its body a byte every 0.1 s, for ever:
+    each read arrives well within any read timeout, so only a budget for the whole exchange
+    ends it."""
+
+    async def stream() -> Any:
+        while not await request.is_disconnected():
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    return StreamingResponse(stream(), media_type="application/octet-stream")
+
+
 async def ok(request: Request) -> Response:
     await request.body()
     return Response(status_code=204)
@@ -123,6 +136,7 @@ def build_app() -> Any:
             Route("/forever", forever, methods=["POST"]),
             Route("/small", small, methods=["POST"]),
             Route("/hang", hang, methods=["POST"]),
+            Route("/trickle", trickle, methods=["POST"]),
             Route("/cookie", set_cookie, methods=["POST"]),
             Route("/echo", echo, methods=["POST"]),
             Route("/echo-json", echo_json, methods=["POST", "GET"]),
@@ -302,6 +316,18 @@ async def test_hanging_receiver_times_out(base_url: str) -> None:
         with pytest.raises(httpx.TimeoutException):
             await request_capped(client, "POST", f"{base_url}/hang", b"{}", {}, total_timeout=0.5)
         assert time.monotonic() - started < 20
+
+
+async def test_a_trickling_receiver_is_cut_off_by_the_total_budget(base_url: str) -> None:
+    """Every byte comes within the read timeout (60 s), and the cap (4 KiB) is 7 minutes of
+    bytes away: only the exchange's total budget ends it, as a timeout."""
+    async with make_client(timeout=60.0, allow_private=True) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            await request_capped(
+                client, "POST", f"{base_url}/trickle", b"{}", {}, limit=4096, total_timeout=1.0
+            )
+        assert time.monotonic() - started < 10
 
 
 async def test_refused_connection_is_a_connect_error_not_a_timeout() -> None:
