@@ -193,15 +193,11 @@ async def _attempt(
     event_id, body_text, attempts_raw = head
     sub_id = sub["id"]
     member, token = lease.member, lease.token
-    lane = keys.lane(sub_id, run_id)
-    waiting = keys.sub_waiting(sub_id)
     scripts = bind(r)
-    finish_keys = lanes.finish_keys(sub_id, run_id, event_id)
-    retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases, waiting]
     if body_text is None:
         # The event is gone (its run was deleted): drop it from the lane, keep the order going.
         await scripts.finish_head(
-            keys=finish_keys,
+            keys=lanes.finish_keys(sub_id, run_id, event_id),
             args=[
                 event_id,
                 time.time(),
@@ -330,6 +326,9 @@ async def _attempt(
     ]
     counts = usage.commands(sub["tenant"], {"deliveries": 1}, s.usage_days)
     await ctx.pipe.execute(*log_attempt, *counts)
+    # The failure paths' keys (a delivery taken has its own, above).
+    lane, waiting = keys.lane(sub_id, run_id), keys.sub_waiting(sub_id)
+    retry_keys = [lane, keys.delivery(event_id, sub_id), keys.DUE_DELIVER, lease.leases, waiting]
 
     if outcome == "disabled":
         await _disable(ctx, sub, "the endpoint answered 410 Gone", now)
@@ -350,7 +349,7 @@ async def _attempt(
         metrics.SUBSCRIPTIONS_DISABLED.labels("failing").inc()
     if outcome == "dead":
         await scripts.finish_head(
-            keys=finish_keys,
+            keys=lanes.finish_keys(sub_id, run_id, event_id),
             args=[event_id, now, member, run_id, "dead", attempt, code_s, error or "", "1", token],
         )
         bound.warning("dead_lettered", status_code=code, error=error)
