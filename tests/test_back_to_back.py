@@ -154,3 +154,28 @@ def test_a_lost_lease_finishes_nothing_but_the_post_is_logged(url: str, r: redis
     assert r.hget(keys.delivery("evt_b2b_1", SUB), "state") == "pending"
     assert r.lrange(keys.sub_attempts(SUB), 0, -1) == ['{"e":"evt_b2b_1"}']  # the POST was made
     assert r.hgetall(USAGE) == {"deliveries": "1", "delivered": "1"}
+
+
+def test_a_head_that_is_another_event_is_left_in_place(url: str, r: redis.Redis) -> None:
+    # A late finisher of an event already gone from the lane (held lease, other head): the
+    # head is popped and put back (includes/finish.lua), so the lane reads exactly as before.
+    assert delivered(url, "evt_b2b_2") == 0
+    assert r.lrange(keys.lane(SUB, RUN), 0, -1) == ["evt_b2b_1", "evt_b2b_2", "evt_b2b_3"]
+    assert r.hget(keys.delivery("evt_b2b_2", SUB), "state") == "pending"
+    assert r.hget(keys.run(RUN), "pending") == "3"
+    r.delete(keys.lane(SUB, RUN))  # and an empty lane stays empty, not a list of one nil
+    assert delivered(url, "evt_b2b_1") == 0
+    assert not r.exists(keys.lane(SUB, RUN))
+
+
+def test_the_days_counters_get_their_expiry_when_made(url: str, r: redis.Redis) -> None:
+    delivered(url, "evt_b2b_1")
+    assert 86400 - 5 < r.ttl(USAGE) <= 86400  # the ttl the worker passes (test: 86400)
+    r.persist(USAGE)
+    delivered(url, "evt_b2b_2")  # an existing key made by someone else keeps what it has
+    assert r.ttl(USAGE) == -1
+    r.delete(USAGE)
+    r.hset(USAGE, "vendor_requests", 1)
+    r.expire(USAGE, 100)
+    delivered(url, "evt_b2b_3")  # the first delivery of the day on a key made by another writer
+    assert 86400 - 5 < r.ttl(USAGE) <= 86400

@@ -283,13 +283,13 @@ async def _attempt(
         }
     )
     code_s = "" if code is None else str(code)
-    bound = log.bind(
-        event_id=event_id,
-        subscription_id=sub_id,
-        run_id=run_id,
-        attempt=attempt,
-        tenant=sub["tenant"],
-    )
+    about = {
+        "event_id": event_id,
+        "subscription_id": sub_id,
+        "run_id": run_id,
+        "attempt": attempt,
+        "tenant": sub["tenant"],
+    }
     if ok:
         # One step (lua/delivered.lua): log, count, finish the head, and maybe the next head.
         keys_ok = lanes.delivered_keys(sub_id, run_id, event_id, usage.key(sub["tenant"], now))
@@ -303,7 +303,7 @@ async def _attempt(
             token,
             record,
             s.attempt_retention,
-            usage.ttl(s.usage_days),
+            usage.ttl_from_first_write(s.usage_days),
             "1" if go_on else "0",
             s.lease_seconds,
             sub_id,
@@ -312,7 +312,8 @@ async def _attempt(
         ]
         done = await run_script(ctx.pipe, scripts.delivered, keys_ok, args_ok)
         sub.pop("failing_since", None)
-        bound.info("delivered", status_code=code, latency_ms=latency_ms)
+        # (No bound logger per delivery: with info filtered out this line costs nothing.)
+        log.info("delivered", **about, status_code=code, latency_ms=latency_ms)
         if not isinstance(done, list):
             return None
         next_id, next_body, next_attempts, fields = done
@@ -320,6 +321,7 @@ async def _attempt(
             sub.clear()
             sub.update(zip(fields[::2], fields[1::2], strict=True))
         return next_id, next_body, next_attempts
+    bound = log.bind(**about)
     log_attempt: list[Command] = [
         ("LPUSH", keys.sub_attempts(sub_id), record),
         ("LTRIM", keys.sub_attempts(sub_id), 0, s.attempt_retention - 1),

@@ -55,6 +55,13 @@ def ttl(days: int) -> int:
     return int(days * 86400)
 
 
+def ttl_from_first_write(days: int) -> int:
+    """The expiry for a writer that sets it only when it makes the day's key
+    (lua/delivered.lua): a day more than `ttl`, so the counters still outlive the day's last
+    write by `ttl`."""
+    return ttl(days) + 86400
+
+
 async def read(
     r: aioredis.Redis, tenant: str, since: float, now: float | None = None
 ) -> dict[str, Any]:

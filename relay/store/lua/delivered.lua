@@ -9,7 +9,7 @@
   The attempt is logged and counted even when the lease was lost: the POST was made.
   KEYS: lane, dlv, due_deliver, pairs, dead_index, leases, waiting, sub, attempts_log, usage
   ARGV: event_id, now, pair, run_id, attempts, code, token, attempt record, attempts kept,
-        usage ttl, go on ('1'/'0'), lease seconds, sub_id, the worker's sub `updated_at`,
+        usage ttl + a day, go on ('1'/'0'), lease seconds, sub_id, the worker's sub `updated_at`,
         '1' when the worker saw a failure streak on the sub (`failing_since`, then ended here)
   Returns 0 when the lease was lost or the head is another event; 1 when the lane was let go;
   or {next event id, body|false, attempts|false, {sub field, value...}} when the lease is kept
@@ -19,9 +19,13 @@
 
 redis.call('LPUSH', KEYS[9], ARGV[8])
 redis.call('LTRIM', KEYS[9], 0, tonumber(ARGV[9]) - 1)
+-- The day's counters get their expiry when this script makes them (ARGV[10] is the usage ttl
+-- plus a day, so they outlive their last write of the day by the ttl, as usage.commands'
+-- refreshed expiry does); every other writer sets one too, so the key never lives without.
 redis.call('HINCRBY', KEYS[10], 'deliveries', 1)
-redis.call('HINCRBY', KEYS[10], 'delivered', 1)
-redis.call('EXPIRE', KEYS[10], tonumber(ARGV[10]))
+if redis.call('HINCRBY', KEYS[10], 'delivered', 1) == 1 then
+  redis.call('EXPIRE', KEYS[10], tonumber(ARGV[10]))
+end
 if ARGV[15] == '1' then redis.call('HDEL', KEYS[8], 'failing_since') end
 if not pop_head(KEYS[1], KEYS[2], KEYS[5], KEYS[6], ARGV[3], ARGV[7], ARGV[1], ARGV[2],
     ARGV[4], 'succeeded', ARGV[5], ARGV[6], '', '0') then

@@ -19,8 +19,13 @@
 local function pop_head(lane, dlv, dead_index, leases, pair, token, event_id, now, run_id, state,
     attempts, code, err, dead)
   if not lease_held(leases, pair, token) then return false end
-  if redis.call('LINDEX', lane, 0) ~= event_id then return false end
-  redis.call('LPOP', lane)
+  -- Popped, then put back if it was another event (rare: a late finisher), one call less
+  -- than reading the head first on every delivery.
+  local head = redis.call('LPOP', lane)
+  if head ~= event_id then
+    if head then redis.call('LPUSH', lane, head) end
+    return false
+  end
   ds_set(dlv, run_id, state)
   redis.call('HSET', dlv, 'state', state, 'attempts', attempts, 'last_code', code,
     'last_error', err, 'updated_at', now, 'next_at', '')
