@@ -88,6 +88,13 @@ async def ok(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def headers(request: Request) -> Response:
+    response = Response(b"ok", status_code=429, headers={"Retry-After": "7"})
+    response.headers.append("X-Twice", "a")
+    response.headers.append("x-twice", "b")
+    return response
+
+
 async def redirect(request: Request) -> Response:
     return RedirectResponse("/ok", status_code=302)
 
@@ -132,6 +139,7 @@ def build_app() -> Any:
         routes=[
             Route("/ok", ok, methods=["POST", "GET"]),
             Route("/redirect", redirect, methods=["POST"]),
+            Route("/headers", headers, methods=["POST"]),
             Route("/big", big, methods=["POST", "GET"]),
             Route("/forever", forever, methods=["POST"]),
             Route("/small", small, methods=["POST"]),
@@ -285,6 +293,24 @@ async def test_request_capped_keeps_the_first_limit_bytes(base_url: str) -> None
         assert again.status_code == 204
 
 
+async def test_an_answers_headers_read_as_httpx_gives_them(base_url: str) -> None:
+    """Names lower-cased, looked up in any case, a repeated header's values joined: as the
+    httpx path reads them, though they are not copied into a dict per answer any more."""
+    async with make_client(timeout=10, allow_private=True) as client:
+        status, excerpt, got = await request_capped(
+            client, "POST", f"{base_url}/headers", b"{}", {}
+        )
+        plain = await client.post(f"{base_url}/headers", content=b"{}")
+    assert (status, excerpt) == (429, b"ok")
+    assert got["retry-after"] == got["Retry-After"] == "7"
+    assert got["x-twice"] == "a, b" == plain.headers["x-twice"]
+    assert got.get("absent") is None and "absent" not in got
+    assert set(got) == set(plain.headers.keys()) and len(got) == len(set(got))
+    assert dict(got) == {k: plain.headers[k] for k in plain.headers.keys() if k != "date"} | {
+        "date": got["date"]
+    }
+
+
 async def test_request_capped_reads_at_most_limit(base_url: str) -> None:
     """A receiver that streams for ever: only a client that stops at the cap and hangs up gets an
     answer at all (one that reads on runs into its time budget), and the receiver, which counts
@@ -409,3 +435,16 @@ async def test_vendor_that_hangs_is_a_transient_timeout(base_url: str) -> None:
         with pytest.raises(vendor.Transient, match="timed out"):
             await vendor.send(client, "POST", f"{base_url}/hang", headers={}, json={})
     assert time.monotonic() - started < 5
+
+
+def test_a_socket_timeout_that_cannot_fire_first_is_left_out() -> None:
+    """aiohttp re-arms its read timer on every chunk; one no shorter than the total budget
+    would never be the one to fire."""
+    from relay.delivery.http_client import _client_timeout
+
+    same = _client_timeout(15.0, 15.0, 15.0, 15.0)
+    assert (same.total, same.sock_connect, same.sock_read, same.connect) == (15.0, None, None, None)
+    shorter = _client_timeout(30.0, 5.0, 10.0, 40.0)
+    assert (shorter.sock_connect, shorter.sock_read, shorter.connect) == (5.0, 10.0, None)
+    unbounded = _client_timeout(None, 5.0, 10.0, 5.0)
+    assert (unbounded.sock_connect, unbounded.sock_read, unbounded.connect) == (5.0, 10.0, 5.0)

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import socket
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from functools import lru_cache
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import cast
@@ -31,6 +31,7 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
+from multidict import CIMultiDictProxy
 
 from relay.delivery.dns import BoundedResolver
 from relay.delivery.ssrf import is_forbidden_hostname, is_forbidden_ip, parse_ip
@@ -153,8 +154,16 @@ def _client_timeout(
     total: float | None, connect: float | None, read: float | None, pool: float | None
 ) -> aiohttp.ClientTimeout:
     """aiohttp's timeouts for httpx's and the exchange's budget (immutable, so one object per
-    client's settings and budget)."""
-    return aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read, connect=pool)
+    client's settings and budget). A socket timeout no shorter than the total budget could
+    never fire first, so it is left out: aiohttp re-arms the read timer on every read of the
+    answer, a timer handle made and cancelled per chunk for nothing."""
+
+    def within(limit: float | None) -> float | None:
+        return None if limit is not None and total is not None and limit >= total else limit
+
+    return aiohttp.ClientTimeout(
+        total=total, sock_connect=within(connect), sock_read=within(read), connect=within(pool)
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -268,6 +277,30 @@ def _client_headers(client: httpx.AsyncClient) -> dict[str, str]:
     return kept[1]
 
 
+class AnswerHeaders(Mapping[str, str]):
+    """An answer's headers as a plain mapping: names lower-cased, a repeated header's values
+    joined with ", " (as httpx gives them). Read only where asked (a retry-after, mostly), not
+    copied into a dict on every answer, which cost more than the reads of it do."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: CIMultiDictProxy[str]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> str:
+        values = self._raw.getall(name)
+        return values[0] if len(values) == 1 else ", ".join(values)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.lower() for name in self._raw))
+
+    def __len__(self) -> int:
+        return len({name.lower() for name in self._raw})
+
+    def __repr__(self) -> str:
+        return f"AnswerHeaders({dict(self)!r})"
+
+
 async def request_capped(
     client: httpx.AsyncClient,
     method: str,
@@ -277,7 +310,7 @@ async def request_capped(
     limit: int = 4096,
     *,
     total_timeout: float | None = None,
-) -> tuple[int, bytes, dict[str, str]]:
+) -> tuple[int, bytes, Mapping[str, str]]:
     """One request that keeps at most `limit` bytes of the answer.
 
     A receiver's body is never trusted to be small: reading stops at `limit`, and closing an
@@ -323,7 +356,7 @@ async def _exchange_aiohttp(
     headers: Mapping[str, str],
     limit: int,
     total_timeout: float | None,
-) -> tuple[int, bytes, dict[str, str]]:
+) -> tuple[int, bytes, Mapping[str, str]]:
     """`request_capped` straight on the client's aiohttp session: the same guard, timeouts,
     caps, error classes and headers, without building httpx Request/Response objects per
     request (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py
@@ -364,18 +397,14 @@ async def _exchange_aiohttp(
             timeout=_client_timeout(budget, timeout.connect, timeout.read, timeout.pool),
         ) as response:
             excerpt = bytearray()
-            if limit > 0:
+            if limit > 0 and not response.content.at_eof():  # (a 204's is, at once)
                 async for chunk in response.content.iter_chunked(16 * 1024):
                     excerpt += chunk[: limit - len(excerpt)]
                     if len(excerpt) >= limit:
                         break
             if not response.content.at_eof():
                 response.close()  # an unread rest is dropped with its connection
-            answer: dict[str, str] = {}
-            for name, value in response.headers.items():
-                key = name.lower()
-                answer[key] = f"{answer[key]}, {value}" if key in answer else value
-            return response.status, bytes(excerpt), answer
+            return response.status, bytes(excerpt), AnswerHeaders(response.headers)
     except Exception as exc:
         mapped = _remap(exc, httpx.Request(method, target))
         if mapped is None:

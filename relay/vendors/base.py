@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -37,7 +38,7 @@ class Answer:
 
     status_code: int
     content: bytes
-    headers: dict[str, str]
+    headers: Mapping[str, str]
 
 
 @dataclass(frozen=True)
