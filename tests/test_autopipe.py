@@ -102,3 +102,56 @@ async def test_redis_gone_fails_every_waiting_caller_fast() -> None:
         await r.aclose()
     assert len(outcomes) == 20
     assert all(isinstance(o, RedisConnectionError) for o in outcomes)
+
+
+async def test_an_own_connection_carries_the_round_trips_and_closes_with_the_pipeline(
+    ar: aioredis.Redis,
+) -> None:
+    pipe = AutoPipeline(ar, own_connection=True)
+    name = "ap-own"
+
+    async def job(i: int) -> list[object]:
+        return await pipe.execute(("SET", f"ap:own:{i}", i), ("GET", f"ap:own:{i}"))
+
+    await pipe.execute(("CLIENT", "SETNAME", name))
+    pooled = _connections(ar)
+    results = await asyncio.gather(*(job(i) for i in range(100)))
+    assert results == [[True, str(i)] for i in range(100)]
+    assert _connections(ar) == pooled  # none more of the pool's was needed
+    assert name in await ar.execute_command("CLIENT", "LIST")
+    await pipe.aclose()
+    assert name not in await ar.execute_command("CLIENT", "LIST")
+
+
+async def test_an_own_connection_closed_while_idle_is_made_again(
+    ar: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.store import autopipe
+
+    monkeypatch.setattr(autopipe, "IDLE_CHECK", 0.0)
+    pipe = AutoPipeline(ar, own_connection=True)
+    await pipe.execute(("CLIENT", "SETNAME", "ap-idle"))
+    assert await ar.execute_command("CLIENT", "KILL", "SKIPME", "yes", "USER", "default") >= 1
+    await asyncio.sleep(0.05)  # the server's close has reached the socket
+    assert await pipe.execute(("SET", "ap:idle", "1"), ("GET", "ap:idle")) == [True, "1"]
+    await pipe.aclose()
+
+
+async def test_redis_gone_fails_every_waiting_caller_of_an_own_connection_fast() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+    pipe = AutoPipeline(r, own_connection=True)
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(pipe.execute(("GET", f"ap:{i}")) for i in range(20)), return_exceptions=True
+            ),
+            timeout=10,
+        )
+    finally:
+        await pipe.aclose()
+        await r.aclose()
+    assert len(outcomes) == 20
+    assert all(isinstance(o, RedisConnectionError) for o in outcomes)

@@ -31,6 +31,7 @@ class Context:
     async def aclose(self) -> None:
         await self.vendor_http.aclose()
         await self.deliver_http.aclose()
+        await self.pipe.aclose()
 
 
 def build_context(r: aioredis.Redis, settings: Settings) -> Context:
@@ -51,5 +52,5 @@ def build_context(r: aioredis.Redis, settings: Settings) -> Context:
             dns_threads=settings.dns_threads,
             dns_timeout=settings.dns_timeout,
         ),
-        pipe=AutoPipeline(r),
+        pipe=AutoPipeline(r, own_connection=True),
     )

@@ -71,12 +71,13 @@ def create_app(settings: Settings, redis: aioredis.Redis | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         owned = redis is None
         app.state.redis = redis or connect(settings.require_redis_url("api"))
-        app.state.pipe = AutoPipeline(app.state.redis)
+        app.state.pipe = AutoPipeline(app.state.redis, own_connection=True)
         await warn_if_evicting(app.state.redis, "api")
         try:
             yield
         finally:
             await pull_routes.close(app.state)
+            await app.state.pipe.aclose()
             if owned:
                 await app.state.redis.aclose()
 
