@@ -72,7 +72,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         _count(run["provider"], "window_expired")
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
-    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
+    provider = await connections.provider_for(ctx, run["tenant"], run["provider"], ctx.vendors)
     wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
     if wait:
         _count(provider.name, "budget_deferred")

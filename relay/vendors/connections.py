@@ -8,7 +8,12 @@ put or rotated applies to the runs already in flight), and the metering of those
 - else no key: the call is refused before it leaves, as the vendor's 401 would be.
 
 Workers call `provider_for` where they used `ctx.providers[name]` and reach the vendor only
-through the `TenantVendor` it returns (composition: the vendor's client is not changed)."""
+through the `TenantVendor` it returns (composition: the vendor's client is not changed). The poll
+job passes its worker's `VendorCache` (relay/vendors/vendor_cache.py): a connection changed
+through the API then applies to runs in flight within its TTL (1 s) instead of at their next
+poll, and a poll the vendor refuses (401/403, or 404: the run may be another account's) drops the
+pair's entry so the next poll reads the connection again. Starts and watches read it every
+time (a start charges the account it is sent with)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from relay.secret_box import unseal
 from relay.store import keys
 from relay.store.autopipe import AutoPipeline
 from relay.tenancy import usage
-from relay.vendors.base import Observed, Provider, RunsPage, Started
+from relay.vendors.base import NotFound, Observed, Provider, RunsPage, Started, Unauthorized
+from relay.vendors.vendor_cache import VendorCache
 
 SEALED = "sealed"
 T = TypeVar("T")
@@ -47,13 +53,20 @@ class TenantVendor:
     scoped to the tenant). The workers call the vendor only through it."""
 
     def __init__(
-        self, provider: Provider, tenant: str, pipe: AutoPipeline, days: int, scope: bool
+        self,
+        provider: Provider,
+        tenant: str,
+        pipe: AutoPipeline,
+        days: int,
+        scope: bool,
+        cache: VendorCache[TenantVendor] | None = None,
     ) -> None:
         self.provider = provider
         self.tenant = tenant
         self._pipe = pipe
         self._days = days
         self._scope_idempotency = scope
+        self._cache = cache
 
     @property
     def name(self) -> str:
@@ -81,7 +94,9 @@ class TenantVendor:
         counting = asyncio.ensure_future(self._count(vendor_requests=1))
         try:
             result = await call
-        except Exception:
+        except Exception as exc:
+            if self._cache is not None and isinstance(exc, Unauthorized | NotFound):
+                self._cache.forget(self.tenant, self.name)  # maybe the key: read it again
             await counting  # the request was made (a vendor error is an answer): it counts
             raise
         except BaseException:
@@ -114,8 +129,13 @@ class TenantVendor:
         return await self._counted(self.provider.list_runs(client, agent_id, offset, limit))
 
 
-async def provider_for(ctx: HasVendors, tenant: str, name: str) -> TenantVendor:
-    """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined)."""
+async def provider_for(
+    ctx: HasVendors, tenant: str, name: str, cache: VendorCache[TenantVendor] | None = None
+) -> TenantVendor:
+    """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined); with
+    `cache`, the one read less than its TTL ago when there is one."""
+    if cache is not None and (held := cache.get(tenant, name)) is not None:
+        return held
     base = ctx.providers[name]
     (sealed,) = await ctx.pipe.execute(("HGET", keys.connection(tenant, name), SEALED))
     if sealed:
@@ -124,4 +144,7 @@ async def provider_for(ctx: HasVendors, tenant: str, name: str) -> TenantVendor:
         client = base
     else:
         client = base.with_key(None)
-    return TenantVendor(client, tenant, ctx.pipe, ctx.settings.usage_days, not sealed)
+    vendor = TenantVendor(client, tenant, ctx.pipe, ctx.settings.usage_days, not sealed, cache)
+    if cache is not None:
+        cache.put(tenant, name, vendor)
+    return vendor
