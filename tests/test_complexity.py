@@ -303,6 +303,44 @@ def test_claiming_does_not_walk_the_schedule(server: ValkeyServer, r: redis.Redi
     flat(claim_at(SMALL), claim_at(LARGE))
 
 
+def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    """lua/poll_slot.lua: the lease check, the slot and the counts of one poll, with `n` runs
+    held and `n` reservations of another tenant on the same line (the swap looks at one)."""
+    line = keys.budget("citedy")
+
+    def at(n: int) -> int:
+        r.flushall()
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.hset(keys.run(f"run_{i}"), mapping={"id": f"run_{i}", "tenant": "t"})
+            pipe.hset(keys.leases(keys.DUE_POLL), f"run_{i}", "tok")
+        pipe.zadd(f"{line}:held:big", {f"run_b{i}": 4e9 + i for i in range(n)})
+        pipe.zadd(f"{line}:tenants", {"big": n})
+        pipe.set(line, "4000000000")  # the next free slot far off: this call must reserve
+        pipe.execute()
+
+        async def call(client: aioredis.Redis) -> None:
+            wait = await bind(client).poll_slot(
+                keys=[
+                    keys.leases(keys.DUE_POLL),
+                    keys.run("run_1"),
+                    keys.DUE_POLL,
+                    line,
+                    f"{line}:held:t",
+                    f"{line}:tenants",
+                    keys.usage("t", "20260101"),
+                ],
+                args=["run_1", "tok", "polls", 0.001, 1.0, "t", f"{line}:held:", 86400],
+            )
+            assert float(wait) < 0  # reserved (swapped with the big tenant's first), not counted
+
+        return cost(server, r, call)
+
+    flat(at(SMALL), at(LARGE))
+
+
 def test_sweeping_or_erasing_one_run_does_not_depend_on_the_others(
     server: ValkeyServer, r: redis.Redis
 ) -> None:

@@ -73,16 +73,27 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"], ctx.vendors)
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
+    # The slot, the lease check and the poll's counts (on the run, in the tenant's usage) in one
+    # script: None when the run was stopped or taken over meanwhile (nothing more to write).
+    wait = await budget.acquire_held(
+        ctx.pipe,
+        provider.credential,
+        s.vendor_rate,
+        lease,
+        run["tenant"],
+        record_key=keys.run(run_id),
+        field="polls",
+        usage=provider.usage,
+    )
+    if wait is None:
+        return
     if wait:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
         return
-    if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
-        return  # stopped or taken over meanwhile: nothing more to write
     try:
         seen = await provider.fetch(
-            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
+            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"], counted=True
         )
     except RateLimited as exc:
         _count(provider.name, "rate_limited")

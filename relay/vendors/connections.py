@@ -85,24 +85,34 @@ class TenantVendor:
     def follows(self, previous: str, status: str) -> bool:
         return self.provider.follows(previous, status)
 
+    @property
+    def usage(self) -> tuple[str, int]:
+        """The tenant's usage counters of today and their ttl, for a script that counts a request
+        in the same step as its own writes (relay/store/lua/poll_slot.lua)."""
+        return usage.key(self.tenant), usage.ttl(self._days)
+
     async def _count(self, **counts: int) -> None:
         await self._pipe.execute(*usage.commands(self.tenant, counts, self._days))
 
-    async def _counted(self, call: Awaitable[T]) -> T:
+    async def _counted(self, call: Awaitable[T], counted: bool = False) -> T:
         """`call` (one vendor request) with the request counted beside it: the count's round
-        trip overlaps the vendor's answer instead of adding to it."""
-        counting = asyncio.ensure_future(self._count(vendor_requests=1))
+        trip overlaps the vendor's answer instead of adding to it. `counted`: the caller's own
+        script counted it already (a poll, with its slot)."""
+        counting = None if counted else asyncio.ensure_future(self._count(vendor_requests=1))
         try:
             result = await call
         except Exception as exc:
             if self._cache is not None and isinstance(exc, Unauthorized | NotFound):
                 self._cache.forget(self.tenant, self.name)  # maybe the key: read it again
-            await counting  # the request was made (a vendor error is an answer): it counts
+            if counting is not None:
+                await counting  # the request was made (a vendor error is an answer): it counts
             raise
         except BaseException:
-            counting.cancel()  # cancelled (or the process is going): do not wait on Redis
+            if counting is not None:
+                counting.cancel()  # cancelled (or the process is going): do not wait on Redis
             raise
-        await counting
+        if counting is not None:
+            await counting
         return result
 
     async def start(
@@ -119,9 +129,16 @@ class TenantVendor:
         return started
 
     async def fetch(
-        self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
+        self,
+        client: httpx.AsyncClient,
+        agent_id: str,
+        upstream_run_id: str,
+        *,
+        counted: bool = False,
     ) -> Observed:
-        return await self._counted(self.provider.fetch(client, agent_id, upstream_run_id))
+        return await self._counted(
+            self.provider.fetch(client, agent_id, upstream_run_id), counted
+        )
 
     async def list_runs(
         self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
