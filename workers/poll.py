@@ -12,7 +12,7 @@ from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.metrics import POLLS, TRANSITIONS
-from relay.store import keys, phases, snapshots
+from relay.store import keys, snapshots
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
@@ -184,6 +184,8 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             next_poll=None if terminal else delay,
             observed=True,
             auto=ctx.pipe,
+            # the phase that ended, learned in the same script (for 'ok' and 'dup' only)
+            learn=None if learned is None else (run["status"], learned),
         )
     except RunGone:
         await release(ctx.pipe, lease, None)
@@ -194,9 +196,6 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         # A newer observation was recorded meanwhile (only a job run by hand, beside the claimed
         # chain, can get here): this one changes nothing; the chain goes on.
         await _again(ctx, lease, delay)
-    if learned is not None and outcome in ("ok", "dup"):
-        # After the record: a crash in between loses one sample of an average, nothing more.
-        await phases.learn(ctx.pipe, provider.name, run["status"], learned)
     log.info(
         "transition",
         run_id=run_id,
