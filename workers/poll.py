@@ -12,7 +12,7 @@ from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.metrics import POLLS, TRANSITIONS
-from relay.store import keys, snapshots
+from relay.store import keys, snapshots, subscriptions
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
@@ -73,6 +73,9 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"], ctx.vendors)
+    # The tenant's subscriptions, read in the same round trip as the slot, for the transition
+    # this poll most likely records (relay/delivery/recorder.py `subs_read`).
+    subs_read = subscriptions.read_ids(ctx.pipe, run["tenant"])
     # The slot, the lease check and the poll's counts (on the run, in the tenant's usage) in one
     # script: None when the run was stopped or taken over meanwhile (nothing more to write).
     wait = await budget.acquire_held(
@@ -186,6 +189,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             auto=ctx.pipe,
             # the phase that ended, learned in the same script (for 'ok' and 'dup' only)
             learn=None if learned is None else (run["status"], learned),
+            subs_read=subs_read,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)

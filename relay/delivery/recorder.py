@@ -3,6 +3,7 @@ the run's new state and a queued delivery for every matching subscriber."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -48,6 +49,7 @@ async def record(
     observed: bool = False,
     auto: AutoPipeline | None = None,
     learn: tuple[str, float] | None = None,
+    subs_read: asyncio.Future[list[Any]] | None = None,
 ) -> tuple[str, str]:
     """Returns (outcome, event id): outcome 'ok' for a new event, 'dup' if it already existed
     (the run still moved: its fields and schedule are written), 'old' if a newer observation was
@@ -62,6 +64,10 @@ async def record(
 
     `learn` (the status that ended, its length in seconds): that phase of the run's vendor is
     learned in the same script (relay/store/phases.py), for a new event or a duplicate only.
+    `subs_read`: the tenant's subscription set, its read sent by the caller with a command of its
+    own (relay/store/subscriptions.py `read_ids`; a poll sends it with its slot's script, before
+    the vendor's answer): a subscription made while that request was out is matched from the
+    run's next transition, as one made just after the answer always was. A retry reads it again.
 
     `status_key` is the third value the event id derives from: the vendor status for a status
     change, or the failure type. The sequence is checked and set inside the script, so racing
@@ -94,7 +100,8 @@ async def record(
         if data_extra:
             data.update(data_extra)
         body = events.body(event_type, now, data)
-        subs = await matching_subs(r, run, event_type, status, auto)
+        subs = await matching_subs(r, run, event_type, status, auto, subs_read)
+        subs_read = None
         fields = {**run_fields}
         if event_type == events.STATUS_CHANGED and "snapshot" in fields:
             # Stored once: the run points at this event's body, which holds the same snapshot
