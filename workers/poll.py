@@ -41,8 +41,11 @@ async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> Non
 
 async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     lease = lease or unheld(keys.DUE_POLL, run_id)
-    # Through the auto-pipeline: the reads of the runs claimed together go out together.
-    (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
+    found = lease.run
+    if found is None:
+        # Not read by the claim (a job run by hand): through the auto-pipeline, so the reads of
+        # the runs polled together go out together.
+        (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
     run: dict[str, str] | None = found or None
     if run is None or run.get("state") != TRACKING:
         await release(ctx.pipe, lease, None)

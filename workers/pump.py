@@ -52,6 +52,7 @@ class Pump:
         keep: float = 30 * 86400.0,
         run_key: Callable[[str], str] = lambda member: "",
         on_set_aside: Callable[[Lease, str], Awaitable[None]] | None = None,
+        runs: bool = False,
     ) -> None:
         self.name = name
         self._r = r
@@ -65,6 +66,8 @@ class Pump:
         self._keep = keep
         self._run_key = run_key
         self._on_set_aside = on_set_aside
+        #: Members are run ids: the claim reads each one's run hash for its job (`Lease.run`).
+        self._runs = runs
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -82,7 +85,7 @@ class Pump:
                 continue
             try:
                 members, following, now = await leases.claim_or_next(
-                    self._r, self._due_key, self._lease, min(free, self._batch)
+                    self._r, self._due_key, self._lease, min(free, self._batch), self._runs
                 )
                 if not members:
                     await self._nap(following, now)

@@ -66,6 +66,7 @@ def build_pumps(c: Context) -> list[Pump]:
             lambda lease: poll_run(c, lease.member, lease),
             concurrency=s.poll_concurrency,
             idle=0.05,
+            runs=True,  # the run hash read in the claim (workers/poll.py)
             **common,  # type: ignore[arg-type]
         ),
         Pump(
