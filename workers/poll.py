@@ -11,7 +11,7 @@ import structlog
 from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
-from relay.metrics import POLLS, TRANSITIONS
+from relay.metrics import POLLS, TRANSITIONS, child
 from relay.store import keys, snapshots, subscriptions
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
@@ -61,7 +61,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
 
 def _count(provider: str, outcome: str) -> None:
     """A poll's outcome: counted, and on its span when tracing is on."""
-    POLLS.labels(provider, outcome).inc()
+    child(POLLS, provider, outcome).inc()
     if tracing.ENABLED:
         tracing.note({"relay.poll.outcome": outcome})
 
@@ -198,7 +198,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         await release(ctx.pipe, lease, None)
         return
     if outcome == "ok":
-        TRANSITIONS.labels(provider.name).inc()
+        child(TRANSITIONS, provider.name).inc()
     elif outcome == "old":
         # A newer observation was recorded meanwhile (only a job run by hand, beside the claimed
         # chain, can get here): this one changes nothing; the chain goes on.

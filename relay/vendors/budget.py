@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 
-from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
+from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT, child
 from relay.store import keys, slots
 from relay.store.autopipe import AutoPipeline
 from relay.store.leases import Lease
@@ -81,10 +81,10 @@ async def _answer(credential: str, wait: float) -> float:
     come back after."""
     label = metric_label(credential)
     if wait < 0:
-        BUDGET_DEFERRED.labels(label).inc()
+        child(BUDGET_DEFERRED, label).inc()
         return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD
-    BUDGET_REQUESTS.labels(label).inc()
-    BUDGET_WAIT.labels(label).observe(wait)
+    child(BUDGET_REQUESTS, label).inc()
+    child(BUDGET_WAIT, label).observe(wait)
     if wait > 0:
         await asyncio.sleep(wait)
     return 0.0
