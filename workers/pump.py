@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from relay import metrics
 from relay.store import leases, scripts
+from relay.store.autopipe import AutoPipeline
 from relay.store.leases import Lease
 
 log = structlog.get_logger("relay.pump")
@@ -53,6 +54,7 @@ class Pump:
         run_key: Callable[[str], str] = lambda member: "",
         on_set_aside: Callable[[Lease, str], Awaitable[None]] | None = None,
         runs: bool = False,
+        pipe: AutoPipeline | None = None,
     ) -> None:
         self.name = name
         self._r = r
@@ -68,6 +70,8 @@ class Pump:
         self._on_set_aside = on_set_aside
         #: Members are run ids: the claim reads each one's run hash for its job (`Lease.run`).
         self._runs = runs
+        #: Claims through the worker's auto-pipeline, with the jobs' commands of the same turn.
+        self._pipe = pipe
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -85,7 +89,12 @@ class Pump:
                 continue
             try:
                 members, following, now = await leases.claim_or_next(
-                    self._r, self._due_key, self._lease, min(free, self._batch), self._runs
+                    self._r,
+                    self._due_key,
+                    self._lease,
+                    min(free, self._batch),
+                    self._runs,
+                    self._pipe,
                 )
                 if not members:
                     await self._nap(following, now)

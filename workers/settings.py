@@ -67,6 +67,7 @@ def build_pumps(c: Context) -> list[Pump]:
             concurrency=s.poll_concurrency,
             idle=0.05,
             runs=True,  # the run hash read in the claim (workers/poll.py)
+            pipe=c.pipe,  # claims go out with the polls' own commands
             **common,  # type: ignore[arg-type]
         ),
         Pump(

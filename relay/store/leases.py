@@ -41,14 +41,24 @@ async def claim(r: aioredis.Redis, due: str, lease_seconds: float, limit: int) -
 
 
 async def claim_or_next(
-    r: aioredis.Redis, due: str, lease_seconds: float, limit: int, runs: bool = False
+    r: aioredis.Redis,
+    due: str,
+    lease_seconds: float,
+    limit: int,
+    runs: bool = False,
+    pipe: AutoPipeline | None = None,
 ) -> tuple[list[Lease], float | None, float]:
     """Up to `limit` due members under a lease; when none was due, also when the next one is
     (None: the set is empty), and the server time of the claim, for the pump's nap. With `runs`
-    (members are run ids), each lease carries its run hash as read in the claim (`Lease.run`)."""
-    raw = await bind(r).claim(
-        keys=[due, keys.leases(due)], args=[lease_seconds, limit, "1" if runs else ""]
-    )
+    (members are run ids), each lease carries its run hash as read in the claim (`Lease.run`).
+    With `pipe`, the claim goes out with the jobs' commands of the same turn (bench/polling.py:
+    a claim a poll, at a few hundred polls a second, was a pooled round trip of its own)."""
+    script_keys = [due, keys.leases(due)]
+    args = [lease_seconds, limit, "1" if runs else ""]
+    if pipe is not None:
+        raw = await run_script(pipe, bind(pipe.redis).claim, script_keys, args)
+    else:
+        raw = await bind(r).claim(keys=script_keys, args=args)
     at = float(raw[0])
     following = float(raw[1]) if raw[1] else None
     rest = raw[2:]
