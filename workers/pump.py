@@ -55,6 +55,7 @@ class Pump:
         on_set_aside: Callable[[Lease, str], Awaitable[None]] | None = None,
         runs: bool = False,
         pipe: AutoPipeline | None = None,
+        gather: float = 0.0,
     ) -> None:
         self.name = name
         self._r = r
@@ -72,6 +73,9 @@ class Pump:
         self._runs = runs
         #: Claims through the worker's auto-pipeline, with the jobs' commands of the same turn.
         self._pipe = pipe
+        #: After a claim that took fewer than it could, wait this long before the next, so the
+        #: members falling due meanwhile are claimed (and their jobs run) together.
+        self._gather = gather
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -107,6 +111,8 @@ class Pump:
                 task = asyncio.create_task(self._run_one(member))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+            if self._gather and len(members) < min(free, self._batch):
+                await asyncio.sleep(self._gather)
 
     async def _nap(self, following: float | None, now: float) -> None:
         """Nothing is due: sleep until the next member is (server time), at most NAP, unless a
