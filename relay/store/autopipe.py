@@ -40,7 +40,7 @@ class AutoPipeline:
         """Send `commands` with whatever else is queued this turn; one result per command.
         As in redis-py's pipelines, a failed command raises, or with `raise_on_error=False`
         gives its exception in place; a failure of the whole round trip always raises."""
-        results = await self.submit(*commands)
+        results = await self._enqueue(commands)
         if raise_on_error:
             for result in results:
                 if isinstance(result, Exception):
@@ -52,9 +52,13 @@ class AutoPipeline:
         exception in its place) without waiting: a job that will need a read later sends it in
         the same round trip as the command it awaits next. A future nobody awaits (the job ended
         first) is let go quietly."""
+        future = self._enqueue(commands)
+        future.add_done_callback(_retrieved)
+        return future
+
+    def _enqueue(self, commands: tuple[Command, ...]) -> asyncio.Future[list[Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        future.add_done_callback(_retrieved)
         self._queue.append((commands, future))
         self._queued += len(commands)
         if self._queued >= self._max:
