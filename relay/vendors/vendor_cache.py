@@ -6,9 +6,9 @@ vendor request).
 An entry is kept TTL seconds from its read, so a connection put, rotated or deleted applies to
 the runs in flight within TTL, not at their very next call: a call made meanwhile uses the key
 read before (as a call already in flight does without the copy). A call the vendor refuses for
-its credentials (401/403) drops the pair's entry (`forget`), so the call after it reads the
-connection again whatever the TTL. Bounded: at most MAX_ENTRIES pairs, expired ones dropped
-first, then the oldest."""
+its credentials (401/403), or answers 404 (the run may be another account's), drops the pair's
+entry (`forget`), so the call after it reads the connection again whatever the TTL. Bounded:
+at most MAX_ENTRIES pairs, expired ones dropped first, then the oldest."""
 
 from __future__ import annotations
 
