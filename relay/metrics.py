@@ -180,10 +180,10 @@ def observe_delivery(
 ) -> None:
     """Everything the deliver job reports about one attempt; in-process only."""
     cls = status_class(code)
-    _child(DELIVERIES, outcome, cls).inc()
-    _child(DELIVERY_LATENCY, cls).observe(latency_s)
+    child(DELIVERIES, outcome, cls).inc()
+    child(DELIVERY_LATENCY, cls).observe(latency_s)
     if outcome in ("succeeded", "dead"):
-        _child(DELIVERY_ATTEMPTS, outcome).observe(attempt)
+        child(DELIVERY_ATTEMPTS, outcome).observe(attempt)
     if outcome == "dead":
         DEAD_LETTERED.inc()
     if outcome == "succeeded" and created_at is not None:
@@ -193,10 +193,10 @@ def observe_delivery(
 _CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
 
 
-def _child(metric: Any, *labels: str) -> Any:
-    """`metric.labels(*labels)`, kept: every delivery reports under the same few label sets,
-    and prometheus_client's `labels()` validates and locks on each call (bounded: the label
-    values are outcomes and status classes, a fixed handful)."""
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept: every delivery and poll reports under the same few label
+    sets, and prometheus_client's `labels()` validates and locks on each call (bounded: the label
+    values are outcomes, status classes, providers and budget labels, a fixed handful)."""
     key = (metric, labels)
     child = _CHILDREN.get(key)
     if child is None:

@@ -85,12 +85,13 @@ async def test_a_cancelled_caller_does_not_disturb_the_batch(ar: aioredis.Redis)
         await doomed
 
 
-async def test_redis_gone_fails_every_waiting_caller_fast() -> None:
+@pytest.mark.parametrize("own", [False, True], ids=["pooled", "own connection"])
+async def test_redis_gone_fails_every_waiting_caller_fast(own: bool) -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-    pipe = AutoPipeline(r)
+    pipe = AutoPipeline(r, own_connection=own)
     try:
         outcomes = await asyncio.wait_for(
             asyncio.gather(
@@ -99,6 +100,7 @@ async def test_redis_gone_fails_every_waiting_caller_fast() -> None:
             timeout=10,
         )
     finally:
+        await pipe.aclose()
         await r.aclose()
     assert len(outcomes) == 20
     assert all(isinstance(o, RedisConnectionError) for o in outcomes)
@@ -136,22 +138,3 @@ async def test_an_own_connection_closed_while_idle_is_made_again(
     assert await pipe.execute(("SET", "ap:idle", "1"), ("GET", "ap:idle")) == [True, "1"]
     await pipe.aclose()
 
-
-async def test_redis_gone_fails_every_waiting_caller_of_an_own_connection_fast() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    r = aioredis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
-    pipe = AutoPipeline(r, own_connection=True)
-    try:
-        outcomes = await asyncio.wait_for(
-            asyncio.gather(
-                *(pipe.execute(("GET", f"ap:{i}")) for i in range(20)), return_exceptions=True
-            ),
-            timeout=10,
-        )
-    finally:
-        await pipe.aclose()
-        await r.aclose()
-    assert len(outcomes) == 20
-    assert all(isinstance(o, RedisConnectionError) for o in outcomes)

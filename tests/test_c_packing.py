@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 from redis.utils import HIREDIS_AVAILABLE
@@ -70,3 +71,32 @@ async def test_values_arrive_intact(valkey: ValkeyServer, rdb: redis.Redis) -> N
     finally:
         rdb.delete("cpack:one", "cpack:hash")
         await client.aclose()
+
+
+async def test_replies_already_buffered_read_as_redis_py_reads_them(valkey: ValkeyServer) -> None:
+    """The read side (relay/store/connection.py `read_response`): a pipeline's replies taken
+    from the buffer without a timeout each come out as redis-py's own path gives them: the
+    response callbacks applied, an error reply in its place, the replies after it intact."""
+    client = connect(valkey.connection_url + "/0")
+    plain = aioredis.Redis.from_url(valkey.connection_url + "/0", decode_responses=True)
+    try:
+        await client.delete("cpack:h", "cpack:s")
+        await client.hset("cpack:h", mapping={f"f{i}": "é" * i for i in range(30)})
+        await client.set("cpack:s", "text")
+
+        async def replies(r: aioredis.Redis) -> list[object]:
+            pipe = r.pipeline(transaction=False)
+            pipe.hgetall("cpack:h")
+            pipe.incr("cpack:s")  # an error reply in the middle
+            pipe.get("cpack:s")
+            pipe.exists("cpack:h", "cpack:none")
+            pipe.hget("cpack:h", "f3")
+            out: list[object] = await pipe.execute(raise_on_error=False)
+            return [type(x).__name__ if isinstance(x, Exception) else x for x in out]
+
+        assert await replies(client) == await replies(plain)
+        assert (await replies(client))[1] == "ResponseError"
+        assert await client.get("cpack:s") == "text"  # the connection is still in step
+    finally:
+        await client.aclose()
+        await plain.aclose()

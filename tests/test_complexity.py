@@ -303,6 +303,72 @@ def test_claiming_does_not_walk_the_schedule(server: ValkeyServer, r: redis.Redi
     flat(claim_at(SMALL), claim_at(LARGE))
 
 
+def test_a_poll_claim_reads_each_claimed_run_and_only_those(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    """The poll pump's claim returns each claimed member's run hash (an empty one for a run that
+    is gone): one HGETALL per member claimed, whatever the schedule and the store hold."""
+
+    def claim_at(n: int) -> int:
+        r.flushall()
+        r.zadd(keys.DUE_POLL, {f"run_{i}": 4e9 + i for i in range(n)})
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.hset(keys.run(f"run_{i}"), mapping={"id": f"run_{i}", "tenant": "t"})
+        pipe.execute()
+        _run(r, "run_due", status="queued")
+        r.zadd(keys.DUE_POLL, {"run_due": 0, "run_gone": 0})
+
+        async def call(client: aioredis.Redis) -> None:
+            held, _, _ = await claim_or_next(client, keys.DUE_POLL, 30, 100, runs=True)
+            got = {h.member: h.run for h in held}
+            assert got["run_gone"] == {}
+            assert got["run_due"] is not None and got["run_due"]["status"] == "queued"
+            assert got["run_due"]["tenant"] == "t"
+
+        return cost(server, r, call)
+
+    flat(claim_at(SMALL), claim_at(LARGE))
+
+
+def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
+    server: ValkeyServer, r: redis.Redis
+) -> None:
+    """lua/poll_slot.lua: the lease check, the slot and the counts of one poll, with `n` runs
+    held and `n` reservations of another tenant on the same line (the swap looks at one)."""
+    line = keys.budget("citedy")
+
+    def at(n: int) -> int:
+        r.flushall()
+        pipe = r.pipeline(transaction=False)
+        for i in range(n):
+            pipe.hset(keys.run(f"run_{i}"), mapping={"id": f"run_{i}", "tenant": "t"})
+            pipe.hset(keys.leases(keys.DUE_POLL), f"run_{i}", "tok")
+        pipe.zadd(f"{line}:held:big", {f"run_b{i}": 4e9 + i for i in range(n)})
+        pipe.zadd(f"{line}:tenants", {"big": n})
+        pipe.set(line, "4000000000")  # the next free slot far off: this call must reserve
+        pipe.execute()
+
+        async def call(client: aioredis.Redis) -> None:
+            wait = await bind(client).poll_slot(
+                keys=[
+                    keys.leases(keys.DUE_POLL),
+                    keys.run("run_1"),
+                    keys.DUE_POLL,
+                    line,
+                    f"{line}:held:t",
+                    f"{line}:tenants",
+                    keys.usage("t", "20260101"),
+                ],
+                args=["run_1", "tok", "polls", 0.001, 1.0, "t", f"{line}:held:", 86400],
+            )
+            assert float(wait) < 0  # reserved (swapped with the big tenant's first), not counted
+
+        return cost(server, r, call)
+
+    flat(at(SMALL), at(LARGE))
+
+
 def test_sweeping_or_erasing_one_run_does_not_depend_on_the_others(
     server: ValkeyServer, r: redis.Redis
 ) -> None:

@@ -131,6 +131,34 @@ def test_a_body_change_that_disagrees_with_the_schema_fails() -> None:
         events.body(events.TRACKING_FAILED, 1.7e9, {"run": part, "error": {"message": "m"}})
 
 
+def test_a_status_body_is_the_json_the_model_itself_writes() -> None:
+    """events.body writes a status change with orjson after a strict validation: the very text
+    the model's own writer gives, for a plain run, an agent's run, and a vendor snapshot holding
+    unicode, escapes, floats, big numbers and nesting."""
+    upstream = {
+        **CITEDY_RUN,
+        "note": "é✓ \u2028 \"quoted\" \n\t\u0000 𝄞",
+        "floats": [0.1, 1e20, 1e-7, -0.0, 1764942000.123456, 3.0],
+        "ints": [0, -5, 2**63 - 1],
+        "nested": {"a": [{"b": None, "c": True}], "": {}},
+    }
+    for run in (_run(), _run("autoposting", agent_id="agt_1", upstream_run_id="ap_1")):
+        part = events.run_part(run, status="done", previous="queued", terminal=True, sequence=3)
+        data = {"run": part, "upstream": upstream}
+        envelope = {"type": events.STATUS_CHANGED, "timestamp": events.iso(1.7e9), "data": data}
+        model = events.MODELS[events.STATUS_CHANGED].model_validate(envelope)
+        assert events.body(events.STATUS_CHANGED, 1.7e9, data) == model.model_dump_json()
+    # past orjson's integers: the model's writer, the same text as before
+    big = {"run": part, "upstream": {**upstream, "ints": [2**70]}}
+    assert json.loads(events.body(events.STATUS_CHANGED, 1.7e9, big))["data"]["upstream"][
+        "ints"
+    ] == [2**70]
+    # strict: a value of the wrong type is refused, not coerced
+    wrong = {"run": {**part, "sequence": "3"}, "upstream": {}}
+    with pytest.raises(pydantic.ValidationError):
+        events.body(events.STATUS_CHANGED, 1.7e9, wrong)
+
+
 def test_a_schema_change_that_disagrees_with_the_bodies_fails() -> None:
     body = _status_body("citedy", CITEDY_RUN)
     doc = openapi_document()

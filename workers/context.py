@@ -12,8 +12,10 @@ from relay.config import Settings
 from relay.delivery.http_client import make_client
 from relay.store.autopipe import AutoPipeline
 from relay.vendors.base import Provider
+from relay.vendors.connections import TenantVendor
 from relay.vendors.phase_book import PhaseBook
 from relay.vendors.registry import build_providers
+from relay.vendors.vendor_cache import VendorCache
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Context:
     in_flight: Counter[str] = field(default_factory=Counter)
     #: The learned phase lengths, read every few seconds (relay/vendors/phase_book.py).
     phases: PhaseBook = field(default_factory=PhaseBook)
+    #: The vendor client of each (tenant, vendor) the polls read last (vendor_cache.TTL).
+    vendors: VendorCache[TenantVendor] = field(default_factory=VendorCache)
 
     async def aclose(self) -> None:
         await self.vendor_http.aclose()

@@ -11,8 +11,8 @@ import structlog
 from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
-from relay.metrics import POLLS, TRANSITIONS
-from relay.store import keys, phases, snapshots
+from relay.metrics import POLLS, TRANSITIONS, child
+from relay.store import keys, snapshots, subscriptions
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
@@ -41,8 +41,11 @@ async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> Non
 
 async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     lease = lease or unheld(keys.DUE_POLL, run_id)
-    # Through the auto-pipeline: the reads of the runs claimed together go out together.
-    (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
+    found = lease.run
+    if found is None:
+        # Not read by the claim (a job run by hand): through the auto-pipeline, so the reads of
+        # the runs polled together go out together.
+        (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
     run: dict[str, str] | None = found or None
     if run is None or run.get("state") != TRACKING:
         await release(ctx.pipe, lease, None)
@@ -58,7 +61,7 @@ async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> Non
 
 def _count(provider: str, outcome: str) -> None:
     """A poll's outcome: counted, and on its span when tracing is on."""
-    POLLS.labels(provider, outcome).inc()
+    child(POLLS, provider, outcome).inc()
     if tracing.ENABLED:
         tracing.note({"relay.poll.outcome": outcome})
 
@@ -72,17 +75,31 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         _count(run["provider"], "window_expired")
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
-    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
+    provider = await connections.provider_for(ctx, run["tenant"], run["provider"], ctx.vendors)
+    # The tenant's subscriptions, read in the same round trip as the slot, for the transition
+    # this poll most likely records (relay/delivery/recorder.py `subs_read`).
+    subs_read = subscriptions.read_ids(ctx.pipe, run["tenant"])
+    # The slot, the lease check and the poll's counts (on the run, in the tenant's usage) in one
+    # script: None when the run was stopped or taken over meanwhile (nothing more to write).
+    wait = await budget.acquire_held(
+        ctx.pipe,
+        provider.credential,
+        s.vendor_rate,
+        lease,
+        run["tenant"],
+        record_key=keys.run(run_id),
+        field="polls",
+        usage=provider.usage,
+    )
+    if wait is None:
+        return
     if wait:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
         return
-    if await bump(ctx.pipe, lease, keys.run(run_id), "polls") is None:
-        return  # stopped or taken over meanwhile: nothing more to write
     try:
         seen = await provider.fetch(
-            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"]
+            ctx.vendor_http, run.get("agent_id") or "", run["upstream_run_id"], counted=True
         )
     except RateLimited as exc:
         _count(provider.name, "rate_limited")
@@ -173,19 +190,19 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             next_poll=None if terminal else delay,
             observed=True,
             auto=ctx.pipe,
+            # the phase that ended, learned in the same script (for 'ok' and 'dup' only)
+            learn=None if learned is None else (run["status"], learned),
+            subs_read=subs_read,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)
         return
     if outcome == "ok":
-        TRANSITIONS.labels(provider.name).inc()
+        child(TRANSITIONS, provider.name).inc()
     elif outcome == "old":
         # A newer observation was recorded meanwhile (only a job run by hand, beside the claimed
         # chain, can get here): this one changes nothing; the chain goes on.
         await _again(ctx, lease, delay)
-    if learned is not None and outcome in ("ok", "dup"):
-        # After the record: a crash in between loses one sample of an average, nothing more.
-        await phases.learn(ctx.pipe, provider.name, run["status"], learned)
     log.info(
         "transition",
         run_id=run_id,

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from relay import metrics
 from relay.store import leases, scripts
+from relay.store.autopipe import AutoPipeline
 from relay.store.leases import Lease
 
 log = structlog.get_logger("relay.pump")
@@ -52,6 +53,9 @@ class Pump:
         keep: float = 30 * 86400.0,
         run_key: Callable[[str], str] = lambda member: "",
         on_set_aside: Callable[[Lease, str], Awaitable[None]] | None = None,
+        runs: bool = False,
+        pipe: AutoPipeline | None = None,
+        gather: float = 0.0,
     ) -> None:
         self.name = name
         self._r = r
@@ -65,6 +69,13 @@ class Pump:
         self._keep = keep
         self._run_key = run_key
         self._on_set_aside = on_set_aside
+        #: Members are run ids: the claim reads each one's run hash for its job (`Lease.run`).
+        self._runs = runs
+        #: Claims through the worker's auto-pipeline, with the jobs' commands of the same turn.
+        self._pipe = pipe
+        #: After a claim that took fewer than it could, wait this long before the next, so the
+        #: members falling due meanwhile are claimed (and their jobs run) together.
+        self._gather = gather
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -82,7 +93,12 @@ class Pump:
                 continue
             try:
                 members, following, now = await leases.claim_or_next(
-                    self._r, self._due_key, self._lease, min(free, self._batch)
+                    self._r,
+                    self._due_key,
+                    self._lease,
+                    min(free, self._batch),
+                    self._runs,
+                    self._pipe,
                 )
                 if not members:
                     await self._nap(following, now)
@@ -95,6 +111,8 @@ class Pump:
                 task = asyncio.create_task(self._run_one(member))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
+            if self._gather and len(members) < min(free, self._batch):
+                await asyncio.sleep(self._gather)
 
     async def _nap(self, following: float | None, now: float) -> None:
         """Nothing is due: sleep until the next member is (server time), at most NAP, unless a

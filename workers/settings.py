@@ -46,6 +46,14 @@ def _run_key(member: str) -> str:
     return record_key(member)
 
 
+#: The poll pump claims at most every POLL_GATHER seconds while it takes every member due: polls
+#: falling due within it run together, so their Redis commands share round trips and their
+#: answers loop turns (bench/polling.py: worker CPU per vendor request), for at most this much
+#: more detection lag, against a lag of a few hundred milliseconds at least (the vendor's own
+#: answer, the learned aim).
+POLL_GATHER = 0.02
+
+
 def build_pumps(c: Context) -> list[Pump]:
     s = c.settings
     common = {"lease": s.lease_seconds, "poison_after": s.poison_after, "run_key": _run_key}
@@ -66,6 +74,9 @@ def build_pumps(c: Context) -> list[Pump]:
             lambda lease: poll_run(c, lease.member, lease),
             concurrency=s.poll_concurrency,
             idle=0.05,
+            runs=True,  # the run hash read in the claim (workers/poll.py)
+            pipe=c.pipe,  # claims go out with the polls' own commands
+            gather=POLL_GATHER,
             **common,  # type: ignore[arg-type]
         ),
         Pump(

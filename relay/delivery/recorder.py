@@ -3,6 +3,7 @@ the run's new state and a queued delivery for every matching subscriber."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -11,7 +12,7 @@ from relay import tracing
 from relay.config import get_settings
 from relay.delivery import events
 from relay.ids import event_id
-from relay.store import keys, snapshots
+from relay.store import keys, phases, snapshots
 from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
 from relay.store.leases import Lease
@@ -47,6 +48,8 @@ async def record(
     upstream: str | None = None,
     observed: bool = False,
     auto: AutoPipeline | None = None,
+    learn: tuple[str, float] | None = None,
+    subs_read: asyncio.Future[list[Any]] | None = None,
 ) -> tuple[str, str]:
     """Returns (outcome, event id): outcome 'ok' for a new event, 'dup' if it already existed
     (the run still moved: its fields and schedule are written), 'old' if a newer observation was
@@ -59,6 +62,13 @@ async def record(
     and the `upstream` index key pointed at the run. With `observed`, the lease's claim time is
     the observation time: an observation older than the run's last recorded one changes nothing.
 
+    `learn` (the status that ended, its length in seconds): that phase of the run's vendor is
+    learned in the same script (relay/store/phases.py), for a new event or a duplicate only.
+    `subs_read`: the tenant's subscription set, its read sent by the caller with a command of its
+    own (relay/store/subscriptions.py `read_ids`; a poll sends it with its slot's script, before
+    the vendor's answer): a subscription made while that request was out is matched from the
+    run's next transition, as one made just after the answer always was. A retry reads it again.
+
     `status_key` is the third value the event id derives from: the vendor status for a status
     change, or the failure type. The sequence is checked and set inside the script, so racing
     workers serialise: the loser re-reads the run and either finds its event recorded or records
@@ -68,6 +78,11 @@ async def record(
     upstream_id = run.get("upstream_run_id") or run["id"]
     evt = event_id(run["tenant"], run["provider"], upstream_id, status_key)
     started = tracing.now_ns() if tracing.ENABLED else 0
+    phase_key: str
+    phase_args: list[str | float | int]
+    phase_key, phase_args = "", ["", "", "", "", ""]
+    if learn is not None:
+        phase_key, phase_args = phases.learning(run["provider"], *learn)
     for _ in range(8):
         sequence = int(run.get("sequence") or 0) + 1
         previous = run.get("status") or None
@@ -85,7 +100,8 @@ async def record(
         if data_extra:
             data.update(data_extra)
         body = events.body(event_type, now, data)
-        subs = await matching_subs(r, run, event_type, status, auto)
+        subs = await matching_subs(r, run, event_type, status, auto, subs_read)
+        subs_read = None
         fields = {**run_fields}
         if event_type == events.STATUS_CHANGED and "snapshot" in fields:
             # Stored once: the run points at this event's body, which holds the same snapshot
@@ -111,6 +127,7 @@ async def record(
                 keys.DUE_POLL if next_poll is not None else "",
                 upstream or "",
                 keys.tenant_events(run["tenant"]),
+                phase_key,
             ],
             [
                 evt,
@@ -125,6 +142,7 @@ async def record(
                 repr(lease.claimed_at) if lease and observed and lease.claimed_at else "",
                 repr(next_poll) if next_poll is not None else "",
                 run["id"],
+                *phase_args,
                 *pairs,
                 *subs,
                 get_settings().retention,

@@ -67,6 +67,23 @@ class AutoPipeline:
         """Send `commands` with whatever else is queued this turn; one result per command.
         As in redis-py's pipelines, a failed command raises, or with `raise_on_error=False`
         gives its exception in place; a failure of the whole round trip always raises."""
+        results = await self._enqueue(commands)
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return results
+
+    def submit(self, *commands: Command) -> asyncio.Future[list[Any]]:
+        """Queue `commands` now and return the future of their results (each failed command's
+        exception in its place) without waiting: a job that will need a read later sends it in
+        the same round trip as the command it awaits next. A future nobody awaits (the job ended
+        first) is let go quietly."""
+        future = self._enqueue(commands)
+        future.add_done_callback(_retrieved)
+        return future
+
+    def _enqueue(self, commands: tuple[Command, ...]) -> asyncio.Future[list[Any]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((commands, future))
@@ -76,12 +93,7 @@ class AutoPipeline:
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        results = await future
-        if raise_on_error:
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-        return results
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -186,6 +198,13 @@ class AutoPipeline:
             await conn.disconnect(nowait=True)
             raise
         return results
+
+
+def _retrieved(future: asyncio.Future[list[Any]]) -> None:
+    """Mark a failed round trip's error as seen on a submitted future: it is raised to the job
+    that awaits it, and one that never does leaves no "exception was never retrieved" behind."""
+    if not future.cancelled():
+        future.exception()
 
 
 def evalsha(script: AsyncScript, keys: list[str], args: list[Any]) -> Command:

@@ -3,7 +3,7 @@ deadline and token come from Redis (see lua/claim.lua), and the calls that let i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import redis.asyncio as aioredis
@@ -16,13 +16,16 @@ from relay.store.client import bind
 @dataclass(frozen=True)
 class Lease:
     """`token` is empty for a job run by hand (not claimed): the scripts then skip the check.
-    `claimed_at` is the server time of the claim, the observation time of what the job reads."""
+    `claimed_at` is the server time of the claim, the observation time of what the job reads.
+    `run`: the member's run hash as the claim read it (`claim_or_next` with `runs`; empty: the run
+    is gone), None when the claim did not read it."""
 
     due: str
     member: str
     token: str = ""
     claimed_at: float = 0.0
     fails: int = 0
+    run: dict[str, str] | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def leases(self) -> str:
@@ -38,15 +41,35 @@ async def claim(r: aioredis.Redis, due: str, lease_seconds: float, limit: int) -
 
 
 async def claim_or_next(
-    r: aioredis.Redis, due: str, lease_seconds: float, limit: int
+    r: aioredis.Redis,
+    due: str,
+    lease_seconds: float,
+    limit: int,
+    runs: bool = False,
+    pipe: AutoPipeline | None = None,
 ) -> tuple[list[Lease], float | None, float]:
     """Up to `limit` due members under a lease; when none was due, also when the next one is
-    (None: the set is empty), and the server time of the claim, for the pump's nap."""
-    raw = await bind(r).claim(keys=[due, keys.leases(due)], args=[lease_seconds, limit])
+    (None: the set is empty), and the server time of the claim, for the pump's nap. With `runs`
+    (members are run ids), each lease carries its run hash as read in the claim (`Lease.run`).
+    With `pipe`, the claim goes out with the jobs' commands of the same turn (bench/polling.py:
+    a claim a poll, at a few hundred polls a second, was a pooled round trip of its own)."""
+    script_keys = [due, keys.leases(due)]
+    args = [lease_seconds, limit, "1" if runs else ""]
+    if pipe is not None:
+        raw = await run_script(pipe, bind(pipe.redis).claim, script_keys, args)
+    else:
+        raw = await bind(r).claim(keys=script_keys, args=args)
     at = float(raw[0])
     following = float(raw[1]) if raw[1] else None
     rest = raw[2:]
-    held = [Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2])) for i in range(0, len(rest), 3)]
+    if not runs:
+        step = range(0, len(rest), 3)
+        return [Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2])) for i in step], following, at
+    held = []
+    for i in range(0, len(rest), 4):
+        flat = rest[i + 3]
+        run = dict(zip(flat[::2], flat[1::2], strict=True))
+        held.append(Lease(due, rest[i], rest[i + 1], at, int(rest[i + 2]), run))
     return held, following, at
 
 

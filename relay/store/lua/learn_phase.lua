@@ -7,19 +7,10 @@
   last phase learned, so a vendor no longer used leaves nothing behind.
   KEYS: the vendor's phase hash (keys.phases). ARGV: status, seconds, weight (0..1), ttl (s),
   max_statuses.
+  The logic is includes/phase.lua's (shared with lua/record_event.lua).
   Returns 1 if learned, 0 if refused (hash full).
 ]]
-local mean_f, dev_f = 'm:' .. ARGV[1], 'd:' .. ARGV[1]
-local seconds, weight = tonumber(ARGV[2]), tonumber(ARGV[3])
-local known = redis.call('HMGET', KEYS[1], mean_f, dev_f)
-local mean, dev = tonumber(known[1]), tonumber(known[2])
-if mean == nil then
-  if redis.call('HLEN', KEYS[1]) >= 2 * tonumber(ARGV[5]) then return 0 end
-  mean, dev = seconds, seconds / 4
-else
-  dev = dev + weight * (math.abs(seconds - mean) - dev)
-  mean = mean + weight * (seconds - mean)
-end
-redis.call('HSET', KEYS[1], mean_f, tostring(mean), dev_f, tostring(dev))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return 1
+--- @include "phase"
+
+return ph_learn(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5]))

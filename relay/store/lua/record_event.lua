@@ -8,10 +8,14 @@
   A subscription deleted since it was matched gets nothing; a disabled one gets its lane filled but
   not scheduled (parked): enabling it schedules every lane in its pairs set. A new event is also
   appended to the tenant's pull log (GET /v1/events, relay/pull.py).
+  With a phases key, the length of the phase the transition ended is learned in the same step
+  (includes/phase.lua, as lua/learn_phase.lua: that hash ends as it says), for a new event or a
+  duplicate only (a transition that changes nothing teaches nothing).
   KEYS: run, event, run_events, due_deliver, held_due ('' none), held_leases ('' none),
-  next_due ('' none), upstream ('' none), tenant_events
+  next_due ('' none), upstream ('' none), tenant_events, phases ('' none)
   ARGV: event_id, expected_sequence, now, body, type, status, n_run_fields, n_subs,
   token, observed_at ('' none), next_delay ('' none), run_id,
+  phase status, phase seconds, weight, ttl, max_statuses (the learning's; '' each without one),
   run field/value pairs..., sub ids..., retention (last: the pull log's, seconds)
   Returns 'ok', 'dup', 'gone' (run deleted or stopped), 'stale' (sequence moved: re-read, retry),
   'old' (an older observation), 'lost' (the lease is another worker's now) or 'joined' (a start
@@ -21,6 +25,7 @@
 --- @include "lifecycle"
 --- @include "lease"
 --- @include "join"
+--- @include "phase"
 
 local run_id = ARGV[12]
 if not lease_held(KEYS[6], run_id, ARGV[9]) then return 'lost' end
@@ -37,7 +42,7 @@ local dup = redis.call('EXISTS', KEYS[2]) == 1
 local nf = tonumber(ARGV[7])
 local ns = tonumber(ARGV[8])
 local fields = {'updated_at', ARGV[3]}
-for i = 13, 12 + 2 * nf do fields[#fields + 1] = ARGV[i] end
+for i = 18, 17 + 2 * nf do fields[#fields + 1] = ARGV[i] end
 if obs > 0 then fields[#fields + 1] = 'observed_at'; fields[#fields + 1] = ARGV[10] end
 if not dup then
   local seq = tonumber(redis.call('HGET', KEYS[1], 'sequence') or '0')
@@ -45,7 +50,7 @@ if not dup then
   local subs = {}
   local enabled = {}
   local matched = {}
-  for i = 13 + 2 * nf, 12 + 2 * nf + ns do matched[#matched + 1] = ARGV[i] end
+  for i = 18 + 2 * nf, 17 + 2 * nf + ns do matched[#matched + 1] = ARGV[i] end
   for _, sub in ipairs(jn_callbacks(KEYS[1], matched)) do
     local on = redis.call('HGET', key_subscription(sub), 'enabled')
     if on then
@@ -95,5 +100,9 @@ end
 -- ended run with nothing to deliver starts retention.
 lc_index(run_id)
 lc_settle(run_id)
+if KEYS[10] ~= '' then
+  ph_learn(KEYS[10], ARGV[13], tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
+    tonumber(ARGV[17]))
+end
 if dup then return 'dup' end
 return 'ok'
