@@ -254,10 +254,15 @@ def make_client(
     )
 
 
+def _asks_encoding(headers: Mapping[str, str]) -> bool:
+    """Whether the caller chose its own accept-encoding (which then wins over `identity`)."""
+    return any(k.lower() == "accept-encoding" for k in headers)
+
+
 def _identity(headers: Mapping[str, str]) -> dict[str, str]:
     """`headers`, asking for the answer uncompressed unless they say otherwise."""
     send = dict(headers)
-    if not any(k.lower() == "accept-encoding" for k in send):
+    if not _asks_encoding(send):
         send["accept-encoding"] = "identity"
     return send
 
@@ -376,7 +381,7 @@ async def _exchange_aiohttp(
         inner.client = inner.get_client()
     session = inner.client
     base = _client_headers(client)
-    if any(k.lower() == "accept-encoding" for k in headers):  # the caller's own choice wins
+    if _asks_encoding(headers):
         base = {k: v for k, v in base.items() if k != "accept-encoding"}
     send_headers = {**base, **headers}
     timeout = client.timeout

@@ -135,11 +135,11 @@ class AutoPipeline:
         exchange failed or was cut off is dropped, never reused mid-reply. A failed command
         gives its error in its place (a `ResponseError`), as a pipeline's do."""
         pool = self._r.connection_pool
-        timeout = pool.connection_kwargs.get("socket_timeout")
         if self._own and not self._conn_busy:
             self._conn_busy = True
             try:
-                return await self._talk(await self._own_connection(), commands, timeout)
+                budget = pool.connection_kwargs.get("socket_timeout")
+                return await self._talk(await self._own_connection(), commands, budget)
             finally:
                 self._conn_busy = False
         conn = await pool.get_connection()
