@@ -79,7 +79,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Itera
     )
     server.start()
     try:
-        with serve_in_thread(create_sim(SimConfig(step_seconds=0.3))) as sim_url:
+        # 0.5 s steps, as the stack's other tests use: polls come every 0.2-0.25 s, so each
+        # status is seen even on a busy box (at 0.3 s a late poll once missed one).
+        with serve_in_thread(create_sim(SimConfig(step_seconds=0.5))) as sim_url:
             yield World(server, sim_url, receiver)
     finally:
         server.stop()
