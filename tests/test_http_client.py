@@ -6,6 +6,7 @@ by an exception being raised."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -448,3 +449,22 @@ def test_a_socket_timeout_that_cannot_fire_first_is_left_out() -> None:
     assert (shorter.sock_connect, shorter.sock_read, shorter.connect) == (5.0, 10.0, None)
     unbounded = _client_timeout(None, 5.0, 10.0, 5.0)
     assert (unbounded.sock_connect, unbounded.sock_read, unbounded.connect) == (5.0, 10.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"run": {"id": "wl_1", "n": 18446744073709551616}}',  # past 64 bits: exact
+        b'{"n": -9223372036854775809, "m": 1}',
+        b'{"n": 1234567890123456789012345678901234567890}',
+        b'{"n": 123456789012345678, "id": "wl_1234567890123456789"}',  # digits in a string
+        b'{"x": NaN, "y": "\\ud800"}',  # what orjson refuses and JSON allows
+        b'{"run": {"id": "wl_1", "status": "queued", "credits": 25}}',
+    ],
+)
+def test_a_vendor_answer_reads_as_the_standard_library_reads_it(content: bytes) -> None:
+    """orjson reads an integer past 64 bits as a float: an answer with a run of 19 digits or
+    more, found without a regex, goes to the standard library, so every number reads exactly."""
+    got = vendor.body_json(vendor.Answer(200, content, {}))
+    want = json.loads(content)
+    assert json.dumps(got) == json.dumps(want)

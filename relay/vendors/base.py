@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -215,7 +214,11 @@ async def _send(
     return Answer(code, body, answer)
 
 
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+#: Every digit read as "0", so a run of 19 digits is 19 zeros (nothing else becomes "0"): found
+#: with `bytes.translate` and a substring search, both in C, in 0.5-1.6 us on a Citedy answer,
+#: where the regex `[0-9]{19}` took 6-27 us (about 2 % of a poll's CPU, bench/polling.py).
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_LONG_NUMBER = b"0" * 19
 
 
 def body_json(response: Answer) -> Any:
@@ -224,7 +227,7 @@ def body_json(response: Answer) -> Any:
     surrogate escape) and for a text with a run of 19 digits or more (orjson reads an integer
     past 64 bits as a float), so every answer reads as before."""
     content = response.content
-    if _LONG_NUMBER.search(content) is None:
+    if _LONG_NUMBER not in content.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
