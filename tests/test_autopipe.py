@@ -142,3 +142,33 @@ async def test_an_own_connection_closed_while_idle_is_made_again(
     assert await pipe.execute(("SET", "ap:idle", "1"), ("GET", "ap:idle")) == [True, "1"]
     await pipe.aclose()
 
+
+async def test_overlapping_round_trips_take_more_own_connections_up_to_a_cap(
+    ar: aioredis.Redis,
+) -> None:
+    """A round trip that starts while another is out takes another own connection, not a
+    pooled one, up to OWN_CONNECTIONS; past that it takes a pooled one. (Each BLPOP holds its
+    connection for 0.5 s: a batch of its own, queued in a later loop turn.)"""
+    from relay.store.autopipe import OWN_CONNECTIONS
+
+    pipe = AutoPipeline(ar, own_connection=True)
+    await pipe.execute(("PING",))
+    pooled = _connections(ar)
+    held = []
+    try:
+        for i in range(OWN_CONNECTIONS):
+            held.append(asyncio.create_task(pipe.execute(("BLPOP", f"ap:none:{i}", 0.5))))
+            await asyncio.sleep(0.02)  # its own turn, so its own round trip
+        assert not any(t.done() for t in held)  # every own connection is held...
+        assert _connections(ar) == pooled  # ...and none of the pool's was taken
+        started = asyncio.get_running_loop().time()
+        assert await pipe.execute(("SET", "ap:over", "1"), ("GET", "ap:over")) == [True, "1"]
+        # Past the cap: it did not wait for an own connection, and made none more.
+        assert asyncio.get_running_loop().time() - started < 0.4
+        assert len(pipe._made) == OWN_CONNECTIONS
+        assert await asyncio.gather(*held) == [[None]] * OWN_CONNECTIONS
+        # Free again: the next round trip goes on an own connection, none made anew.
+        assert await pipe.execute(("GET", "ap:over")) == ["1"]
+        assert len(pipe._made) == OWN_CONNECTIONS
+    finally:
+        await pipe.aclose()

@@ -94,7 +94,8 @@ MEANINGS: dict[str, str] = {
     "RELAY_SECRET_GRACE": "seconds a rotated-out secret keeps signing",
     "RELAY_ATTEMPT_RETENTION": "attempts kept per subscription in the log",
     "RELAY_POLL_MIN_INTERVAL": (
-        "the shortest poll interval in seconds (the first poll, and after a change)"
+        "the shortest poll interval in seconds (the first poll, and after a change); polls"
+        " falling due within a twentieth of it (at most 0.25 s) are sent together"
     ),
     "RELAY_POLL_MAX_INTERVAL": (
         "the longest poll interval in seconds (it grows by 30 % while nothing changes)"

@@ -25,6 +25,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: An own connection unused this long (seconds) is checked before its next round trip.
 IDLE_CHECK = 1.0
+#: The most own connections a pipeline makes: a round trip starts while earlier ones are still
+#: out (a claim, the polls' slots, the records, each its own batch), and one that finds every own
+#: connection busy takes a pooled one. With one, about every other round trip of a busy poll pump
+#: went through the pool's checkout (bench/polling.py, py-spy).
+OWN_CONNECTIONS = 4
 
 Command = tuple[Any, ...]
 Queued = tuple[tuple[Command, ...], "asyncio.Future[list[Any]]"]
@@ -36,8 +41,9 @@ class AutoPipeline:
     pool's checkout polls the socket for stray data under a zero timeout, which costs a loop
     turn and a raised and caught timeout per round trip (~20 µs of CPU each, bench/delivery.py).
     A connection only this pipeline uses, dropped after any failed exchange, cannot hold a stray
-    reply. For long-lived pipelines (a worker's, the api's) that close it; a round trip that
-    finds it busy takes a pooled one as before."""
+    reply. For long-lived pipelines (a worker's, the api's) that close it. Up to
+    OWN_CONNECTIONS are made, as round trips overlap; one that finds them all busy takes a
+    pooled one as before."""
 
     def __init__(
         self, r: aioredis.Redis, *, max_commands: int = 1024, own_connection: bool = False
@@ -49,14 +55,16 @@ class AutoPipeline:
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._own = own_connection
-        self._conn: AbstractConnection | None = None
-        self._conn_busy = False
-        self._last_used = 0.0
+        #: Every own connection made (closed by `aclose`), and those not in a round trip now,
+        #: each with when it was last used (the most recent last: it is taken first, so spare
+        #: ones idle, and are checked before they carry a round trip again).
+        self._made: list[AbstractConnection] = []
+        self._idle: list[tuple[AbstractConnection, float]] = []
 
     async def aclose(self) -> None:
-        """Close the pipeline's own connection, if it made one."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        """Close the pipeline's own connections, if it made any."""
+        made, self._made, self._idle = self._made, [], []
+        for conn in made:
             await conn.disconnect()
 
     @property
@@ -135,13 +143,14 @@ class AutoPipeline:
         exchange failed or was cut off is dropped, never reused mid-reply. A failed command
         gives its error in its place (a `ResponseError`), as a pipeline's do."""
         pool = self._r.connection_pool
-        if self._own and not self._conn_busy:
-            self._conn_busy = True
+        own = await self._own_connection() if self._own else None
+        if own is not None:
             try:
                 budget = pool.connection_kwargs.get("socket_timeout")
-                return await self._talk(await self._own_connection(), commands, budget)
+                return await self._talk(own, commands, budget)
             finally:
-                self._conn_busy = False
+                if own in self._made:  # (not closed by `aclose` meanwhile)
+                    self._idle.append((own, asyncio.get_running_loop().time()))
         conn = await pool.get_connection()
         timeout = conn.socket_timeout
         conn.socket_timeout = None
@@ -151,24 +160,27 @@ class AutoPipeline:
             conn.socket_timeout = timeout
             await pool.release(conn)
 
-    async def _own_connection(self) -> AbstractConnection:
-        """The pipeline's connection, made on first use; after a second or more unused it is
-        checked as the pool checks its own (a connection the server or a proxy closed while
-        idle is made again, not found dead by the round trip it carries). In use back to back
-        it is not: nothing else reads it, and a failed exchange drops it."""
-        loop = asyncio.get_running_loop()
-        conn = self._conn
-        if conn is None:
-            conn = self._conn = self._r.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            conn.socket_timeout = None  # bounded per exchange instead (_talk)
-        elif conn.is_connected and loop.time() - self._last_used > IDLE_CHECK:
+    async def _own_connection(self) -> AbstractConnection | None:
+        """A free own connection, made on first need up to OWN_CONNECTIONS (None: all busy).
+        One unused for IDLE_CHECK or more is checked as the pool checks its own (a connection
+        the server or a proxy closed while idle is made again, not found dead by the round trip
+        it carries). In use back to back it is not: nothing else reads it, and a failed
+        exchange drops it."""
+        if not self._idle:
+            if len(self._made) >= OWN_CONNECTIONS:
+                return None
+            made: AbstractConnection = self._r.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            made.socket_timeout = None  # bounded per exchange instead (_talk)
+            self._made.append(made)
+            return made
+        conn, last_used = self._idle.pop()
+        if conn.is_connected and asyncio.get_running_loop().time() - last_used > IDLE_CHECK:
             try:
                 stray = await conn.can_read_destructive()  # type: ignore[no-untyped-call]
             except (RedisConnectionError, OSError):
                 stray = True
             if stray:
                 await conn.disconnect()
-        self._last_used = loop.time()
         return conn
 
     async def _talk(
