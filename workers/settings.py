@@ -51,9 +51,9 @@ def _run_key(member: str) -> str:
 #: answers loop turns, for at most this much more detection lag. It is a share of the minimum
 #: poll interval, so the lag it may add stays small beside the shortest wait between two polls
 #: of a run: 0.1 s at the default 2 s. Measured (bench/polling.py, 10,000 runs, 2 s minimum),
-#: against the 20 ms it was: worker CPU per vendor request 0.338 -> 0.308 ms with 5 s phases and
-#: 0.373-0.384 -> 0.327-0.332 ms with uneven ones, detection lag p50 0.35 -> 0.41-0.42 s. A
-#: 0.2 s gather gave 0.299 / 0.306 ms for 0.48-0.50 s of lag: past 0.1 s it buys little.
+#: against the 20 ms it was: worker CPU per vendor request 0.338-0.351 -> 0.307-0.316 ms with 5 s
+#: phases and 0.373-0.386 -> 0.327-0.346 ms with uneven ones, detection lag p50 0.35 -> 0.41-0.43
+#: s. A 0.2 s gather gave 0.299 / 0.306 ms for 0.48-0.50 s of lag: past 0.1 s it buys little.
 GATHER_SHARE = 0.05
 #: However long the minimum interval, polls are not held back longer than this.
 GATHER_MAX = 0.25

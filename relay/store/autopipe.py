@@ -27,8 +27,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 IDLE_CHECK = 1.0
 #: The most own connections a pipeline makes: a round trip starts while earlier ones are still
 #: out (a claim, the polls' slots, the records, each its own batch), and one that finds every own
-#: connection busy takes a pooled one. With one, about every other round trip of a busy poll pump
-#: went through the pool's checkout (bench/polling.py, py-spy).
+#: connection busy takes a pooled one. With one, a busy worker's overlapping round trips went
+#: through the pool's checkout (py-spy showed its health check and release); with four, a
+#: delivery took 136-139 us of CPU against 144 (bench/delivery.py), and eight did no better.
 OWN_CONNECTIONS = 4
 
 Command = tuple[Any, ...]
