@@ -28,6 +28,13 @@ def _start(api: httpx.Client) -> str:
     return str(response.json()["id"])
 
 
+def _attempts(api: httpx.Client, sub_id: str, event_id: str) -> list[dict[str, Any]]:
+    """The subscription's attempt log for one event, newest first."""
+    answer = api.get(f"/v1/subscriptions/{sub_id}/deliveries", params={"event_id": event_id})
+    rows: list[dict[str, Any]] = answer.json()["data"]
+    return rows
+
+
 def test_example_receiver_verifies_dedupes_and_checks_sequence(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -49,20 +56,10 @@ def test_example_receiver_verifies_dedupes_and_checks_sequence(
             again = api.post(f"/v1/events/{events[1]['id']}/redeliver")
             assert again.status_code == 202
             wait_for(
-                lambda: (
-                    len(
-                        api.get(
-                            f"/v1/subscriptions/{sub['id']}/deliveries",
-                            params={"event_id": events[1]["id"]},
-                        ).json()["data"]
-                    )
-                    >= 2
-                ),
+                lambda: len(_attempts(api, sub["id"], events[1]["id"])) >= 2,
                 what="the redelivery attempt",
             )
-            attempts = api.get(
-                f"/v1/subscriptions/{sub['id']}/deliveries", params={"event_id": events[1]["id"]}
-            ).json()["data"]
+            attempts = _attempts(api, sub["id"], events[1]["id"])
             assert attempts[0]["outcome"] == "succeeded"
             assert '"duplicate"' in attempts[0]["response_excerpt"]
             assert len([e for e in handled if e["data"]["run"]["id"] == run_id]) == 5
@@ -126,19 +123,13 @@ def test_example_receiver_processes_a_recovered_event_with_a_lower_sequence(
             assert recovered.status_code == 202, recovered.text
             assert recovered.json()["recovered"] == 1
             wait_for(lambda: sequences() == [1, 3, 4, 5, 2], timeout=30, what="the recovered 2")
-
-            def attempts() -> list[dict[str, Any]]:
-                answer = api.get(
-                    f"/v1/subscriptions/{sub['id']}/deliveries", params={"event_id": dead["id"]}
-                )
-                rows: list[dict[str, Any]] = answer.json()["data"]
-                return rows
-
             # The receiver has handled it; the worker logs the attempt once the answer is back.
             wait_for(
-                lambda: attempts()[0]["outcome"] != "dead", timeout=10, what="the attempt logged"
+                lambda: _attempts(api, sub["id"], dead["id"])[0]["outcome"] != "dead",
+                timeout=10,
+                what="the attempt logged",
             )
-            rows = attempts()
+            rows = _attempts(api, sub["id"], dead["id"])
             assert rows[0]["outcome"] == "succeeded"
             assert '"processed_late"' in rows[0]["response_excerpt"]
             assert any(a["status_code"] == 500 for a in rows[1:])

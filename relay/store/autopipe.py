@@ -37,7 +37,7 @@ Queued = tuple[tuple[Command, ...], "asyncio.Future[list[Any]]"]
 
 
 class AutoPipeline:
-    """`own_connection`: keep a connection of this pipeline's own (made on first use, closed by
+    """`own_connection`: keep connections of this pipeline's own (made on first need, closed by
     `aclose`) for its round trips, instead of taking one from the client's pool for each: the
     pool's checkout polls the socket for stray data under a zero timeout, which costs a loop
     turn and a raised and caught timeout per round trip (~20 µs of CPU each, bench/delivery.py).
