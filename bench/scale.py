@@ -130,6 +130,7 @@ class Store:
                     "" if terminal else keys.DUE_POLL,
                     "",
                     keys.tenant_events(tenant),
+                    "",  # no phase learned (as a first observation)
                 ],
                 args=[
                     evt,
@@ -144,6 +145,7 @@ class Store:
                     "",
                     "" if terminal else "5",
                     run_id,
+                    *[""] * 5,  # the phase learning's arguments (none)
                     *fields,
                     *subs,
                     2592000,
@@ -167,7 +169,7 @@ class Store:
                     "",
                     '{"outcome":"succeeded"}',
                     100,
-                    usage.ttl(400),
+                    usage.ttl_from_first_write(400),
                     "0",
                     30,
                     sub,
