@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from relay.store.connection import arq_settings, connect
 from relay.store.leases import record_key
 from relay.store.memory_guard import warn_if_evicting
 from relay.vendors.budget import metric_label
-from workers import heartbeat
+from workers import collector, heartbeat
 from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane
@@ -140,11 +139,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     pumps = build_pumps(c)
     ctx["relay"] = c
     ctx["pumps"] = pumps
-    # Everything made at start-up (modules, settings, scripts) lives as long as the process:
-    # frozen out of the collector's passes, which then only walk what the jobs allocate (the
-    # collector was ~6 % of a delivering worker's CPU, issue 27).
-    gc.collect()
-    gc.freeze()
+    collector.settle()  # what start-up made frozen, young collections rarer (workers/collector.py)
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
     ctx["tasks"].append(
         asyncio.create_task(
