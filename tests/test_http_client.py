@@ -130,6 +130,7 @@ async def echo_json(request: Request) -> Response:
         {
             "method": request.method,
             "content_type": request.headers.get("content-type"),
+            "accept_encoding": request.headers.get("accept-encoding"),
             "body": (await request.body()).decode(),
         }
     )
@@ -279,6 +280,24 @@ async def test_redirects_are_not_followed(base_url: str) -> None:
     assert COUNTER.paths[before:] == ["/redirect", "/redirect"]
 
 
+@pytest.mark.parametrize(
+    ("sent", "seen"),
+    [
+        ({}, "identity"),
+        ({"x-accept-encodings": "no"}, "identity"),
+        ({"Accept-Encoding": "gzip"}, "gzip"),
+        ({"accept-ENCODING": "br"}, "br"),
+    ],
+)
+async def test_the_answer_is_asked_uncompressed_unless_the_caller_asks_otherwise(
+    base_url: str, sent: dict[str, str], seen: str
+) -> None:
+    async with make_client(timeout=5, allow_private=True) as client:
+        status, body, _ = await request_capped(client, "POST", f"{base_url}/echo-json", b"{}", sent)
+    assert status == 200
+    assert json.loads(body)["accept_encoding"] == seen
+
+
 async def test_request_capped_keeps_the_first_limit_bytes(base_url: str) -> None:
     async with make_client(timeout=10, allow_private=True) as client:
         status, excerpt, headers = await request_capped(
@@ -415,6 +434,7 @@ async def test_vendor_send_posts_json_and_answers_a_plain_answer(base_url: str) 
     assert vendor.body_json(sent) == {
         "method": "POST",
         "content_type": "application/json",
+        "accept_encoding": "identity",
         "body": '{"a":"é"}',
     }
     assert vendor.body_json(got)["method"] == "GET"

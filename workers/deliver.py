@@ -115,7 +115,10 @@ async def deliver_lane(ctx: Context, member: str, lease: Lease | None = None) ->
                     await release(ctx.pipe, lease, wait)
                     return
             go_on = limit is None and turn + 1 < BACK_TO_BACK
-            head = await _attempt_traced(ctx, sub, run_id, lease, head, parent, go_on)
+            if parent is None:  # (no span: one coroutine less on every resume of the POST)
+                head = await _attempt(ctx, sub, run_id, lease, head, go_on)
+            else:
+                head = await _attempt_traced(ctx, sub, run_id, lease, head, parent, go_on)
     finally:
         ctx.in_flight[sub_id] -= 1
         if ctx.in_flight[sub_id] <= 0:
@@ -128,13 +131,11 @@ async def _attempt_traced(
     run_id: str,
     lease: Lease,
     head: Head,
-    parent: dict[str, str] | None,
+    parent: dict[str, str],
     go_on: bool,
 ) -> Head | None:
-    """One attempt, in its span when tracing is on (a child of the run's trace, the parent its
-    webhook names)."""
-    if parent is None:
-        return await _attempt(ctx, sub, run_id, lease, head, go_on)
+    """One attempt in its span (tracing on): a child of the run's trace, the parent its webhook
+    names."""
     with tracing.job_span(
         "relay.deliver",
         parent,

@@ -255,8 +255,13 @@ def make_client(
 
 
 def _asks_encoding(headers: Mapping[str, str]) -> bool:
-    """Whether the caller chose its own accept-encoding (which then wins over `identity`)."""
-    return any(k.lower() == "accept-encoding" for k in headers)
+    """Whether the caller chose its own accept-encoding (which then wins over `identity`).
+    A plain loop that lower-cases only names of its length: it runs on every delivery and poll,
+    and the generator over every name cost about 1 % of a delivery's CPU (py-spy)."""
+    for name in headers:
+        if len(name) == 15 and name.lower() == "accept-encoding":
+            return True
+    return False
 
 
 def _identity(headers: Mapping[str, str]) -> dict[str, str]:
