@@ -31,7 +31,7 @@ def _redis_url(settings: Settings, command: str) -> str:
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from relay import event_loop, tracing
+    from relay import collector, event_loop, tracing
     from relay.api.app import create_app
     from relay.logging import configure
 
@@ -39,8 +39,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     _redis_url(settings, "api")
     configure(settings.log_format, settings.log_level)
     tracing.setup("api")  # before the app is made: it installs the server spans if on
+    app = create_app(settings)
+    collector.settle()  # what start-up made frozen, young collections rarer (relay/collector.py)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         loop="uvloop" if event_loop.choose(settings.event_loop) == event_loop.UVLOOP else "asyncio",

@@ -1,4 +1,4 @@
-"""The worker's collector settings (workers/collector.py): young collections made rare, and
+"""The api's and worker's collector settings (relay/collector.py): young collections made rare, and
 cyclic garbage still collected."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from workers import collector
+from relay import collector
 
 
 class _Node:
@@ -33,7 +33,7 @@ def test_settle_freezes_start_up_and_raises_the_young_threshold(restored: None) 
     middle, old = gc.get_threshold()[1:]
     collector.settle()
     assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, middle, old)
-    assert collector.YOUNG_THRESHOLD > 700  # CPython's default, which cost ~5-7 % of a worker
+    assert collector.YOUNG_THRESHOLD > 700  # CPython's default, ~5-10 % of the CPU
     assert gc.get_freeze_count() > 0
 
 

@@ -20,6 +20,7 @@ LUA = ROOT / "relay" / "store" / "lua"
 #: domain layer, `DOMAIN_ORDER` says which domain may use which (no cycles between domains).
 LAYERS: dict[str, int] = {
     "relay.config": 0,
+    "relay.collector": 0,
     "relay.event_loop": 0,
     "relay.ids": 0,
     "relay.logging": 0,

@@ -17,7 +17,7 @@ import structlog
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from relay import metrics, tracing
+from relay import collector, metrics, tracing
 from relay.config import get_settings
 from relay.logging import configure, register_secrets
 from relay.store import keys
@@ -25,7 +25,7 @@ from relay.store.connection import arq_settings, connect
 from relay.store.leases import record_key
 from relay.store.memory_guard import warn_if_evicting
 from relay.vendors.budget import metric_label
-from workers import collector, heartbeat
+from workers import heartbeat
 from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane
@@ -139,7 +139,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     pumps = build_pumps(c)
     ctx["relay"] = c
     ctx["pumps"] = pumps
-    collector.settle()  # what start-up made frozen, young collections rarer (workers/collector.py)
+    collector.settle()  # what start-up made frozen, young collections rarer (relay/collector.py)
     ctx["tasks"] = [asyncio.create_task(p.run(), name=f"pump-{p.name}") for p in pumps]
     ctx["tasks"].append(
         asyncio.create_task(
