@@ -20,18 +20,74 @@ reach the pods directly).
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any
 
 import structlog
 from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     start_http_server,
 )
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 log = structlog.get_logger("relay.metrics")
+
+
+class PlainHistogram:
+    """A histogram of a hot path, counted in plain numbers and exposed by prometheus_client at
+    scrape time (a collector in the default registry, as `HistogramMetricFamily`).
+
+    Why not `prometheus_client.Histogram`: its `observe` takes a lock for the sum and another for
+    the bucket, and walks the bounds in Python; a delivery reports three histograms, 3.6 us of
+    its CPU (issue 27). Here an observation is a bisect and two additions, under the GIL (the
+    jobs run on one thread; the scrape runs on the metrics server's and reads a copy, in which a
+    bucket may be one observation ahead of the sum; both only grow). The same exposition as
+    prometheus_client's (tests/test_metrics.py): `_bucket` (cumulative, `le`), `_count` and
+    `_sum` per label set, less its `_created` lines. Bounded by the label values, a fixed
+    handful (outcomes, status classes)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry | None = REGISTRY,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = list(labelnames)
+        self._bounds = [float(b) for b in buckets] + [float("inf")]
+        self._les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
+        #: Per label values: the count of each bucket (not cumulative), then the sum.
+        self._series: dict[tuple[str, ...], list[float]] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            series = self._series[labels] = [0.0] * (len(self._bounds) + 1)
+        series[bisect_left(self._bounds, value)] += 1
+        series[-1] += value
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, series in list(self._series.items()):
+            copy = list(series)
+            cumulative = accumulate(copy[:-1])
+            family.add_metric(list(labels), list(zip(self._les, cumulative, strict=True)), copy[-1])
+        yield family
+
 
 # ---------------------------------------------------------------------------------------------
 # Worker metrics (the default registry, served by the worker's metrics port)
@@ -48,18 +104,18 @@ DELIVERIES = Counter(
     "status class of the subscriber's answer (2xx..5xx, or 'error' when there was none).",
     ["outcome", "status_class"],
 )
-DELIVERY_LATENCY = Histogram(
+DELIVERY_LATENCY = PlainHistogram(
     "relay_delivery_latency_seconds",
     "Time for one signed POST to a subscriber, from send to answer (or failure).",
     ["status_class"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
 )
-DELIVERY_LAG = Histogram(
+DELIVERY_LAG = PlainHistogram(
     "relay_delivery_lag_seconds",
     "From the event being recorded to its successful delivery (includes retries).",
     buckets=(0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 1800, 3600, 7200, 21600, 86400, 259200),
 )
-DELIVERY_ATTEMPTS = Histogram(
+DELIVERY_ATTEMPTS = PlainHistogram(
     "relay_delivery_attempts",
     "Attempts a delivery took before it succeeded or was dead-lettered.",
     ["outcome"],
@@ -181,13 +237,13 @@ def observe_delivery(
     """Everything the deliver job reports about one attempt; in-process only."""
     cls = status_class(code)
     child(DELIVERIES, outcome, cls).inc()
-    child(DELIVERY_LATENCY, cls).observe(latency_s)
+    DELIVERY_LATENCY.observe((cls,), latency_s)
     if outcome in ("succeeded", "dead"):
-        child(DELIVERY_ATTEMPTS, outcome).observe(attempt)
+        DELIVERY_ATTEMPTS.observe((outcome,), attempt)
     if outcome == "dead":
         DEAD_LETTERED.inc()
     if outcome == "succeeded" and created_at is not None:
-        DELIVERY_LAG.observe(max(0.0, now - created_at))
+        DELIVERY_LAG.observe((), max(0.0, now - created_at))
 
 
 _CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}

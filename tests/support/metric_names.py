@@ -16,6 +16,7 @@ KINDS = {
     "GaugeMetricFamily": "gauge",
     "Histogram": "histogram",
     "HistogramMetricFamily": "histogram",
+    "PlainHistogram": "histogram",  # relay/metrics.py: a histogram counted in plain numbers
     "Summary": "summary",
     "SummaryMetricFamily": "summary",
     "Info": "info",
