@@ -70,6 +70,8 @@ class PlainHistogram:
         self._les = [floatToGoString(b) for b in self._bounds]  # type: ignore[no-untyped-call]
         #: Per label values: the count of each bucket (not cumulative), then the sum.
         self._series: dict[tuple[str, ...], list[float]] = {}
+        if not self._labelnames:  # exposed at zero from the start, as prometheus_client does
+            self._series[()] = [0.0] * (len(self._bounds) + 1)
         if registry is not None:
             registry.register(self)
 

@@ -247,3 +247,18 @@ def test_a_plain_histogram_exposes_what_prometheus_clients_own_does(
     assert _exposed(ours) == _exposed(theirs)
     if observed:
         assert _exposed(ours)[("t_latency_seconds_count", frozenset({("status_class", "2xx")}))]
+
+
+@pytest.mark.parametrize("observed", [[], [0.05, 7200.0, 1e9]])
+def test_a_plain_histogram_without_labels_is_exposed_from_the_start(observed: list[float]) -> None:
+    """A histogram without labels (the delivery lag) is exposed at zero before its first
+    observation, as prometheus_client's is, so a fresh worker's scrape has it."""
+    buckets = (0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 1800, 3600, 7200, 21600, 86400, 259200)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    plain = PlainHistogram("t_lag_seconds", "t", buckets=buckets, registry=ours)
+    native = Histogram("t_lag_seconds", "t", buckets=buckets, registry=theirs)
+    for value in observed:
+        plain.observe((), value)
+        native.observe(value)
+    assert _exposed(ours) == _exposed(theirs)
+    assert ("t_lag_seconds_count", frozenset()) in _exposed(ours)
