@@ -10,7 +10,7 @@ and get walked too. Measured (bench/README.md, "Issue 27, fourth pass"):
   and 10 full collections, 0.24 s, about 5 % of its CPU; with a young threshold of 10,000: one
   collection, 1 ms. In the polling bench (10,000 runs): 3,045 / 276 / 25 collections, 1.3 s;
   at 10,000: 13 / 1 / 0, 0.06 s;
-- the api (`bench/ingress.py`): 230 -> 207-212 us of CPU per accepted run, and p99 latency
+- the api (`bench/ingress.py`): 230 -> 207-216 us of CPU per accepted run, and p99 latency
   37 -> 11-13 ms (the full collections were its slowest requests).
 
 Cyclic garbage is still collected: after 10,000 tracked objects more were made than freed, a
