@@ -32,8 +32,23 @@ def test_the_earlier_base85_form_still_reads() -> None:
 
     from relay.store.packing import PREFIX_B85, pack
 
-    text = '{"status": "completed", "pad": "' + "x" * 900 + '"}'
+    text = '{"status": "completed", "pad": "' + "x" * 3000 + '"}'
     old = PREFIX_B85 + base64.b85encode(zlib.compress(text.encode())).decode()
     assert unpack(old) == text
     assert pack(text).startswith(PREFIX) and unpack(pack(text)) == text
     assert unpack("plain") == "plain"
+
+
+def test_small_texts_are_stored_as_they_are_and_larger_ones_compressed() -> None:
+    """Under MIN_CHARS compression costs more CPU than its bytes are worth (a status change's
+    ~0.7 KB body); from it on, a text that shrinks is stored compressed and reads back the same."""
+    from relay.store.packing import MIN_CHARS, pack
+
+    small = json.dumps({"status": "queued", "pad": "y" * (MIN_CHARS - 40)})
+    assert len(small) < MIN_CHARS and pack(small) == small
+    large = json.dumps({"status": "completed", "pad": "y" * MIN_CHARS})
+    packed = pack(large)
+    assert packed.startswith(PREFIX) and len(packed) < len(large) / 4
+    assert unpack(packed) == large
+    noise = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(MIN_CHARS))
+    assert pack(noise) == noise  # does not shrink: stored as it is
