@@ -42,6 +42,8 @@ DEFAULT_MAX_PER_HOST = 64
 #: Resolved (and checked) addresses are reused for this long; short, so DNS changes are seen.
 DNS_CACHE_SECONDS = 10
 KEEPALIVE_SECONDS = 30.0
+#: The most of an answer read in one go (`_exchange_aiohttp`).
+READ_CHUNK = 16 * 1024
 
 
 class BlockedDestination(httpx.TransportError):
@@ -414,13 +416,17 @@ async def _exchange_aiohttp(
             compress=False,
             timeout=_client_timeout(budget, timeout.connect, timeout.read, timeout.pool),
         ) as response:
+            # Read straight from the stream, never past `limit` (a 204's is at its end at
+            # once; an answer that came whole is one read): no chunk iterator and its two
+            # coroutine layers per chunk, on every poll and delivery.
+            stream = response.content
             excerpt = bytearray()
-            if limit > 0 and not response.content.at_eof():  # (a 204's is, at once)
-                async for chunk in response.content.iter_chunked(16 * 1024):
-                    excerpt += chunk[: limit - len(excerpt)]
-                    if len(excerpt) >= limit:
-                        break
-            if not response.content.at_eof():
+            while len(excerpt) < limit and not stream.at_eof():
+                chunk = await stream.read(min(READ_CHUNK, limit - len(excerpt)))
+                if not chunk:
+                    break
+                excerpt += chunk
+            if not stream.at_eof():
                 response.close()  # an unread rest is dropped with its connection
             return response.status, bytes(excerpt), AnswerHeaders(response.headers)
     except asyncio.CancelledError:
