@@ -79,7 +79,11 @@ def take(r: redis.Redis) -> Snapshot:
     for key in keys:
         pipe.type(key)
     kinds = [str(k) for k in pipe.execute()]
-    pipe = r.pipeline(transaction=False)
+    # Every value, the due sets included, read at one instant (MULTI/EXEC): a worker's script
+    # lands wholly before the snapshot or after it. Read one by one, a start job's record could
+    # land between the reads of `due:poll` and `due:start`, and its run be in neither, so the
+    # event it recorded looked like the request's own (test_bad_input, seen once in CI).
+    pipe = r.pipeline(transaction=True)
     for key, kind in zip(keys, kinds, strict=True):
         if kind == "string":
             pipe.get(key)
@@ -95,15 +99,17 @@ def take(r: redis.Redis) -> Snapshot:
             pipe.xrange(key)
         else:
             pipe.type(key)  # "none": the key expired between SCAN and TYPE
+    for name in DUE_SETS:  # whether SCAN saw them or not (one may be made meanwhile)
+        pipe.zrange(name, 0, -1, withscores=True)
     raw = pipe.execute()
     values = {
         key: (kind, _canonical(kind, value))
-        for key, kind, value in zip(keys, kinds, raw, strict=True)
+        for key, kind, value in zip(keys, kinds, raw[: len(keys)], strict=True)
         if kind != "none"
     }
     due = {
-        name: {str(m): float(s) for m, s in values[name][1]} if name in values else {}
-        for name in DUE_SETS
+        name: {str(m): float(s) for m, s in members}
+        for name, members in zip(DUE_SETS, raw[len(keys) :], strict=True)
     }
     return Snapshot(values=values, due=due, dbsize=int(r.dbsize()))
 
