@@ -27,7 +27,8 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from relay.delivery.http_client import BlockedDestination, make_client, request_capped
+from relay.delivery.http_client import make_client, request_capped
+from relay.delivery.http_errors import BlockedDestination
 from relay.vendors import base as vendor
 from tests.support.servers import free_port, serve_in_thread
 

@@ -18,7 +18,8 @@ import structlog
 
 from relay import metrics, tracing
 from relay.delivery import events, rate_limit, signing, sub_headers
-from relay.delivery.http_client import BlockedDestination, request_capped
+from relay.delivery.http_client import request_capped
+from relay.delivery.http_errors import BlockedDestination
 from relay.delivery.retry import delivery_delay, parse_retry_after
 from relay.secret_box import unseal
 from relay.store import keys, lanes

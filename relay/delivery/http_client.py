@@ -11,9 +11,12 @@ addresses the resolver returns, so checking them there leaves no gap between "ch
 "connected" for DNS rebinding to slip through. aiohttp skips the resolver for IP-literal hosts,
 so those (and names like `localhost`) are refused by a wrapper transport before sending.
 
-The wrapper also re-maps aiohttp's errors onto httpx's: httpx_aiohttp's table reports a refused
-connection as `ConnectTimeout`, which would put "timeout" in the delivery log for a receiver
-that is simply down.
+The wrapper also re-maps aiohttp's errors onto httpx's (relay/delivery/http_errors.py).
+
+`request_capped`, the one call every delivery and poll makes, sends on the client's kept-alive
+connections instead (relay/delivery/http11.py: a third of aiohttp's CPU per request), through
+the same resolver and guard, within the same bounds and budget; what those would not send
+exactly as aiohttp does goes to aiohttp.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import asyncio
 import contextlib
 import socket
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from functools import lru_cache
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import cast
@@ -33,8 +36,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 from multidict import CIMultiDictProxy
 
+from relay.delivery import http11
 from relay.delivery.deadlines import Deadlines
 from relay.delivery.dns import BoundedResolver
+from relay.delivery.http_errors import BlockedDestination, RemappedStream, remap
 from relay.delivery.ssrf import is_forbidden_hostname, is_forbidden_ip, parse_ip
 
 #: A slow subscriber must not hold every pooled connection and stall everyone else's deliveries.
@@ -42,16 +47,8 @@ DEFAULT_MAX_PER_HOST = 64
 #: Resolved (and checked) addresses are reused for this long; short, so DNS changes are seen.
 DNS_CACHE_SECONDS = 10
 KEEPALIVE_SECONDS = 30.0
-#: The most of an answer read in one go (`_exchange_aiohttp`).
+#: The most of an answer read in one go (`_exchange`, on aiohttp).
 READ_CHUNK = 16 * 1024
-
-
-class BlockedDestination(httpx.TransportError):
-    """The destination is private, loopback, link-local or metadata: nothing was sent.
-
-    A TransportError so callers that already treat connection failures as "delivery failed"
-    handle it without a special case; its message never contains the URL or its credentials.
-    """
 
 
 class GuardedResolver(AbstractResolver):
@@ -83,57 +80,6 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def _translate(exc: BaseException) -> type[httpx.TransportError]:
-    """The httpx error class for an aiohttp (or timeout) failure, most specific first."""
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout
-    if isinstance(exc, TimeoutError):  # SocketTimeoutError, ServerTimeoutError, bare timeouts
-        return httpx.ReadTimeout
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx.ConnectError
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
-        return httpx.RemoteProtocolError
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientOSError):
-        return httpx.ReadError
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
-        return httpx.UnsupportedProtocol
-    if isinstance(exc, aiohttp.ClientConnectionError):
-        return httpx.NetworkError
-    return httpx.TransportError
-
-
-def _remap(exc: Exception, request: httpx.Request) -> httpx.TransportError | None:
-    """A correctly classified httpx error for `exc`, or None to let it propagate as is."""
-    if isinstance(exc, BlockedDestination):
-        return BlockedDestination(str(exc), request=request)
-    # httpx_aiohttp raises httpx errors chained to the aiohttp original; classify the original.
-    origin = exc.__cause__ if isinstance(exc, httpx.TransportError) else exc
-    if isinstance(origin, BlockedDestination):
-        return BlockedDestination(str(origin), request=request)
-    if isinstance(origin, aiohttp.ClientError | TimeoutError):
-        return _translate(origin)(str(origin) or type(origin).__name__, request=request)
-    return None
-
-
-class _RemappedStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request) -> None:
-        self._inner = inner
-        self._request = request
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._inner:
-                yield chunk
-        except Exception as exc:
-            mapped = _remap(exc, self._request)
-            if mapped is None:
-                raise
-            raise mapped from exc
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 @lru_cache(maxsize=4096)
@@ -180,14 +126,22 @@ def _parsed(url: str) -> httpx.URL:
 
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Refuses IP-literal and local-name destinations the resolver never sees, and gives
-    aiohttp's errors their proper httpx classes."""
+    aiohttp's errors their proper httpx classes. `pool`: the kept-alive connections
+    `request_capped` sends on (relay/delivery/http11.py), None to send everything through
+    `inner`."""
 
     def __init__(
-        self, inner: httpx.AsyncBaseTransport, *, guard: bool, allow_private: bool
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        guard: bool,
+        allow_private: bool,
+        pool: http11.Pool | None = None,
     ) -> None:
         self._inner = inner
         self._guard = guard
         self._allow_private = allow_private
+        self.pool = pool
         #: The total budgets of `request_capped`'s exchanges on this client.
         self.deadlines = Deadlines()
 
@@ -199,16 +153,18 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         try:
             response = await self._inner.handle_async_request(request)
         except Exception as exc:
-            mapped = _remap(exc, request)
+            mapped = remap(exc, request)
             if mapped is None:
                 raise
             raise mapped from exc
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _RemappedStream(response.stream, request)
+        response.stream = RemappedStream(response.stream, request)
         return response
 
     async def aclose(self) -> None:
         self.deadlines.close()
+        if self.pool is not None:
+            self.pool.close()
         await self._inner.aclose()
 
 
@@ -237,15 +193,21 @@ def make_client(
     subscriber is its answer, not an instruction to POST somewhere else."""
     ssl_context = httpx.create_ssl_context()
 
+    def make_resolver() -> AbstractResolver:
+        inner = resolver if resolver is not None else BoundedResolver(dns_threads, dns_timeout)
+        return GuardedResolver(allow_private, inner) if guard else inner
+
+    # Made inside the running loop on first need, then shared by both ways out.
+    resolve = http11.shared(make_resolver)
+
     def session() -> aiohttp.ClientSession:
         # Built lazily by the transport, inside the running loop, on the first request.
-        inner = resolver if resolver is not None else BoundedResolver(dns_threads, dns_timeout)
         connector = aiohttp.TCPConnector(
             limit=max_connections,
             limit_per_host=min(max_per_host, max_connections),
             keepalive_timeout=KEEPALIVE_SECONDS,
             ttl_dns_cache=DNS_CACHE_SECONDS,
-            resolver=GuardedResolver(allow_private, inner) if guard else inner,
+            resolver=resolve(),
             ssl=ssl_context,
         )
         return aiohttp.ClientSession(
@@ -253,8 +215,15 @@ def make_client(
         )
 
     transport = AiohttpTransport(client=session)
+    pool = http11.Pool(
+        resolver=resolve,
+        ssl_context=ssl_context,
+        max_connections=max_connections,
+        max_per_host=min(max_per_host, max_connections),
+    )
+    guarded = GuardedTransport(transport, guard=guard, allow_private=allow_private, pool=pool)
     return httpx.AsyncClient(
-        transport=GuardedTransport(transport, guard=guard, allow_private=allow_private),
+        transport=guarded,
         timeout=httpx.Timeout(timeout),
         follow_redirects=False,
         trust_env=False,  # env proxies would mount plain httpx transports around the guard
@@ -340,7 +309,7 @@ async def request_capped(
     """
     transport = getattr(client, "_transport", None)
     if isinstance(transport, GuardedTransport) and isinstance(transport._inner, AiohttpTransport):
-        return await _exchange_aiohttp(
+        return await _exchange(
             client, transport, method, url, content, headers, limit, total_timeout
         )
     send_headers = _identity(headers)
@@ -365,7 +334,7 @@ async def request_capped(
     return response.status_code, bytes(excerpt), dict(response.headers)
 
 
-async def _exchange_aiohttp(
+async def _exchange(
     client: httpx.AsyncClient,
     transport: GuardedTransport,
     method: str,
@@ -375,38 +344,57 @@ async def _exchange_aiohttp(
     limit: int,
     total_timeout: float | None,
 ) -> tuple[int, bytes, Mapping[str, str]]:
-    """`request_capped` straight on the client's aiohttp session: the same guard, timeouts,
-    caps, error classes and headers, without building httpx Request/Response objects per
-    request (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py
-    and bench/polling.py)."""
+    """`request_capped` on the client's kept-alive connections (relay/delivery/http11.py), or
+    straight on its aiohttp session where those cannot send it: the same guard, timeouts, caps,
+    error classes and headers either way, and no httpx Request/Response objects per request
+    (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py and
+    bench/polling.py)."""
     inner = cast(AiohttpTransport, transport._inner)
     target: httpx.URL | str = url
     if transport._guard:
-        # Subscriber URLs: aiohttp gets httpx's normalised form of the URL whose host was
-        # checked. Vendor URLs (no guard) are operator configuration, each poll's different,
-        # and go as they are.
+        # Subscriber URLs: sent as httpx's normalised form of the URL whose host was checked.
+        # Vendor URLs (no guard) are operator configuration, each poll's different, and go as
+        # they are.
         target = _parsed(url)
         if not transport._allow_private:
             reason = _literal_refusal(target.host)
             if reason is not None:
                 raise BlockedDestination(reason, request=httpx.Request(method, target))
-    if not isinstance(inner.client, aiohttp.ClientSession):
-        inner.client = inner.get_client()
-    session = inner.client
     base = _client_headers(client)
     if _asks_encoding(headers):
         base = {k: v for k, v in base.items() if k != "accept-encoding"}
     send_headers = {**base, **headers}
     timeout = client.timeout
     budget = total_timeout if total_timeout is not None else timeout.read
-    # The whole exchange, answer read included, within `budget` (so a receiver trickling a
-    # byte at a time is cut off): one timer for all of the client's requests, not one each
-    # (asyncio.timeout around it was ~8 % of a poll's CPU and ~4 % of a delivery's, and
-    # aiohttp's own ~8 us of a delivery).
+    phases = _client_timeout(budget, timeout.connect, timeout.read, timeout.pool)
+    # The lean way (relay/delivery/http11.py) where it sends exactly what aiohttp would, and
+    # no timeout but the total budget applies (one shorter than it is aiohttp's to keep).
+    lean: tuple[http11.Pool, http11.Target, bytes] | None = None
+    only_budget = phases.sock_connect is None and phases.sock_read is None
+    if transport.pool is not None and only_budget and phases.connect is None:
+        where = http11.target(str(target))
+        head = (
+            None
+            if where is None
+            else http11.request_head(method, where, send_headers, len(content))
+        )
+        if where is not None and head is not None:
+            if where.literal and transport._guard and not transport._allow_private:
+                # (checked again on the parse it connects by)
+                reason = _literal_refusal(where.host)
+                if reason is not None:
+                    raise BlockedDestination(reason, request=httpx.Request(method, target))
+            lean = (transport.pool, where, head)
     deadlines = transport.deadlines
     task = deadlines.enter(budget) if budget is not None else None
     try:
-        async with session.request(
+        if lean is not None:
+            pool, where, head = lean
+            code, body, fields = await pool.exchange(where, head, content, limit)
+            return code, body, AnswerHeaders(fields)
+        if not isinstance(inner.client, aiohttp.ClientSession):
+            inner.client = inner.get_client()
+        async with inner.client.request(
             method,
             str(target),
             data=content or None,
@@ -414,7 +402,7 @@ async def _exchange_aiohttp(
             allow_redirects=False,
             auto_decompress=False,
             compress=False,
-            timeout=_client_timeout(budget, timeout.connect, timeout.read, timeout.pool),
+            timeout=phases,
         ) as response:
             # Read straight from the stream, never past `limit` (a 204's is at its end at
             # once; an answer that came whole is one read): no chunk iterator and its two
@@ -437,7 +425,7 @@ async def _exchange_aiohttp(
             ) from None
         raise
     except Exception as exc:
-        mapped = _remap(exc, httpx.Request(method, target))
+        mapped = remap(exc, httpx.Request(method, target))
         if mapped is None:
             raise
         raise mapped from exc
