@@ -6,10 +6,18 @@ runs the client's whole contract, guard, budget and errors, over the same path.)
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from relay.delivery import http11
 from relay.delivery.http_client import make_client, request_capped
@@ -287,3 +295,58 @@ async def test_a_header_with_a_line_break_is_refused_and_nothing_injected(
         with pytest.raises(ValueError):
             await request_capped(client, "POST", raw.url, b"x", {"x-a": "v\r\nx-injected: 1"})
         assert not any(b"x-injected" in r for r in raw.requests)
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_is_verified_and_a_trusted_receiver_is_reached(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    raw = Raw(lambda n: NO_CONTENT)
+    server = await asyncio.start_server(raw._serve, "127.0.0.1", 0, ssl=server_side)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    client = make_client(timeout=5.0, allow_private=True)
+    try:
+        # The client trusts the public CAs only: a certificate nobody signed is refused.
+        with pytest.raises(httpx.ConnectError):
+            await post(client, url)
+        assert raw.requests == []
+        # Trusting it (as a private CA would be), the POST goes over TLS on a kept connection.
+        client._transport.pool._ssl.load_verify_locations(cert)  # type: ignore[attr-defined]
+        assert await post(client, url) == (204, b"")
+        assert await post(client, url) == (204, b"")
+        assert len(raw.requests) == 2 and raw.connections == 1  # (the refused one never got in)
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
