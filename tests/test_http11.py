@@ -261,6 +261,22 @@ async def test_idle_connections_end_with_their_keep_alive(
         await client.aclose()
 
 
+async def test_the_sweep_keeps_the_bound_of_a_host_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sweeps run while one exchange holds the host's only slot and two more wait for it (one
+    of them behind the bound of all): the bound they wait on stays, so one at a time it is."""
+    monkeypatch.setattr(http11, "KEEPALIVE_SECONDS", 0.05)
+    client = make_client(timeout=5.0, allow_private=True, max_connections=1, max_per_host=1)
+    try:
+        async with Raw(lambda n: NO_CONTENT, hold=0.3) as raw:
+            results = await asyncio.gather(*(post(client, raw.url) for _ in range(3)))
+            assert results == [(204, b"")] * 3 and raw.peak == 1
+            await asyncio.sleep(0.3)
+            pool = client._transport.pool  # type: ignore[attr-defined]
+            assert pool._hosts == {} and pool._busy == {} and pool._idle == {}
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.parametrize(
     "url",
     [

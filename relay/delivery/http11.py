@@ -290,16 +290,18 @@ class Pool:
         #: host -> (until, [(address, family), ...]) as the resolver answered (and checked).
         self._dns: dict[str, tuple[float, list[tuple[str, int]]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
+        self._closed = False
 
     async def exchange(self, where: Target, head: bytes, content: bytes, limit: int) -> Answer:
         loop = asyncio.get_running_loop()
-        host = self._hosts.get(where.key)
-        if host is None:
-            host = self._hosts[where.key] = asyncio.Semaphore(self._max_per_host)
         key = where.key
-        async with host, self._all:
-            self._busy[key] = self._busy.get(key, 0) + 1
-            try:
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = asyncio.Semaphore(self._max_per_host)
+        # Counted from before the wait, so the sweep never drops a bound someone waits on.
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            async with host, self._all:
                 conn = self._take(key, loop.time())
                 if conn is None:
                     conn = await self._connect(where, loop)
@@ -318,15 +320,15 @@ class Pool:
                     raise
                 fields = CIMultiDictProxy(CIMultiDict(conn.fields))
                 answer = (conn.status, bytes(conn.body), fields)
-                if conn.complete and conn.keep and not conn.broken:
+                if conn.complete and conn.keep and not conn.broken and not self._closed:
                     conn.rest(loop.time())
                     self._idle.setdefault(key, []).append(conn)
                     self._arm(loop)
                 else:
                     conn.close()
                 return answer
-            finally:
-                self._busy[key] -= 1
+        finally:
+            self._busy[key] -= 1
 
     def _take(self, key: Key, now: float) -> _Connection | None:
         idle = self._idle.get(key)
@@ -379,7 +381,7 @@ class Pool:
         return found
 
     def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._sweeper is None:
+        if self._sweeper is None and not self._closed:
             self._sweeper = loop.call_later(KEEPALIVE_SECONDS, self._sweep, loop)
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -399,13 +401,16 @@ class Pool:
             else:
                 del self._idle[key]
         for key in [k for k, n in self._busy.items() if n <= 0 and k not in self._idle]:
-            del self._busy[key], self._hosts[key]  # nothing in flight to it, nothing kept
+            # Nothing in flight to it or waiting, nothing kept: its bound goes.
+            del self._busy[key]
+            self._hosts.pop(key, None)
         for name in [n for n, (until, _) in self._dns.items() if until <= now]:
             del self._dns[name]
         if self._idle or self._dns or self._hosts:
             self._arm(loop)
 
     def close(self) -> None:
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
