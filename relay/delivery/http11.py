@@ -44,7 +44,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from relay.delivery.ssrf import parse_ip
 
 #: Resolved (and checked) addresses are reused for this long; short, so DNS changes are seen.
-DNS_CACHE_SECONDS = 10.0
+DNS_CACHE_SECONDS = 10
 #: An idle connection is closed after this long, and never reused past it.
 KEEPALIVE_SECONDS = 30.0
 #: The methods sent here; another goes to aiohttp. Those without a body get no Content-Length,

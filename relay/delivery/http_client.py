@@ -44,9 +44,6 @@ from relay.delivery.ssrf import is_forbidden_hostname, is_forbidden_ip, parse_ip
 
 #: A slow subscriber must not hold every pooled connection and stall everyone else's deliveries.
 DEFAULT_MAX_PER_HOST = 64
-#: Resolved (and checked) addresses are reused for this long; short, so DNS changes are seen.
-DNS_CACHE_SECONDS = 10
-KEEPALIVE_SECONDS = 30.0
 #: The most of an answer read in one go (`_exchange`, on aiohttp).
 READ_CHUNK = 16 * 1024
 
@@ -122,6 +119,13 @@ def _parsed(url: str) -> httpx.URL:
     """httpx's URL parse of a subscriber URL. Cached: it cost about 6 % of a delivery's CPU, and
     a worker sends to the same few URLs over and over (httpx.URL is immutable)."""
     return httpx.URL(url)
+
+
+@lru_cache(maxsize=4096)
+def _guarded_target(url: str) -> http11.Target | None:
+    """Where a subscriber URL's request goes on the kept-alive way: httpx's normalised form of
+    it, as the aiohttp way sends it. Cached as `_parsed` is (its `str` is rebuilt on each call)."""
+    return http11.target(str(_parsed(url)))
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -205,8 +209,8 @@ def make_client(
         connector = aiohttp.TCPConnector(
             limit=max_connections,
             limit_per_host=min(max_per_host, max_connections),
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            ttl_dns_cache=DNS_CACHE_SECONDS,
+            keepalive_timeout=http11.KEEPALIVE_SECONDS,
+            ttl_dns_cache=http11.DNS_CACHE_SECONDS,
             resolver=resolve(),
             ssl=ssl_context,
         )
@@ -372,7 +376,7 @@ async def _exchange(
     lean: tuple[http11.Pool, http11.Target, bytes] | None = None
     only_budget = phases.sock_connect is None and phases.sock_read is None
     if transport.pool is not None and only_budget and phases.connect is None:
-        where = http11.target(str(target))
+        where = _guarded_target(url) if transport._guard else http11.target(url)
         head = (
             None
             if where is None
