@@ -234,7 +234,7 @@ async def test_a_name_is_resolved_once_while_its_answer_is_kept(
                 await asyncio.sleep(0.02)
             assert raw.connections == 3 and resolver.calls == 1
             monkeypatch.setattr(http11, "DNS_CACHE_SECONDS", 0.0)
-            http11.target.cache_clear()
+            http11._parse.cache_clear()
             pool = client._transport.pool  # type: ignore[attr-defined]
             pool._dns.clear()
             for _ in range(2):
@@ -275,6 +275,46 @@ async def test_the_sweep_keeps_the_bound_of_a_host_in_use(monkeypatch: pytest.Mo
             assert pool._hosts == {} and pool._busy == {} and pool._idle == {}
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/v1/runs/run_0001",
+        "http://127.0.0.1:8080/v1/runs/run_0001/",
+        "https://vendor.example/v1/runs/R-9.x~y_z",
+        "https://vendor.example/a/./b/../runs/abc",
+        "https://vendor.example/a//runs/abc",
+        "https://vendor.example/a/%7e/runs/abc",
+        "https://vendor.example/a%2Fb/abc",
+        "https://vendor.example/runs/a%20b",
+        "https://vendor.example/runs/..",
+        "https://vendor.example/runs/.",
+        "https://vendor.example/runs/abc?x=/y",
+        "https://vendor.example/runs/abc#frag",
+        "https://bücher.example/runs/abc",
+        "https://[::1]:8443/runs/abc",
+        "http://vendor.example",
+        "http://vendor.example/abc",
+        "http://user:secret@vendor.example/runs/abc",
+        "ftp://vendor.example/runs/abc",
+        "http:///runs/abc",
+    ],
+)
+def test_a_url_goes_where_its_whole_parse_says(url: str) -> None:
+    """A URL's last segment appended to its parent's cached parse gives exactly the parse of the
+    whole URL (yarl's, as aiohttp sends it)."""
+    http11._parse.cache_clear()
+    assert http11.target(url) == http11._parse(url)
+
+
+def test_run_urls_share_their_parent_parse() -> None:
+    """A poll's URL is its run's own: the parse cached is the vendor's, not one per run."""
+    http11._parse.cache_clear()
+    for n in range(10_000):
+        where = http11.target(f"http://127.0.0.1:8080/v1/runs/run_{n:05d}")
+        assert where is not None and where.path == f"/v1/runs/run_{n:05d}"
+    assert http11._parse.cache_info().currsize == 1
 
 
 @pytest.mark.parametrize(
