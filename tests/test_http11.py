@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relay.delivery import http11
+from relay.delivery import http11, http_request
 from relay.delivery.http_client import make_client, request_capped
 from tests.test_http_client import FakeResolver
 
@@ -234,7 +234,7 @@ async def test_a_name_is_resolved_once_while_its_answer_is_kept(
                 await asyncio.sleep(0.02)
             assert raw.connections == 3 and resolver.calls == 1
             monkeypatch.setattr(http11, "DNS_CACHE_SECONDS", 0.0)
-            http11._parse.cache_clear()
+            http_request._parse.cache_clear()
             pool = client._transport.pool  # type: ignore[attr-defined]
             pool._dns.clear()
             for _ in range(2):
@@ -304,17 +304,17 @@ async def test_the_sweep_keeps_the_bound_of_a_host_in_use(monkeypatch: pytest.Mo
 def test_a_url_goes_where_its_whole_parse_says(url: str) -> None:
     """A URL's last segment appended to its parent's cached parse gives exactly the parse of the
     whole URL (yarl's, as aiohttp sends it)."""
-    http11._parse.cache_clear()
-    assert http11.target(url) == http11._parse(url)
+    http_request._parse.cache_clear()
+    assert http_request.target(url) == http_request._parse(url)
 
 
 def test_run_urls_share_their_parent_parse() -> None:
     """A poll's URL is its run's own: the parse cached is the vendor's, not one per run."""
-    http11._parse.cache_clear()
+    http_request._parse.cache_clear()
     for n in range(10_000):
-        where = http11.target(f"http://127.0.0.1:8080/v1/runs/run_{n:05d}")
+        where = http_request.target(f"http://127.0.0.1:8080/v1/runs/run_{n:05d}")
         assert where is not None and where.path == f"/v1/runs/run_{n:05d}"
-    assert http11._parse.cache_info().currsize == 1
+    assert http_request._parse.cache_info().currsize == 1
 
 
 @pytest.mark.parametrize(
@@ -326,20 +326,20 @@ def test_run_urls_share_their_parent_parse() -> None:
     ],
 )
 def test_what_it_would_not_send_as_aiohttp_does_is_left_to_aiohttp(url: str) -> None:
-    assert http11.target(url) is None
+    assert http_request.target(url) is None
 
 
 def test_a_header_that_would_split_the_request_is_left_to_aiohttp() -> None:
-    where = http11.target("http://127.0.0.1:8080/hook")
+    where = http_request.target("http://127.0.0.1:8080/hook")
     assert where is not None and where.authority == "127.0.0.1:8080"
-    assert http11.request_head("POST", where, {"x-a": "v\r\nx-injected: 1"}, 1) is None
-    assert http11.request_head("POST", where, {"bad name": "v"}, 1) is None
-    assert http11.request_head("POST", where, {"host": "elsewhere"}, 1) is None
-    assert http11.request_head("HEAD", where, {}, 0) is None
-    assert http11.request_head("GET", where, {}, 0) == (
+    assert http_request.request_head("POST", where, {"x-a": "v\r\nx-injected: 1"}, 1) is None
+    assert http_request.request_head("POST", where, {"bad name": "v"}, 1) is None
+    assert http_request.request_head("POST", where, {"host": "elsewhere"}, 1) is None
+    assert http_request.request_head("HEAD", where, {}, 0) is None
+    assert http_request.request_head("GET", where, {}, 0) == (
         b"GET /hook HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
     )
-    v6 = http11.target("https://[::1]/a%20b?q=1")
+    v6 = http_request.target("https://[::1]/a%20b?q=1")
     assert v6 is not None and (v6.host, v6.port, v6.tls, v6.literal) == ("::1", 443, True, True)
     assert (v6.authority, v6.path) == ("[::1]", "/a%20b?q=1")
 

