@@ -36,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from httpx_aiohttp import AiohttpTransport
 from multidict import CIMultiDictProxy
 
-from relay.delivery import http11, http_request
+from relay.delivery import guarded_url, http11, http_request
 from relay.delivery.deadlines import Deadlines
 from relay.delivery.dns import BoundedResolver
 from relay.delivery.http_errors import BlockedDestination, RemappedStream, remap
@@ -112,20 +112,6 @@ def _client_timeout(
     return aiohttp.ClientTimeout(
         total=None, sock_connect=within(connect), sock_read=within(read), connect=within(pool)
     )
-
-
-@lru_cache(maxsize=4096)
-def _parsed(url: str) -> httpx.URL:
-    """httpx's URL parse of a subscriber URL. Cached: it cost about 6 % of a delivery's CPU, and
-    a worker sends to the same few URLs over and over (httpx.URL is immutable)."""
-    return httpx.URL(url)
-
-
-@lru_cache(maxsize=4096)
-def _guarded_target(url: str) -> http_request.Target | None:
-    """Where a subscriber URL's request goes on the kept-alive way: httpx's normalised form of
-    it, as the aiohttp way sends it. Cached as `_parsed` is (its `str` is rebuilt on each call)."""
-    return http_request.target(str(_parsed(url)))
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
@@ -354,14 +340,16 @@ async def _exchange(
     (that wrapping cost about as much CPU as aiohttp's own work; see bench/delivery.py and
     bench/polling.py)."""
     inner = cast(AiohttpTransport, transport._inner)
-    target: httpx.URL | str = url
+    target = url
+    guarded: guarded_url.Guarded | None = None
     if transport._guard:
         # Subscriber URLs: sent as httpx's normalised form of the URL whose host was checked.
         # Vendor URLs (no guard) are operator configuration, each poll's different, and go as
         # they are.
-        target = _parsed(url)
+        guarded = guarded_url.read(url)
+        target = guarded.url
         if not transport._allow_private:
-            reason = _literal_refusal(target.host)
+            reason = _literal_refusal(guarded.host)
             if reason is not None:
                 raise BlockedDestination(reason, request=httpx.Request(method, target))
     base = _client_headers(client)
@@ -376,7 +364,7 @@ async def _exchange(
     lean: tuple[http11.Pool, http_request.Target, bytes] | None = None
     only_budget = phases.sock_connect is None and phases.sock_read is None
     if transport.pool is not None and only_budget and phases.connect is None:
-        where = _guarded_target(url) if transport._guard else http_request.target(url)
+        where = guarded.where if guarded is not None else http_request.target(url)
         head = (
             None
             if where is None

@@ -38,30 +38,44 @@ class Target:
     authority: str
 
 
-#: Characters a last path segment may have for `target` to append it to its parent's parse:
-#: RFC 3986's unreserved ones, which yarl leaves as they are.
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+#: RFC 3986's unreserved characters: a path segment made of them only is left as it is by yarl's
+#: parse and by httpx's.
+UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def split_last(url: str) -> tuple[str, str] | None:
+    """`url` as its parent (with its slash) and a last path segment that can be appended to the
+    parent's parse as it is; None when the whole URL must be parsed. A URL's own one (a run's
+    `.../runs/<id>`, an endpoint's `.../hooks/<id>`) then costs no parse of its own: the parent
+    is parsed once for all its children. Only a segment of unreserved characters, not a dot
+    segment, in a URL with no query or fragment, whose authority lies whole in the parent
+    (`scheme://host...`, so the host read from the parent is the URL's)."""
+    parent, slash, last = url.rpartition("/")
+    _scheme, sep, authority = parent.partition("://")
+    if (
+        slash
+        and sep
+        and authority
+        and last not in ("", ".", "..")
+        and "?" not in url
+        and "#" not in url
+        and UNRESERVED.issuperset(last)
+    ):
+        return parent + "/", last
+    return None
 
 
 def target(url: str) -> Target | None:
     """Where `url`'s request goes; None when aiohttp must send it.
 
-    Cached by the URL's parent (all but its last path segment): a poll's URL is its run's own
-    (`.../runs/<id>`), so a cache of whole URLs missed on every poll past a few thousand runs
-    and paid yarl's parse (~9 µs) each time, while a vendor has one parent for all its runs.
-    A last segment of unreserved characters only, which yarl would leave untouched, is appended
-    to the parent's parse; any other URL (a query, a fragment, a dot segment, an escape) is
-    parsed whole, and cached whole (a subscriber's URL, the same for all its deliveries)."""
-    parent, slash, last = url.rpartition("/")
-    if (
-        slash
-        and last
-        and last not in (".", "..")
-        and "?" not in url
-        and "#" not in url
-        and _UNRESERVED.issuperset(last)
-    ):
-        base = _parse(parent + "/")
+    Cached by the URL's parent (`split_last`): a poll's URL is its run's own, so a cache of
+    whole URLs missed on every poll past a few thousand runs and paid yarl's parse (~9 µs) each
+    time, while a vendor has one parent for all its runs. Any other URL is parsed whole, and
+    cached whole."""
+    split = split_last(url)
+    if split is not None:
+        parent, last = split
+        base = _parse(parent)
         if base is not None and base.path.endswith("/"):
             return Target(
                 base.key,
