@@ -325,16 +325,3 @@ class Pool:
                 conn.close()
         self._idle.clear()
         self._dns.clear()
-
-
-def shared(make: Callable[[], AbstractResolver]) -> Callable[[], AbstractResolver]:
-    """`make` called once, on first need (inside the running loop), its resolver handed to every
-    caller: the lean pool and aiohttp's connector share one guard and one set of DNS threads."""
-    made: list[AbstractResolver] = []
-
-    def get() -> AbstractResolver:
-        if not made:
-            made.append(make())
-        return made[0]
-
-    return get

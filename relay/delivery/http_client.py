@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import weakref
 from collections.abc import AsyncGenerator, Iterator, Mapping
-from functools import lru_cache
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import cast
 
@@ -79,7 +79,7 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-@lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=4096)
 def _literal_refusal(host: str) -> str | None:
     """Why `host` is refused before any lookup, or None. Cached: it runs on every request and
     a worker sends to a small set of hosts over and over."""
@@ -95,7 +95,7 @@ def _literal_refusal(host: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=64)
 def _client_timeout(
     total: float | None, connect: float | None, read: float | None, pool: float | None
 ) -> aiohttp.ClientTimeout:
@@ -187,8 +187,9 @@ def make_client(
         inner = resolver if resolver is not None else BoundedResolver(dns_threads, dns_timeout)
         return GuardedResolver(allow_private, inner) if guard else inner
 
-    # Made inside the running loop on first need, then shared by both ways out.
-    resolve = http11.shared(make_resolver)
+    # Made inside the running loop on first need, then shared by both ways out (the lean pool
+    # and aiohttp's connector: one guard, one set of DNS threads).
+    resolve = functools.cache(make_resolver)
 
     def session() -> aiohttp.ClientSession:
         # Built lazily by the transport, inside the running loop, on the first request.
