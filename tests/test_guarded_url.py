@@ -38,6 +38,9 @@ SHAPES = [
     "https:hooks.example/hook",
     "/relative/hook",
     "https://hooks.example/a://b/hook",
+    "https://hooks.example:abc/hook",  # the parent's parse fails, as the whole URL's does
+    "http://[::1/hook",
+    "https://hooks.example/hook\x7f",
 ]
 
 
