@@ -334,8 +334,9 @@ def test_a_poll_claim_reads_each_claimed_run_and_only_those(
 def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
     server: ValkeyServer, r: redis.Redis
 ) -> None:
-    """lua/poll_slot.lua: the lease check, the slot and the counts of one poll, with `n` runs
-    held and `n` reservations of another tenant on the same line (the swap looks at one)."""
+    """lua/poll_slots.lua: the lease checks, the slots and the counts of a claim's polls (three
+    here), with `n` runs held and `n` reservations of another tenant on the same line (each
+    swap looks at one)."""
     line = keys.budget("citedy")
 
     def at(n: int) -> int:
@@ -346,23 +347,25 @@ def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
             pipe.hset(keys.leases(keys.DUE_POLL), f"run_{i}", "tok")
         pipe.zadd(f"{line}:held:big", {f"run_b{i}": 4e9 + i for i in range(n)})
         pipe.zadd(f"{line}:tenants", {"big": n})
-        pipe.set(line, "4000000000")  # the next free slot far off: this call must reserve
+        pipe.set(line, "4000000000")  # the next free slot far off: these calls must reserve
         pipe.execute()
 
         async def call(client: aioredis.Redis) -> None:
-            wait = await bind(client).poll_slot(
-                keys=[
-                    keys.leases(keys.DUE_POLL),
-                    keys.run("run_1"),
-                    keys.DUE_POLL,
+            polls = ("run_1", "run_2", "run_3")
+            script_keys = [keys.leases(keys.DUE_POLL), keys.DUE_POLL]
+            args: list[str | float | int] = ["polls", 0.001, 1.0]
+            for run_id in polls:
+                script_keys += [
+                    keys.run(run_id),
                     line,
                     f"{line}:held:t",
                     f"{line}:tenants",
                     keys.usage("t", "20260101"),
-                ],
-                args=["run_1", "tok", "polls", 0.001, 1.0, "t", f"{line}:held:", 86400],
-            )
-            assert float(wait) < 0  # reserved (swapped with the big tenant's first), not counted
+                ]
+                args += [run_id, "tok", "t", f"{line}:held:", 86400]
+            waits = await bind(client).poll_slots(keys=script_keys, args=args)
+            # reserved (each swapped with the big tenant's first), not counted
+            assert len(waits) == 3 and all(float(w) < 0 for w in waits)
 
         return cost(server, r, call)
 

@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -36,7 +36,7 @@ from relay.ids import new_id
 from relay.store import keys
 from relay.store import subscriptions as subs_store
 from relay.store.crashpoint import Counter
-from relay.store.leases import claim, fail
+from relay.store.leases import Lease, claim, fail
 from relay.store.runs import COMPLETED, STARTING, create_run
 from relay.store.subscriptions import new_sub_fields
 from relay.vendors.connections import scoped_idempotency_key
@@ -58,7 +58,7 @@ from workers import chores
 from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import BUSY_SAFETY, deliver_lane
-from workers.poll import poll_run
+from workers.poll import poll_run, take_slots
 from workers.start import start_run
 from workers.watch import watch_agent
 
@@ -256,6 +256,7 @@ def poll_path(
     seen_first: bool = False,
     missing: bool = False,
     deferred: bool = False,
+    prepared: bool = False,
 ) -> Path_:
     async def path(world: World, env: Env, counter: Counter) -> list[str]:
         await add_subscription(env.r, env.receiver.url(env.hook))
@@ -279,10 +280,19 @@ def poll_path(
             # The credential's budget is spoken for 3 s ahead: the poll reserves its own slot
             # (lua/reserve_slot.lua) and is put back for just before it.
             await env.r.set(keys.budget("citedy"), repr(time.time() + 3), px=5000)
-        await crash_job(env, counter, keys.DUE_POLL, poll_run, crash_sim)
+        job = prepared_poll if prepared else poll_run
+        await crash_job(env, counter, keys.DUE_POLL, job, crash_sim)
         return await recover(env, lambda: run_problems(env, run_id, state=state), sim=recover_sim)
 
     return path
+
+
+async def prepared_poll(ctx: Context, run_id: str, lease: Lease) -> None:
+    """A poll as the poll pump runs it: the run as its claim read it, and its send slot taken
+    with the claim's others before the job starts (workers/poll.py `take_slots`)."""
+    run = await ctx.redis.hgetall(keys.run(run_id))
+    (lease,) = await take_slots(ctx, [replace(lease, run=run)])
+    await poll_run(ctx, run_id, lease)
 
 
 async def _completed_run_with_lane(env: Env, sub_id: str) -> tuple[str, list[str]]:
@@ -721,6 +731,8 @@ PATHS: dict[str, Path_] = {
     "start: vendor 5xx": start_path("500", "ok", COMPLETED),
     "start: joins the run the tenant tracks": join_path,
     "poll: changed": poll_path("ok", "ok"),
+    "poll: changed, its slot taken with its claim's": poll_path("ok", "ok", prepared=True),
+    "poll: budget deferred with its claim's": poll_path("ok", "ok", deferred=True, prepared=True),
     "poll: unchanged": poll_path("ok", "ok", seen_first=True),
     "poll: budget deferred": poll_path("ok", "ok", deferred=True),
     "poll: terminal": poll_path("fast", "fast", upstream_sim="fast"),

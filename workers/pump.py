@@ -56,6 +56,7 @@ class Pump:
         runs: bool = False,
         pipe: AutoPipeline | None = None,
         gather: float = 0.0,
+        prepare: Callable[[list[Lease]], Awaitable[list[Lease]]] | None = None,
     ) -> None:
         self.name = name
         self._r = r
@@ -76,6 +77,10 @@ class Pump:
         #: After a claim that took fewer than it could, wait this long before the next, so the
         #: members falling due meanwhile are claimed (and their jobs run) together.
         self._gather = gather
+        #: Between a claim and its jobs: work for all the claimed members at once (the poll
+        #: pump's send slots, workers/poll.py `take_slots`), each lease handed back with it. A
+        #: prepare that fails leaves the leases as claimed: each job does its own part.
+        self._prepare = prepare
         self._tasks: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -107,6 +112,13 @@ class Pump:
                 log.warning("claim_failed", pump=self.name, error=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
+            if self._prepare is not None:
+                try:
+                    members = await self._prepare(members)
+                except Exception as exc:
+                    # Each job does its own part then, and meets the error as its own (counted
+                    # towards its member's poison limit), not every member of the claim at once.
+                    log.warning("prepare_failed", pump=self.name, error=type(exc).__name__)
             for member in members:
                 task = asyncio.create_task(self._run_one(member))
                 self._tasks.add(task)

@@ -29,7 +29,7 @@ from workers import heartbeat
 from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import deliver_lane
-from workers.poll import poll_run
+from workers.poll import poll_run, take_slots
 from workers.pump import Pump
 from workers.start import start_run
 from workers.sweeper import sweep_forever
@@ -85,6 +85,7 @@ def build_pumps(c: Context) -> list[Pump]:
             runs=True,  # the run hash read in the claim (workers/poll.py)
             pipe=c.pipe,  # claims go out with the polls' own commands
             gather=poll_gather(s.poll_min_interval),
+            prepare=lambda leases: take_slots(c, leases),  # the claim's slots in one script
             **common,  # type: ignore[arg-type]
         ),
         Pump(

@@ -48,9 +48,7 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     run_id = run["id"]
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
     provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(
-        ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"]
-    )
+    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
     if wait:
         _outcome("budget_deferred")
         await release(ctx.pipe, lease, wait)

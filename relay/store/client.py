@@ -33,7 +33,7 @@ class Scripts:
     learn_phase: AsyncScript
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
-    poll_slot: AsyncScript
+    poll_slots: AsyncScript
     purge_sub: AsyncScript
     put_back: AsyncScript
     record_event: AsyncScript

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -18,7 +19,7 @@ class Lease:
     """`token` is empty for a job run by hand (not claimed): the scripts then skip the check.
     `claimed_at` is the server time of the claim, the observation time of what the job reads.
     `run`: the member's run hash as the claim read it (`claim_or_next` with `runs`; empty: the run
-    is gone), None when the claim did not read it."""
+    is gone), None when the claim did not read it. `ahead`: the pump's `prepare` step's."""
 
     due: str
     member: str
@@ -26,6 +27,9 @@ class Lease:
     claimed_at: float = 0.0
     fails: int = 0
     run: dict[str, str] | None = field(default=None, compare=False, hash=False, repr=False)
+    #: What the pump prepared for the job between the claim and its start (a poll: its send
+    #: slot, workers/poll.py `take_slots`); None when nothing was.
+    ahead: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def leases(self) -> str:

@@ -78,8 +78,7 @@ def _key_function(name: str) -> str:
     real = [value for value in vars(keys).values() if isinstance(value, str)]
     for samples in (plain, *([value] * len(params) for value in real)):
         rebuilt = "".join(
-            samples[int(p[1:])] if p.startswith("a") else p[1:-1].replace("\\'", "'")
-            for p in parts
+            samples[int(p[1:])] if p.startswith("a") else p[1:-1].replace("\\'", "'") for p in parts
         )
         if rebuilt != fn(*samples):
             raise ValueError(f"keys.{name} does not build its key by concatenation only")

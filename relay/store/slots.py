@@ -9,6 +9,9 @@ that changes the set). Each ends as RESERVE_SLOT says, or with `drop` (erase-ten
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import redis.asyncio as aioredis
 
 from relay.store.autopipe import AutoPipeline, run_script
@@ -32,9 +35,7 @@ async def drop(r: aioredis.Redis, held_key: str, tenant: str) -> int:
     """Delete a tenant's reservations (`held_key`, as `reservations` names it) with its count on
     that line, in one script (lua/drop_reservations.lua)."""
     line = held_key.removesuffix(HELD + tenant)
-    return int(
-        await bind(r).drop_reservations(keys=[held_key, counts(line)], args=[tenant])
-    )
+    return int(await bind(r).drop_reservations(keys=[held_key, counts(line)], args=[tenant]))
 
 
 async def reserve(
@@ -52,45 +53,55 @@ async def reserve(
     )
 
 
+@dataclass(frozen=True)
+class Held:
+    """A send a lease holder is about to make (a poll): the lease it holds, the line it takes
+    its slot on and its tenant there, the record that counts the send (`record_key`) and the
+    tenant's usage hash ('' for none)."""
+
+    lease: Lease
+    line: str
+    tenant: str
+    record_key: str
+    usage_key: str = ""
+    usage_ttl: int = 0
+
+
 async def reserve_held(
     pipe: AutoPipeline,
-    line: str,
+    sends: Sequence[Held],
     interval: float,
     max_wait: float,
-    lease: Lease,
-    tenant: str,
     *,
-    record_key: str,
     field: str,
-    usage_key: str = "",
-    usage_ttl: int = 0,
-) -> float | None:
-    """`reserve` for the holder of `lease` (its member holds the slot), in one script with the
-    lease check and the counts of a send (lua/poll_slot.lua): None when the lease was lost or
-    the record is gone (nothing taken; the member released if its record is gone); else the
-    slot's answer as `reserve` gives it, and when the slot is taken (>= 0) `field` of
-    `record_key` and the usage hash's `vendor_requests` (`usage_key`, if any) counted one more."""
-    found = await run_script(
-        pipe,
-        bind(pipe.redis).poll_slot,
-        [
-            lease.leases,
-            record_key,
-            lease.due,
+) -> list[float | None]:
+    """`reserve` for each send of `sends`, in order, in one script with the lease checks and
+    the counts of a send (lua/poll_slots.lua), one round trip for all: each answer None when
+    its lease was lost or its record is gone (nothing taken; the member released if its record
+    is gone); else the slot's
+    answer as `reserve` gives it, and when the slot is taken (>= 0) `field` of its record and
+    the usage hash's `vendor_requests` counted one more. All the sends hold leases of one due
+    set."""
+    if not sends:
+        return []
+    first = sends[0].lease
+    script_keys = [first.leases, first.due]
+    args: list[str | float | int] = [field, interval, max_wait]
+    for send in sends:
+        line = send.line
+        script_keys += [
+            send.record_key,
             line,
-            reservations(line, tenant),
+            reservations(line, send.tenant),
             counts(line),
-            usage_key,
-        ],
-        [
-            lease.member,
-            lease.token,
-            field,
-            interval,
-            max_wait,
-            tenant,
+            send.usage_key,
+        ]
+        args += [
+            send.lease.member,
+            send.lease.token,
+            send.tenant,
             reservations(line, ""),
-            usage_ttl,
-        ],
-    )
-    return None if found is None else float(found)
+            send.usage_ttl,
+        ]
+    found = await run_script(pipe, bind(pipe.redis).poll_slots, script_keys, args)
+    return [float(answer) if answer else None for answer in found]

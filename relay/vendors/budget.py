@@ -16,11 +16,11 @@ holding the most."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from relay.metrics import BUDGET_DEFERRED, BUDGET_REQUESTS, BUDGET_WAIT, child
 from relay.store import keys, slots
 from relay.store.autopipe import AutoPipeline
-from relay.store.leases import Lease
 
 MAX_WAIT = 1.0
 #: How much before its reserved slot a deferred caller is due again: it is claimed a little
@@ -42,43 +42,30 @@ async def acquire(
     """Wait for a send slot. Returns 0 when the caller may send now; otherwise the number of
     seconds to come back after, its slot kept for it under `holder` (of `tenant`) meanwhile."""
     wait = await slots.reserve(pipe, keys.budget(credential), 1.0 / rate, MAX_WAIT, holder, tenant)
-    return await _answer(credential, wait)
+    return await answer(credential, wait)
 
 
 async def acquire_held(
-    pipe: AutoPipeline,
-    credential: str,
-    rate: float,
-    lease: Lease,
-    tenant: str,
-    *,
-    record_key: str,
-    field: str,
-    usage: tuple[str, int] = ("", 0),
-) -> float | None:
-    """`acquire` for the holder of `lease` (a poll), with its lease check and the counts of the
-    request it is about to send in the same script (relay/store/slots.py `reserve_held`): None
-    when the lease was lost or the record is gone (nothing taken, nothing to write); else as
-    `acquire`, the request already counted (`field` on `record_key`, `vendor_requests` in the
-    tenant's `usage` (key, ttl)) when the answer is 0."""
-    wait = await slots.reserve_held(
-        pipe,
-        keys.budget(credential),
-        1.0 / rate,
-        MAX_WAIT,
-        lease,
-        tenant,
-        record_key=record_key,
-        field=field,
-        usage_key=usage[0],
-        usage_ttl=usage[1],
-    )
-    return None if wait is None else await _answer(credential, wait)
+    pipe: AutoPipeline, sends: Sequence[slots.Held], rate: float, *, field: str
+) -> list[float | None]:
+    """The send slots of lease holders (polls), each on its credential's line (`slots.Held`
+    names it: `line_of`), with their lease checks and the counts of the requests they are about
+    to send (`field` on each record, `vendor_requests` in the tenant's usage), in one script for
+    all (relay/store/slots.py `reserve_held`). Each answer as the
+    script gives it: None when the lease was lost or the record is gone (nothing taken, nothing
+    to write); < 0 deferred (come back after -answer, less LEAD: `answer`); >= 0 taken, the
+    request already counted, sent after sleeping that long (`answer`)."""
+    return await slots.reserve_held(pipe, sends, 1.0 / rate, MAX_WAIT, field=field)
 
 
-async def _answer(credential: str, wait: float) -> float:
-    """The slot's answer made the caller's: metered, slept to when it is near, or the seconds to
-    come back after."""
+def line_of(credential: str) -> str:
+    """A credential's line of send slots."""
+    return keys.budget(credential)
+
+
+async def answer(credential: str, wait: float) -> float:
+    """A slot's answer (`reserve`'s, or `acquire_held`'s when not None) made the caller's:
+    metered, slept to when it is near (0: send now), or the seconds to come back after."""
     label = metric_label(credential)
     if wait < 0:
         child(BUDGET_DEFERRED, label).inc()

@@ -88,7 +88,7 @@ class TenantVendor:
     @property
     def usage(self) -> tuple[str, int]:
         """The tenant's usage counters of today and their ttl, for a script that counts a request
-        in the same step as its own writes (relay/store/lua/poll_slot.lua)."""
+        in the same step as its own writes (relay/store/lua/poll_slots.lua)."""
         return usage.key(self.tenant), usage.ttl(self._days)
 
     async def _count(self, **counts: int) -> None:
@@ -136,9 +136,7 @@ class TenantVendor:
         *,
         counted: bool = False,
     ) -> Observed:
-        return await self._counted(
-            self.provider.fetch(client, agent_id, upstream_run_id), counted
-        )
+        return await self._counted(self.provider.fetch(client, agent_id, upstream_run_id), counted)
 
     async def list_runs(
         self, client: httpx.AsyncClient, agent_id: str, offset: int = 0, limit: int = 100

@@ -1,8 +1,8 @@
 --[[
   One send slot taken or reserved on a line of slots (GCRA): the whole of what
   lua/reserve_slot.lua does and says (why reservations, why per tenant, where each key ends),
-  shared with lua/poll_slot.lua, which takes a poll's slot in the same script as its lease check
-  and its counts.
+  shared with lua/poll_slots.lua, which takes polls' slots in the same script as their lease
+  checks and their counts.
   slot_reserve(line, held_key, counts_key, interval, max_wait, holder, tenant, prefix): line the
   next free slot, held_key the caller's tenant's reservations (zset holder -> slot), counts_key
   the counts (zset tenant -> reservations held), prefix the prefix of every tenant's reservations

