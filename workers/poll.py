@@ -94,7 +94,7 @@ async def _take(ctx: Context, polls: list[tuple[Lease, dict[str, str]]]) -> list
     for lease, run in polls:
         provider = providers[(run["tenant"], run["provider"])]
         usage_key, usage_ttl = provider.usage
-        line = budget.line_of(provider.credential)
+        line = keys.budget(provider.credential)
         sends.append(Held(lease, line, run["tenant"], keys.run(run["id"]), usage_key, usage_ttl))
     waits = await budget.acquire_held(ctx.pipe, sends, ctx.settings.vendor_rate, field="polls")
     return [
