@@ -18,12 +18,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from relay.store.connection import buffered_reader, carried_error
 
 #: An own connection unused this long (seconds) is checked before its next round trip.
 IDLE_CHECK = 1.0
@@ -201,16 +203,14 @@ class AutoPipeline:
         try:
             async with asyncio.timeout(budget):
                 await conn.send_packed_command(_pack(conn, commands))
-                reader = _reader_of(conn)  # (made by the connect a send may do)
+                reader = buffered_reader(conn)  # (made by the connect a send may do)
                 for command in commands:
                     reply = reader.gets() if reader is not None else NOT_ENOUGH_DATA
                     try:
                         if reply is NOT_ENOUGH_DATA:
                             reply = await conn.read_response()
-                        elif isinstance(reply, Exception) or (
-                            type(reply) is list and reply and isinstance(reply[0], Exception)
-                        ):
-                            _raise_reply(reply)
+                        elif (error := carried_error(reply)) is not None:
+                            raise error
                     except ResponseError as exc:
                         results.append(exc)
                         continue
@@ -234,20 +234,6 @@ class AutoPipeline:
         return results
 
 
-def _reader_of(conn: AbstractConnection) -> Any:
-    """The hiredis reader of a connection that packs in C and reads RESP2 replies decoded, as
-    every client of the relay's does (None otherwise: redis-py's own way is taken)."""
-    parser = getattr(conn, "_parser", None)
-    if (
-        type(parser) is not _AsyncHiredisParser
-        or not getattr(parser, "_connected", False)
-        or not getattr(conn, "packs_in_c", False)
-        or conn.protocol not in (2, "2")
-    ):
-        return None
-    return parser._reader
-
-
 def _pack(conn: AbstractConnection, commands: list[Command]) -> Any:
     """The commands as redis-py's C-packing connection packs them (a name with a space split
     in two words, a value it refuses refused as DataError), in one buffer."""
@@ -257,17 +243,6 @@ def _pack(conn: AbstractConnection, commands: list[Command]) -> Any:
         return b"".join([pack_command(command) for command in commands])
     except TypeError as exc:
         raise DataError(str(exc)) from None
-
-
-def _raise_reply(reply: Any) -> None:
-    """The error a reply carries, raised as redis-py's `read_response` (connection.py
-    `CPacking`) raises it: a connection's error, alone or first in an array, as it is; a
-    command's error (a `ResponseError`), to be put in that command's place. An array whose
-    first item is a command's error is a reply, handed back as it is."""
-    if isinstance(reply, Exception):
-        raise reply
-    if isinstance(reply[0], RedisConnectionError):
-        raise reply[0]
 
 
 def _retrieved(future: asyncio.Future[list[Any]]) -> None:

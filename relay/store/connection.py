@@ -122,34 +122,53 @@ def _c_packing(base: type[AbstractConnection]) -> type[AbstractConnection]:
             the buffer lacks is read by redis-py's own path, timeout and all; the reply is
             handled as redis-py handles it (an error reply raised, a dead connection's error
             raised, the health check's clock moved)."""
-            parser = self._parser
-            reader = parser._reader if type(parser) is _AsyncHiredisParser else None
-            if (
-                reader is None
-                or disable_decoding
-                or not parser._connected
-                or self.protocol not in (2, "2")
-            ):
+            reader = buffered_reader(self)
+            if reader is None or disable_decoding:
                 return await super().read_response(disable_decoding, *args, **kw)
             response = reader.gets()
             if response is NOT_ENOUGH_DATA:
                 return await super().read_response(disable_decoding, *args, **kw)
-            if isinstance(response, RedisConnectionError):
-                raise response
-            if isinstance(response, list) and response:
-                if isinstance(response[0], RedisConnectionError):
-                    raise response[0]
+            error = carried_error(response)
+            if isinstance(error, RedisConnectionError):
+                raise error
             if self.health_check_interval:
                 self.next_health_check = asyncio.get_running_loop().time() + (
                     self.health_check_interval
                 )
-            if isinstance(response, ResponseError):
-                raise response from None
+            if error is not None:
+                raise error from None
             return response
 
     CPacking.__name__ = CPacking.__qualname__ = f"CPacking{base.__name__}"
     _C_PACKING[base] = CPacking
     return CPacking
+
+
+def buffered_reader(conn: AbstractConnection) -> Any:
+    """The hiredis reader of `conn`, when a reply whole in its buffer may be taken straight from
+    it (`CPacking.read_response`, the auto-pipeline's exchange): a connected C-packing
+    connection reading RESP2 replies decoded. None otherwise: redis-py's own read is taken."""
+    parser = getattr(conn, "_parser", None)
+    if (
+        type(parser) is not _AsyncHiredisParser
+        or not getattr(parser, "_connected", False)
+        or not getattr(conn, "packs_in_c", False)
+        or conn.protocol not in (2, "2")
+    ):
+        return None
+    return parser._reader
+
+
+def carried_error(reply: Any) -> Exception | None:
+    """The error a reply taken from the reader carries, as redis-py's `read_response` raises
+    it: a connection's error, alone or first in an array, or a command's error (a
+    `ResponseError`); None for a reply to hand back, an array whose first item is a command's
+    error included."""
+    if isinstance(reply, (RedisConnectionError, ResponseError)):
+        return reply
+    if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
+        return reply[0]
+    return None
 
 
 def _pack_in_c(client: aioredis.Redis) -> None:
