@@ -78,10 +78,9 @@ async def reserve_held(
     """`reserve` for each send of `sends`, in order, in one script with the lease checks and
     the counts of a send (lua/poll_slots.lua), one round trip for all: each answer None when
     its lease was lost or its record is gone (nothing taken; the member released if its record
-    is gone); else the slot's
-    answer as `reserve` gives it, and when the slot is taken (>= 0) `field` of its record and
-    the usage hash's `vendor_requests` counted one more. All the sends hold leases of one due
-    set."""
+    is gone); else the slot's answer as `reserve` gives it, and when the slot is taken (>= 0)
+    `field` of its record and the usage hash's `vendor_requests` counted one more. All the
+    sends hold leases of one due set."""
     if not sends:
         return []
     first = sends[0].lease

@@ -49,12 +49,12 @@ async def acquire_held(
     pipe: AutoPipeline, sends: Sequence[slots.Held], rate: float, *, field: str
 ) -> list[float | None]:
     """The send slots of lease holders (polls), each on its credential's line (`slots.Held`
-    names it: `keys.budget`), with their lease checks and the counts of the requests they are about
-    to send (`field` on each record, `vendor_requests` in the tenant's usage), in one script for
-    all (relay/store/slots.py `reserve_held`). Each answer as the
-    script gives it: None when the lease was lost or the record is gone (nothing taken, nothing
-    to write); < 0 deferred (come back after -answer, less LEAD: `answer`); >= 0 taken, the
-    request already counted, sent after sleeping that long (`answer`)."""
+    names it: `keys.budget`), with their lease checks and the counts of the requests they are
+    about to send (`field` on each record, `vendor_requests` in the tenant's usage), in one
+    script for all (relay/store/slots.py `reserve_held`). Each answer as the script gives it:
+    None when the lease was lost or the record is gone (nothing taken, nothing to write); < 0
+    deferred (come back after -answer, less LEAD: `answer`); >= 0 taken, the request already
+    counted, sent after sleeping that long (`answer`)."""
     return await slots.reserve_held(pipe, sends, 1.0 / rate, MAX_WAIT, field=field)
 
 
