@@ -73,6 +73,8 @@ def build_pumps(c: Context) -> list[Pump]:
             lambda lease: start_run(c, lease.member, lease),
             concurrency=32,
             idle=0.05,
+            runs=True,  # the run hash read in the claim (workers/start.py)
+            pipe=c.pipe,  # claims go out with the starts' own commands
             **common,  # type: ignore[arg-type]
         ),
         Pump(

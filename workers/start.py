@@ -14,7 +14,7 @@ from relay.ids import vendor_idempotency_key
 from relay.store import keys, snapshots
 from relay.store.client import dumps, loads
 from relay.store.leases import Lease, bump, release, unheld
-from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, get_run, upstream_key
+from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, upstream_key
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget, connections
 from relay.vendors.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
@@ -26,7 +26,12 @@ log = structlog.get_logger("relay.start")
 
 async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     lease = lease or unheld(keys.DUE_START, run_id)
-    run = await get_run(ctx.redis, run_id)
+    found = lease.run
+    if found is None:
+        # Not read by the claim (a job run by hand): through the auto-pipeline, so the reads of
+        # the runs started together go out together.
+        (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
+    run: dict[str, str] | None = found or None
     if run is None or run.get("state") != STARTING:
         await release(ctx.pipe, lease, None)
         return
@@ -130,6 +135,7 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             upstream=upstream_key(
                 run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
             ),
+            auto=ctx.pipe,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)
