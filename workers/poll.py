@@ -4,10 +4,7 @@ there is one chain per run however many workers run; the job ends by setting the
 
 from __future__ import annotations
 
-import asyncio
 import time
-from dataclasses import dataclass, replace
-from typing import Any
 
 import structlog
 
@@ -15,15 +12,15 @@ from relay import tracing
 from relay.delivery import events
 from relay.delivery.recorder import RunGone, record
 from relay.metrics import POLLS, TRANSITIONS, child
-from relay.store import keys, snapshots, subscriptions
+from relay.store import keys, snapshots
 from relay.store.client import dumps
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
-from relay.store.slots import Held
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget, connections
 from relay.vendors.base import NotFound, RateLimited, Transient, Unauthorized
 from relay.vendors.polling import backoff, next_poll, phase_start
+from workers import ahead
 from workers.context import Context
 
 log = structlog.get_logger("relay.poll")
@@ -43,64 +40,17 @@ async def _again(ctx: Context, lease: Lease, delay: float, **fields: str) -> Non
     )
 
 
-@dataclass(frozen=True)
-class Ahead:
-    """A poll's way to the vendor, taken before it runs: its tenant's vendor client, its send
-    slot's answer (relay/vendors/budget.py `acquire_held`: None when the lease was lost or the
-    run is gone) and the read of its tenant's subscriptions, sent in the same round trip for the
-    transition the poll most likely records (relay/delivery/recorder.py `subs_read`)."""
-
-    provider: connections.TenantVendor
-    wait: float | None
-    subs_read: asyncio.Future[list[Any]]
-
-
 async def take_slots(ctx: Context, leases: list[Lease]) -> list[Lease]:
-    """The poll pump's step between a claim and its jobs: the send slots of every claimed run
-    that will call the vendor, in one script (lua/poll_slots.lua) with their lease checks and
-    counts, and one read of each tenant's subscriptions, all in one round trip; each lease
-    handed back with its `Ahead`. One script per claim instead of one per poll, and no poll
-    waits on a round trip of its own before its GET (bench/polling.py: a sixth of the worker's
-    CPU; the issue 27 note has the figures). A run the claim found stopped, gone or past its
-    window is handed back as it was: its job ends it as before."""
+    """The poll pump's step between a claim and its jobs (workers/ahead.py): the send slots of
+    every claimed run that will call the vendor, each counted on its run's `polls`. A run the
+    claim found stopped, gone or past its window is handed back as it was: its job ends it."""
     now = time.time()
-    polls = [
-        (lease, lease.run)
-        for lease in leases
-        if lease.run
-        and lease.run.get("state") == TRACKING
-        and not _window_over(ctx, lease.run, now)
-    ]
-    if not polls:
-        return leases
-    taken = dict(zip((lease.member for lease, _ in polls), await _take(ctx, polls), strict=True))
-    return [
-        replace(lease, ahead=taken[lease.member]) if lease.member in taken else lease
-        for lease in leases
-    ]
-
-
-async def _take(ctx: Context, polls: list[tuple[Lease, dict[str, str]]]) -> list[Ahead]:
-    pairs = {(run["tenant"], run["provider"]) for _, run in polls}
-    providers = {pair: held for pair in pairs if (held := ctx.vendors.get(*pair)) is not None}
-    missing = [pair for pair in pairs if pair not in providers]
-    if missing:  # read together, each pair once (connections.py `provider_for`)
-        found = await asyncio.gather(
-            *(connections.provider_for(ctx, t, name, ctx.vendors) for t, name in missing)
-        )
-        providers.update(zip(missing, found, strict=True))
-    subs_reads = {t: subscriptions.read_ids(ctx.pipe, t) for t, _ in pairs}
-    sends = []
-    for lease, run in polls:
-        provider = providers[(run["tenant"], run["provider"])]
-        usage_key, usage_ttl = provider.usage
-        line = keys.budget(provider.credential)
-        sends.append(Held(lease, line, run["tenant"], keys.run(run["id"]), usage_key, usage_ttl))
-    waits = await budget.acquire_held(ctx.pipe, sends, ctx.settings.vendor_rate, field="polls")
-    return [
-        Ahead(providers[(run["tenant"], run["provider"])], wait, subs_reads[run["tenant"]])
-        for (_, run), wait in zip(polls, waits, strict=True)
-    ]
+    return await ahead.prepare(
+        ctx,
+        leases,
+        lambda run: run.get("state") == TRACKING and not _window_over(ctx, run, now),
+        field="polls",
+    )
 
 
 def _window_over(ctx: Context, run: dict[str, str], now: float) -> bool:
@@ -144,13 +94,13 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
         _count(run["provider"], "window_expired")
         await _give_up(ctx, run, lease, "tracking_window", "the tracking window ran out")
         return
-    ahead = lease.ahead if isinstance(lease.ahead, Ahead) else None
-    if ahead is None:  # not prepared with its claim (`take_slots`): its slot taken alone
-        (ahead,) = await _take(ctx, [(lease, run)])
-    provider = ahead.provider
-    if ahead.wait is None:  # the run was stopped or taken over meanwhile: nothing to write
+    way = ahead.of(lease)
+    if way is None:  # not prepared with its claim (`take_slots`): its slot taken alone
+        (way,) = await ahead.take(ctx, [(lease, run)], "polls")
+    provider = way.provider
+    if way.wait is None:  # the run was stopped or taken over meanwhile: nothing to write
         return
-    wait = await budget.answer(provider.credential, ahead.wait)
+    wait = await budget.answer(provider.credential, way.wait)
     if wait:
         _count(provider.name, "budget_deferred")
         await _again(ctx, lease, wait)
@@ -248,7 +198,7 @@ async def _poll(ctx: Context, run: dict[str, str], lease: Lease) -> None:
             auto=ctx.pipe,
             # the phase that ended, learned in the same script (for 'ok' and 'dup' only)
             learn=None if learned is None else (run["status"], learned),
-            subs_read=ahead.subs_read,
+            subs_read=way.subs_read,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)

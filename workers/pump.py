@@ -78,7 +78,7 @@ class Pump:
         #: members falling due meanwhile are claimed (and their jobs run) together.
         self._gather = gather
         #: Between a claim and its jobs: work for all the claimed members at once (the poll
-        #: pump's send slots, workers/poll.py `take_slots`), each lease handed back with it. A
+        #: and start pumps' send slots, workers/ahead.py), each lease handed back with it. A
         #: prepare that fails leaves the leases as claimed: each job does its own part.
         self._prepare = prepare
         self._tasks: set[asyncio.Task[None]] = set()

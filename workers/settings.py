@@ -31,7 +31,7 @@ from workers.context import Context, build_context
 from workers.deliver import deliver_lane
 from workers.poll import poll_run, take_slots
 from workers.pump import Pump
-from workers.start import start_run
+from workers.start import start_run, take_start_slots
 from workers.sweeper import sweep_forever
 from workers.watch import watch_agent, watch_set_aside
 
@@ -75,6 +75,7 @@ def build_pumps(c: Context) -> list[Pump]:
             idle=0.05,
             runs=True,  # the run hash read in the claim (workers/start.py)
             pipe=c.pipe,  # claims go out with the starts' own commands
+            prepare=lambda leases: take_start_slots(c, leases),  # the claim's slots in one script
             **common,  # type: ignore[arg-type]
         ),
         Pump(

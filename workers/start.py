@@ -16,9 +16,10 @@ from relay.store.client import dumps, loads
 from relay.store.leases import Lease, bump, release, unheld
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, upstream_key
 from relay.vendors import auth as vendor_auth
-from relay.vendors import budget, connections
+from relay.vendors import budget
 from relay.vendors.base import RateLimited, Rejected, Transient, Unauthorized, VendorError
 from relay.vendors.polling import backoff, next_poll
+from workers import ahead
 from workers.context import Context
 
 log = structlog.get_logger("relay.start")
@@ -43,6 +44,16 @@ async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> No
     await _start(ctx, run, lease)
 
 
+async def take_start_slots(ctx: Context, leases: list[Lease]) -> list[Lease]:
+    """The start pump's step between a claim and its jobs (workers/ahead.py): the send slot of
+    every claimed run still to start, with the tenant's connection read as it is now (a start
+    charges the account). A run the claim found gone or no longer starting is handed back as
+    it was: its job releases it."""
+    return await ahead.prepare(
+        ctx, leases, lambda run: run.get("state") == STARTING, field="", cached=False
+    )
+
+
 def _outcome(outcome: str) -> None:
     if tracing.ENABLED:
         tracing.note({"relay.start.outcome": outcome})
@@ -52,8 +63,13 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     r, s = ctx.redis, ctx.settings
     run_id = run["id"]
     bound = log.bind(run_id=run_id, tenant=run["tenant"], provider=run["provider"])
-    provider = await connections.provider_for(ctx, run["tenant"], run["provider"])
-    wait = await budget.acquire(ctx.pipe, provider.credential, s.vendor_rate, run_id, run["tenant"])
+    way = ahead.of(lease)
+    if way is None:  # not prepared with its claim (`take_start_slots`): its slot taken alone
+        (way,) = await ahead.take(ctx, [(lease, run)], "", cached=False)
+    provider = way.provider
+    if way.wait is None:  # the lease was lost or the run deleted meanwhile: nothing to write
+        return
+    wait = await budget.answer(provider.credential, way.wait)
     if wait:
         _outcome("budget_deferred")
         await release(ctx.pipe, lease, wait)
@@ -61,7 +77,7 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
     payload = loads(run.get("input"), {})
     key = payload.get("idempotencyKey") or vendor_idempotency_key(run_id)
     try:
-        started = await provider.start(ctx.vendor_http, payload, key)
+        started = await provider.start(ctx.vendor_http, payload, key, counted=True)
     except RateLimited as exc:
         _outcome("rate_limited")
         await release(ctx.pipe, lease, exc.retry_after)
@@ -136,6 +152,7 @@ async def _start(ctx: Context, run: dict[str, str], lease: Lease) -> None:
                 run["tenant"], run["provider"], run.get("agent_id") or "", started.upstream_run_id
             ),
             auto=ctx.pipe,
+            subs_read=way.subs_read,
         )
     except RunGone:
         await release(ctx.pipe, lease, None)

@@ -28,12 +28,12 @@ class Scripts:
     fail: AsyncScript
     finish_head: AsyncScript
     finish_listing: AsyncScript
+    held_slots: AsyncScript
     keep_notice: AsyncScript
     lane_head: AsyncScript
     learn_phase: AsyncScript
     note_unauthorized: AsyncScript
     park_lane: AsyncScript
-    poll_slots: AsyncScript
     purge_sub: AsyncScript
     put_back: AsyncScript
     record_event: AsyncScript

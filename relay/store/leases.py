@@ -27,8 +27,8 @@ class Lease:
     claimed_at: float = 0.0
     fails: int = 0
     run: dict[str, str] | None = field(default=None, compare=False, hash=False, repr=False)
-    #: What the pump prepared for the job between the claim and its start (a poll: its send
-    #: slot, workers/poll.py `take_slots`); None when nothing was.
+    #: What the pump prepared for the job between the claim and its start (a poll or a start:
+    #: its send slot, workers/ahead.py); None when nothing was.
     ahead: Any = field(default=None, compare=False, hash=False, repr=False)
 
     @property

@@ -76,7 +76,7 @@ async def reserve_held(
     field: str,
 ) -> list[float | None]:
     """`reserve` for each send of `sends`, in order, in one script with the lease checks and
-    the counts of a send (lua/poll_slots.lua), one round trip for all: each answer None when
+    the counts of a send (lua/held_slots.lua), one round trip for all: each answer None when
     its lease was lost or its record is gone (nothing taken; the member released if its record
     is gone); else the slot's answer as `reserve` gives it, and when the slot is taken (>= 0)
     `field` of its record and the usage hash's `vendor_requests` counted one more. All the
@@ -102,5 +102,5 @@ async def reserve_held(
             reservations(line, ""),
             send.usage_ttl,
         ]
-    found = await run_script(pipe, bind(pipe.redis).poll_slots, script_keys, args)
+    found = await run_script(pipe, bind(pipe.redis).held_slots, script_keys, args)
     return [float(answer) if answer else None for answer in found]

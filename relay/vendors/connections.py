@@ -88,7 +88,7 @@ class TenantVendor:
     @property
     def usage(self) -> tuple[str, int]:
         """The tenant's usage counters of today and their ttl, for a script that counts a request
-        in the same step as its own writes (relay/store/lua/poll_slots.lua)."""
+        in the same step as its own writes (relay/store/lua/held_slots.lua)."""
         return usage.key(self.tenant), usage.ttl(self._days)
 
     async def _count(self, **counts: int) -> None:
@@ -97,7 +97,7 @@ class TenantVendor:
     async def _counted(self, call: Awaitable[T], counted: bool = False) -> T:
         """`call` (one vendor request) with the request counted beside it: the count's round
         trip overlaps the vendor's answer instead of adding to it. `counted`: the caller's own
-        script counted it already (a poll, with its slot)."""
+        script counted it already (a poll or a start, with its slot: workers/ahead.py)."""
         counting = None if counted else asyncio.ensure_future(self._count(vendor_requests=1))
         try:
             result = await call
@@ -116,13 +116,19 @@ class TenantVendor:
         return result
 
     async def start(
-        self, client: httpx.AsyncClient, payload: dict[str, Any], idempotency_key: str
+        self,
+        client: httpx.AsyncClient,
+        payload: dict[str, Any],
+        idempotency_key: str,
+        counted: bool = False,
     ) -> Started:
         if self._scope_idempotency:
             given = payload.get("idempotencyKey")
             if given:
                 payload = {**payload, "idempotencyKey": scoped_idempotency_key(self.tenant, given)}
-        started = await self._counted(self.provider.start(client, payload, idempotency_key))
+        started = await self._counted(
+            self.provider.start(client, payload, idempotency_key), counted
+        )
         if not started.idempotent:
             credits = started.snapshot.get("credits_charged")
             await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,7 @@ from relay.ids import new_id
 from relay.store import keys
 from relay.store.crashpoint import Counter, CrashPoint, connection_class
 from relay.store.leases import claim
-from relay.store.runs import TRACKING, create_run, upstream_key
+from relay.store.runs import STARTING, TRACKING, create_run, upstream_key
 from relay.store.subscriptions import new_sub_fields
 from tests.support.receiver import Receiver
 from tests.support.stack import AUTOPOSTING_KEY, CITEDY_KEY
@@ -215,6 +216,55 @@ async def track(
         upstream_key=upstream_key(TENANT, provider, agent_id, upstream),
     )
     assert created.outcome == "created"
+    return run_id
+
+
+async def starting(r: aioredis.Redis, payload: dict[str, Any], callback: str | None = None) -> str:
+    """A run the relay is to start (as `POST /v1/runs` with `input` makes it), due now; with
+    `callback`, its callback subscription made with it."""
+    run_id = new_id("run")
+    now = time.time()
+    record = {
+        "id": run_id,
+        "tenant": TENANT,
+        "provider": "citedy",
+        "agent_id": "",
+        "upstream_run_id": "",
+        "state": STARTING,
+        "status": "",
+        "sequence": "0",
+        "source": "start",
+        "metadata": "{}",
+        "created_at": repr(now),
+        "updated_at": repr(now),
+        "poll_interval": "0",
+        "input": json.dumps(payload),
+    }
+    sub = None
+    if callback:
+        record["callback_url"] = callback
+        record["callback_sub"] = new_id("sub")
+        sub = new_sub_fields(
+            sub_id=record["callback_sub"],
+            tenant=TENANT,
+            url=callback,
+            filter_={},
+            description="callback",
+            sealed_secret=None,
+            now=now,
+            run_id=run_id,
+        )
+        await r.set(keys.tenant_callback_secret(TENANT), "whsec_" + "B" * 32, nx=True)
+    await create_run(
+        r,
+        run=record,
+        due_key=keys.DUE_START,
+        due_at=now,
+        idempotency_key=None,
+        request_hash="",
+        upstream_key=None,
+        callback_sub=sub,
+    )
     return run_id
 
 

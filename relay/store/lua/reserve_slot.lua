@@ -19,7 +19,7 @@
   reservations (zset holder -> slot), the counts (zset tenant -> reservations held).
   ARGV: interval (s), max_wait (s), holder, tenant, the prefix of every tenant's reservations
   key (the prefix followed by a tenant name is its key).
-  The logic is includes/slot.lua's (shared with lua/poll_slots.lua).
+  The logic is includes/slot.lua's (shared with lua/held_slots.lua).
   Returns seconds: >= 0 the slot is taken (sleep that long, then send), < 0 come back after
   -value. Ends: the free-slot key expires a second after its slot; a reservation leaves when its
   holder takes it or lapses (trimmed here), and both zsets expire a minute after the last slot

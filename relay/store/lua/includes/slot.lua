@@ -1,7 +1,7 @@
 --[[
   One send slot taken or reserved on a line of slots (GCRA): the whole of what
   lua/reserve_slot.lua does and says (why reservations, why per tenant, where each key ends),
-  shared with lua/poll_slots.lua, which takes polls' slots in the same script as their lease
+  shared with lua/held_slots.lua, which takes a claim's slots in the same script as their lease
   checks and their counts.
   slot_reserve(line, held_key, counts_key, interval, max_wait, holder, tenant, prefix): line the
   next free slot, held_key the caller's tenant's reservations (zset holder -> slot), counts_key

@@ -1,5 +1,5 @@
-"""The poll pump's step between a claim and its jobs (workers/poll.py `take_slots`): every claimed
-poll's send slot, lease check and counts in one script (lua/poll_slots.lua), each poll's answer
+"""The poll and start pumps' step between a claim and its jobs (workers/ahead.py): every claimed
+job's send slot, lease check and counts in one script (lua/held_slots.lua), each job's answer
 what its own call would have been, against the real Valkey (a database of its own)."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from relay.store.client import bind
 from relay.store.leases import Lease, claim_or_next
 from relay.tenancy import usage
 from tests.support import crash
+from workers.ahead import Ahead
 from workers.context import Context, build_context
-from workers.poll import Ahead, take_slots
+from workers.poll import take_slots
+from workers.start import take_start_slots
 
 DB = 13
 
@@ -51,7 +53,7 @@ async def test_a_claims_polls_take_their_slots_in_one_script_in_order(ctx: Conte
     """Three polls of one credential at 10 requests a second: slots 0.1 s apart, in the claim's
     order, each poll counted on its run and in the tenant's usage, in one script call."""
     leases = await _claimed(ctx, 3)
-    await ctx.redis.script_load(bind(ctx.redis).poll_slots.script)  # (no NOSCRIPT retry counted)
+    await ctx.redis.script_load(bind(ctx.redis).held_slots.script)  # (no NOSCRIPT retry counted)
     before = await _evalsha_calls(ctx.redis)
     prepared = await take_slots(ctx, leases)
     assert await _evalsha_calls(ctx.redis) - before == 1
@@ -125,7 +127,7 @@ INTERVAL, MAX_WAIT = 0.5, 1.0  # three slots within max_wait, the rest reserved
 
 
 async def _slots(r: aioredis.Redis, polls: list[tuple[str, str]]) -> list[float]:
-    """One poll_slots call for `polls` ((holder, tenant) each, no lease, a run each, usage
+    """One held_slots call for `polls` ((holder, tenant) each, no lease, a run each, usage
     counted): the answers."""
     script_keys: list[str] = ["", ""]
     args: list[str | float] = ["polls", INTERVAL, MAX_WAIT]
@@ -139,7 +141,7 @@ async def _slots(r: aioredis.Redis, polls: list[tuple[str, str]]) -> list[float]
             f"slots-eq:usage:{tenant}",
         ]
         args += [holder, "", tenant, slots.reservations(LINE, ""), 600]
-    return [float(a) for a in await bind(r).poll_slots(keys=script_keys, args=args)]
+    return [float(a) for a in await bind(r).held_slots(keys=script_keys, args=args)]
 
 
 async def _state(r: aioredis.Redis) -> tuple[object, ...]:
@@ -187,3 +189,27 @@ async def test_a_batch_gives_each_poll_what_its_own_call_would_have(ctx: Context
     held = after_batched[0]
     assert isinstance(held, dict) and len(held["small"]) == 3 and len(held["big"]) == 12
     assert await ctx.redis.ttl(LINE) > 0
+
+
+async def test_a_claims_starts_take_their_slots_in_one_script_with_the_connection_read_now(
+    ctx: Context,
+) -> None:
+    """The start pump's step: each run still starting gets its slot, its request counted in the
+    tenant's usage but on no field of the run, in one script; the tenant's connection is read
+    for the claim, not taken from (or left in) the worker's short-lived copy, because a start
+    charges the account it is sent with. A run no longer starting is handed back as claimed."""
+    ids = [await crash.starting(ctx.redis, {"domain": "held.example"}) for _ in range(3)]
+    await ctx.redis.hset(keys.run(ids[2]), "state", "stopped")
+    leases, _, _ = await claim_or_next(ctx.redis, keys.DUE_START, 30.0, 100, True)
+    assert sorted(lease.member for lease in leases) == sorted(ids)
+    await ctx.redis.script_load(bind(ctx.redis).held_slots.script)
+    before = await _evalsha_calls(ctx.redis)
+    prepared = {lease.member: lease for lease in await take_start_slots(ctx, leases)}
+    assert await _evalsha_calls(ctx.redis) - before == 1
+    for run_id in ids[:2]:
+        way = prepared[run_id].ahead
+        assert isinstance(way, Ahead) and way.wait is not None and way.wait >= 0
+        assert await ctx.redis.hget(keys.run(run_id), "polls") is None
+    assert prepared[ids[2]].ahead is None
+    assert await ctx.redis.hget(usage.key(crash.TENANT), "vendor_requests") == "2"
+    assert ctx.vendors.get(crash.TENANT, "citedy") is None
