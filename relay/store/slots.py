@@ -79,8 +79,8 @@ async def reserve_held(
     the counts of a send (lua/held_slots.lua), one round trip for all: each answer None when
     its lease was lost or its record is gone (nothing taken; the member released if its record
     is gone); else the slot's answer as `reserve` gives it, and when the slot is taken (>= 0)
-    `field` of its record and the usage hash's `vendor_requests` counted one more. All the
-    sends hold leases of one due set."""
+    `field` of its record (none when '') and the usage hash's `vendor_requests` counted one
+    more. All the sends hold leases of one due set."""
     if not sends:
         return []
     first = sends[0].lease
