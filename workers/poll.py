@@ -14,7 +14,7 @@ from relay.delivery.recorder import RunGone, record
 from relay.metrics import POLLS, TRANSITIONS, child
 from relay.store import keys, snapshots
 from relay.store.client import dumps
-from relay.store.leases import Lease, bump, release, unheld
+from relay.store.leases import Lease, bump, leased_run, release, unheld
 from relay.store.runs import COMPLETED, TRACKING, TRACKING_FAILED
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget, connections
@@ -62,12 +62,7 @@ def _window_over(ctx: Context, run: dict[str, str], now: float) -> bool:
 
 async def poll_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     lease = lease or unheld(keys.DUE_POLL, run_id)
-    found = lease.run
-    if found is None:
-        # Not read by the claim (a job run by hand): through the auto-pipeline, so the reads of
-        # the runs polled together go out together.
-        (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
-    run: dict[str, str] | None = found or None
+    run = await leased_run(ctx.pipe, lease)
     if run is None or run.get("state") != TRACKING:
         await release(ctx.pipe, lease, None)
         return

@@ -13,7 +13,7 @@ from relay.delivery.recorder import RunGone, record
 from relay.ids import vendor_idempotency_key
 from relay.store import keys, snapshots
 from relay.store.client import dumps, loads
-from relay.store.leases import Lease, bump, release, unheld
+from relay.store.leases import Lease, bump, leased_run, release, unheld
 from relay.store.runs import COMPLETED, START_FAILED, STARTING, TRACKING, upstream_key
 from relay.vendors import auth as vendor_auth
 from relay.vendors import budget
@@ -27,12 +27,7 @@ log = structlog.get_logger("relay.start")
 
 async def start_run(ctx: Context, run_id: str, lease: Lease | None = None) -> None:
     lease = lease or unheld(keys.DUE_START, run_id)
-    found = lease.run
-    if found is None:
-        # Not read by the claim (a job run by hand): through the auto-pipeline, so the reads of
-        # the runs started together go out together.
-        (found,) = await ctx.pipe.execute(("HGETALL", keys.run(run_id)))
-    run: dict[str, str] | None = found or None
+    run = await leased_run(ctx.pipe, lease)
     if run is None or run.get("state") != STARTING:
         await release(ctx.pipe, lease, None)
         return

@@ -129,6 +129,16 @@ async def bump(pipe: AutoPipeline, lease: Lease, record_key: str, field: str) ->
     return None if found is None else int(found)
 
 
+async def leased_run(pipe: AutoPipeline, lease: Lease) -> dict[str, str] | None:
+    """The run a lease of the start or poll pump holds (its member is the run id): as its claim
+    read it (`claim_or_next` with `runs`), or, for a job run by hand, read now through the
+    auto-pipeline, so the reads of the runs worked together go out together. None: gone."""
+    found = lease.run
+    if found is None:
+        (found,) = await pipe.execute(("HGETALL", keys.run(lease.member)))
+    return found or None
+
+
 def record_key(member: str) -> str:
     """The record that carries a due-set member's `job_error` when it is set aside: its run (a
     run id, or `sub|run` for a delivery lane) or its watch; '' for none."""

@@ -48,7 +48,7 @@ async def acquire(
 async def acquire_held(
     pipe: AutoPipeline, sends: Sequence[slots.Held], rate: float, *, field: str
 ) -> list[float | None]:
-    """The send slots of lease holders (polls), each on its credential's line (`slots.Held`
+    """The send slots of lease holders (polls, starts), each on its credential's line (`slots.Held`
     names it: `keys.budget`), with their lease checks and the counts of the requests they are
     about to send (`field` on each record, `vendor_requests` in the tenant's usage), in one
     script for all (relay/store/slots.py `reserve_held`). Each answer as the script gives it:

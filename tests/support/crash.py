@@ -186,26 +186,33 @@ async def add_subscription(r: aioredis.Redis, url: str, tenant: str = TENANT) ->
     return sub_id
 
 
-async def track(
-    r: aioredis.Redis, upstream: str, provider: str = "citedy", agent_id: str = ""
-) -> str:
-    run_id = new_id("run")
-    now = time.time()
-    record = {
-        "id": run_id,
+def _record(
+    now: float, provider: str, agent_id: str, upstream: str, state: str, source: str
+) -> dict[str, str]:
+    """A new run's hash as the ingress writes it (relay/ops/runs.py `start`), with a new id."""
+    return {
+        "id": new_id("run"),
         "tenant": TENANT,
         "provider": provider,
         "agent_id": agent_id,
         "upstream_run_id": upstream,
-        "state": TRACKING,
+        "state": state,
         "status": "",
         "sequence": "0",
-        "source": "track",
+        "source": source,
         "metadata": "{}",
         "created_at": repr(now),
         "updated_at": repr(now),
         "poll_interval": "0",
     }
+
+
+async def track(
+    r: aioredis.Redis, upstream: str, provider: str = "citedy", agent_id: str = ""
+) -> str:
+    now = time.time()
+    record = _record(now, provider, agent_id, upstream, TRACKING, "track")
+    run_id = record["id"]
     created = await create_run(
         r,
         run=record,
@@ -222,24 +229,10 @@ async def track(
 async def starting(r: aioredis.Redis, payload: dict[str, Any], callback: str | None = None) -> str:
     """A run the relay is to start (as `POST /v1/runs` with `input` makes it), due now; with
     `callback`, its callback subscription made with it."""
-    run_id = new_id("run")
     now = time.time()
-    record = {
-        "id": run_id,
-        "tenant": TENANT,
-        "provider": "citedy",
-        "agent_id": "",
-        "upstream_run_id": "",
-        "state": STARTING,
-        "status": "",
-        "sequence": "0",
-        "source": "start",
-        "metadata": "{}",
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "poll_interval": "0",
-        "input": json.dumps(payload),
-    }
+    record = _record(now, "citedy", "", "", STARTING, "start")
+    record["input"] = json.dumps(payload)
+    run_id = record["id"]
     sub = None
     if callback:
         record["callback_url"] = callback
