@@ -131,7 +131,13 @@ class TenantVendor:
         )
         if not started.idempotent:
             credits = started.snapshot.get("credits_charged")
-            await self._count(runs_started=1, credits=credits if isinstance(credits, int) else 0)
+            counts = {"runs_started": 1, "credits": credits if isinstance(credits, int) else 0}
+            # Queued, not awaited: it goes out with the caller's next round trip (the start's
+            # record), not in one of its own after the vendor's answer (bench/polling.py
+            # --start). It is sent whatever the caller does next. A failure of that exchange
+            # fails the commands beside it (the record), and the start repeated then is an
+            # idempotent replay, which counts nothing: as when this count was awaited.
+            self._pipe.submit(*usage.commands(self.tenant, counts, self._days))
         return started
 
     async def fetch(
