@@ -26,6 +26,10 @@ starts are counted apart (start/run) and in the CPU per vendor request.
 Missed statuses: a status whose phase lasted longer than the minimum interval after the run was
 tracked (so a poller could see it) but that no event recorded. Worker CPU per vendor request is
 the workers' CPU seconds over the vendor GETs made meanwhile; Valkey's the same, from its INFO cpu.
+
+After each phase, the workers stopped, a bare aiohttp loop GETs the same simulator's runs at the
+same budget for `--bare-seconds` (the network exchange a poll costs at the least), and its CPU per
+GET is printed beside the workers', with issue 27's targets and whether the row meets each.
 """
 
 from __future__ import annotations
@@ -115,6 +119,43 @@ async def valkey_cpu(r: Any) -> float:
 async def sim_stats(s: aiohttp.ClientSession, sim_url: str) -> Any:
     async with s.get(f"{sim_url}/_sim/stats") as resp:
         return await resp.json()
+
+
+async def bare_gets(
+    sim_url: str, upstream_ids: list[str], seconds: float, rate: float, concurrency: int = 64
+) -> tuple[float, float]:
+    """The bare network exchange a poll is measured against: a plain aiohttp loop GETting the
+    simulator's runs (the relay's own, ended) at `rate` a second, the budget the relay's worker
+    was paced to, for `seconds`, in this process with nothing else running. Returns (GETs
+    answered 200 per second, the loop's own CPU ms per GET)."""
+    total = max(1, int(rate * seconds))
+    headers = {"authorization": f"Bearer {CITEDY_KEY}"}
+    urls = [f"{sim_url}/api/agent/citedy-warm-lead/{u}" for u in upstream_ids]
+    ok = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as s:
+
+        async def loop(first: int) -> None:
+            nonlocal ok
+            for i in range(first, total, concurrency):
+                await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+                async with s.get(urls[i % len(urls)], headers=headers) as resp:
+                    await resp.read()
+                    ok += resp.status == 200
+
+        started, cpu = time.monotonic(), time.process_time()
+        await asyncio.gather(*(loop(i) for i in range(concurrency)))
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    return ok / elapsed, cpu * 1000 / max(ok, 1)
+
+
+async def upstream_ids(r: Any, count: int) -> list[str]:
+    """Up to `count` vendor run ids of the bench tenant's runs, for the bare loop to GET."""
+    ids = [rid async for rid, _ in r.zscan_iter(keys.tenant_runs("bench"), count=1000)][:count]
+    pipe = r.pipeline(transaction=False)
+    for rid in ids:
+        pipe.hget(keys.run(rid), "upstream_run_id")
+    return [u for u in await pipe.execute() if u]
 
 
 STAGES = ("queued", "signals_running", "contacts_running", "drafting_running", "completed")
@@ -246,6 +287,12 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         lags, terminal, missed = await collect_lags(r, lengths, args.min_interval, main_since)
         learned = await r.hgetall(keys.phases("citedy"))
         info = await r.info("memory")
+        # Side by side in the same run: the same GETs from a bare client, the relay's workers
+        # stopped, the simulator and Valkey still up.
+        b.stop_workers()
+        bare_rate, bare_cpu = await bare_gets(
+            b.sim_url, await upstream_ids(r, 1000), args.bare_seconds, args.rate
+        )
         await r.aclose()
     gets = list(stats["gets_per_run"].values())
     requests = sum(gets) - sum(base["gets_per_run"].values())
@@ -274,6 +321,8 @@ async def run_phase(args: argparse.Namespace, workers: int, max_interval: float)
         "status_429": stats["status_429"] - base["status_429"],
         "redis_mb": int(info["used_memory"]) / 2**20,
         "learned": {k: round(float(v), 2) for k, v in sorted(learned.items())},
+        "bare_rate": bare_rate,
+        "bare_cpu": bare_cpu,
     }
 
 
@@ -347,6 +396,36 @@ async def main_async(args: argparse.Namespace) -> None:
             ],
         )
     )
+    for x in rows:
+        print(targets(args, x))
+
+
+#: Issue 27's polling targets.
+CPU_MS_PER_REQUEST = 0.3
+REQUESTS_PER_RUN = 4.5
+#: The requests-per-run target holds when every phase lasts this long or more.
+REQUESTS_PER_RUN_PHASES = 5.0
+
+
+def targets(args: argparse.Namespace, x: dict[str, Any]) -> str:
+    """One row's figures against the targets, beside the bare GET loop measured in its run."""
+    low = args.min_interval
+    cpu, gets = x["cpu_ms_per_req"], x["req_per_run"]
+    checks = [
+        (f"CPU {cpu:.3f} <= {CPU_MS_PER_REQUEST} ms/request", cpu <= CPU_MS_PER_REQUEST),
+        (f"lag p50 {x['p50']:.2f} <= {low:g} s", x["p50"] <= low),
+        (f"lag p99 {x['p99']:.2f} <= {3 * low:g} s", x["p99"] <= 3 * low),
+        (f"missed {x['missed']} = 0", x["missed"] == 0),
+    ]
+    if min(phase_lengths(args).values()) >= REQUESTS_PER_RUN_PHASES:
+        checks.append((f"{gets:.2f} <= {REQUESTS_PER_RUN} GETs/run", gets <= REQUESTS_PER_RUN))
+    shown = "; ".join(f"{text} {'met' if ok else 'NOT met'}" for text, ok in checks)
+    return (
+        f"workers={x['workers']}: a bare aiohttp GET loop at {args.rate:g}/s against the same "
+        f"simulator used {x['bare_cpu']:.3f} ms CPU per GET ({x['bare_rate']:,.0f} GETs/s); "
+        f"the workers {cpu:.3f} ms per vendor request ({cpu / x['bare_cpu']:.1f}x bare)\n"
+        f"  targets: {shown}"
+    )
 
 
 def main() -> None:
@@ -370,6 +449,9 @@ def main() -> None:
     parser.add_argument("--fixed", action="store_true", help="also measure fixed-interval")
     parser.add_argument(
         "--start", action="store_true", help="the relay starts the runs instead of tracking them"
+    )
+    parser.add_argument(
+        "--bare-seconds", type=float, default=3.0, help="the bare GET loop's length, per phase"
     )
     asyncio.run(main_async(parser.parse_args()))
 
