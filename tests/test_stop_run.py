@@ -18,6 +18,7 @@ from relay.ops.deps import Deps
 from relay.store import keys
 from relay.store.runs import TRACKING, create_run
 from relay.vendors.registry import build_providers
+from tests.support.crash import run_record
 from tests.support.stack import unique
 
 DB = 9  # shared with test_autopipe and test_slots; every key here is unique
@@ -32,23 +33,9 @@ async def deps(valkey: ValkeyServer) -> AsyncIterator[Deps]:
 
 
 async def _run(deps: Deps, tenant: str) -> str:
-    run_id = unique("run_")
     now = time.time()
-    record = {
-        "id": run_id,
-        "tenant": tenant,
-        "provider": "citedy",
-        "agent_id": "",
-        "upstream_run_id": unique("up"),
-        "state": TRACKING,
-        "status": "",
-        "sequence": "0",
-        "source": "track",
-        "metadata": "{}",
-        "created_at": repr(now),
-        "updated_at": repr(now),
-        "poll_interval": "0",
-    }
+    record = run_record(now, "citedy", "", unique("up"), TRACKING, "track", tenant)
+    run_id = record["id"]
     created = await create_run(
         deps.redis,
         run=record,

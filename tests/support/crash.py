@@ -186,13 +186,19 @@ async def add_subscription(r: aioredis.Redis, url: str, tenant: str = TENANT) ->
     return sub_id
 
 
-def _record(
-    now: float, provider: str, agent_id: str, upstream: str, state: str, source: str
+def run_record(
+    now: float,
+    provider: str,
+    agent_id: str,
+    upstream: str,
+    state: str,
+    source: str,
+    tenant: str = TENANT,
 ) -> dict[str, str]:
     """A new run's hash as the ingress writes it (relay/ops/runs.py `start`), with a new id."""
     return {
         "id": new_id("run"),
-        "tenant": TENANT,
+        "tenant": tenant,
         "provider": provider,
         "agent_id": agent_id,
         "upstream_run_id": upstream,
@@ -211,7 +217,7 @@ async def track(
     r: aioredis.Redis, upstream: str, provider: str = "citedy", agent_id: str = ""
 ) -> str:
     now = time.time()
-    record = _record(now, provider, agent_id, upstream, TRACKING, "track")
+    record = run_record(now, provider, agent_id, upstream, TRACKING, "track")
     run_id = record["id"]
     created = await create_run(
         r,
@@ -230,7 +236,7 @@ async def starting(r: aioredis.Redis, payload: dict[str, Any], callback: str | N
     """A run the relay is to start (as `POST /v1/runs` with `input` makes it), due now; with
     `callback`, its callback subscription made with it."""
     now = time.time()
-    record = _record(now, "citedy", "", "", STARTING, "start")
+    record = run_record(now, "citedy", "", "", STARTING, "start")
     record["input"] = json.dumps(payload)
     run_id = record["id"]
     sub = None
